@@ -1,0 +1,175 @@
+//! `keyportal key check [--json] [--lines] FILE...`: the validator on files, one verdict per
+//! input (or per line with `--lines`), in order.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::keys::{self, KeyRejection, Policy, ValidatedKey};
+
+#[derive(clap::Args, Debug)]
+pub struct KeyCheckArgs {
+    /// Print one JSON object per verdict (JSON Lines).
+    #[arg(long)]
+    json: bool,
+    /// Judge each line of each file as one key, as in an authorized_keys file (options allowed).
+    #[arg(long)]
+    lines: bool,
+    /// A JSON policy file (fields of the policy; missing ones take the defaults).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Files to check; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Verdict<'a> {
+    file: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    valid: bool,
+    #[serde(flatten)]
+    outcome: Outcome<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Outcome<'a> {
+    Valid {
+        algorithm: &'a str,
+        bits: u32,
+        sha256: &'a str,
+        md5: &'a str,
+        canonical: &'a str,
+        comment: &'a str,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        options: String,
+    },
+    Rejected {
+        code: &'a str,
+        message: &'a str,
+    },
+}
+
+fn outcome(result: &Result<ValidatedKey, KeyRejection>) -> Outcome<'_> {
+    match result {
+        Ok(k) => Outcome::Valid {
+            algorithm: k.algorithm.as_str(),
+            bits: k.bits,
+            sha256: &k.fingerprint_sha256,
+            md5: &k.fingerprint_md5,
+            canonical: &k.public_key,
+            comment: &k.comment,
+            options: k.options.to_string(),
+        },
+        Err(r) => Outcome::Rejected {
+            code: r.code.as_str(),
+            message: &r.message,
+        },
+    }
+}
+
+pub fn run(args: &KeyCheckArgs) -> ExitCode {
+    let policy = match &args.policy {
+        None => Policy::default(),
+        Some(path) => match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                let p: Policy = serde_json::from_slice(&b).map_err(|e| e.to_string())?;
+                p.check().map(|()| p)
+            }) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("keyportal: policy file {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut all_valid = true;
+    for file in &args.files {
+        let input = match read_input(file) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = out.flush();
+                eprintln!("keyportal: cannot read {file}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let written = if args.lines {
+            match keys::validate_authorized_keys(&input, &policy) {
+                Ok(verdicts) => verdicts.iter().try_for_each(|v| {
+                    all_valid &= v.result.is_ok();
+                    emit(&mut out, args.json, file, Some(v.line), &v.result)
+                }),
+                Err(whole_file) => {
+                    all_valid = false;
+                    emit(&mut out, args.json, file, None, &Err(whole_file))
+                }
+            }
+        } else {
+            let result = keys::validate(&input, &policy);
+            all_valid &= result.is_ok();
+            emit(&mut out, args.json, file, None, &result)
+        };
+        if let Err(e) = written {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                return ExitCode::from(if all_valid { 0 } else { 1 });
+            }
+            eprintln!("keyportal: cannot write output: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if let Err(e) = out.flush() {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("keyportal: cannot write output: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::from(if all_valid { 0 } else { 1 })
+}
+
+fn read_input(file: &str) -> io::Result<Vec<u8>> {
+    if file == "-" {
+        let mut buf = Vec::new();
+        io::stdin().read_to_end(&mut buf)?;
+        Ok(buf)
+    } else {
+        std::fs::read(file)
+    }
+}
+
+fn emit(
+    out: &mut impl Write,
+    json: bool,
+    file: &str,
+    line: Option<usize>,
+    result: &Result<ValidatedKey, KeyRejection>,
+) -> io::Result<()> {
+    if json {
+        let verdict = Verdict {
+            file,
+            line,
+            valid: result.is_ok(),
+            outcome: outcome(result),
+        };
+        serde_json::to_writer(&mut *out, &verdict).map_err(io::Error::other)?;
+        return out.write_all(b"\n");
+    }
+    let place = match line {
+        Some(n) => format!("{file}:{n}"),
+        None => file.to_owned(),
+    };
+    match result {
+        Ok(k) => writeln!(
+            out,
+            "{place}: valid {} {} {} {}",
+            k.algorithm, k.bits, k.fingerprint_sha256, k.comment
+        ),
+        Err(r) => writeln!(out, "{place}: rejected {}: {}", r.code, r.message),
+    }
+}

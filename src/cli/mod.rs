@@ -1,0 +1,83 @@
+//! The `keyportal` command line.
+
+mod key_check;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{DatabaseConfig, LogConfig, ServeConfig};
+
+#[derive(Parser, Debug)]
+#[command(name = "keyportal", version, about = "SSH key management portal")]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogConfig,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the portal (HTTP API and UI).
+    Serve(ServeConfig),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseConfig),
+    /// SSH key tools.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Validate public keys. Exit status: 0 all valid, 1 some rejected, 2 usage error.
+    Check(key_check::KeyCheckArgs),
+}
+
+/// Runs the command line; returns the process exit status.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        // Pure and synchronous: no runtime, no logger, nothing but the validator.
+        Command::Key(KeyCommand::Check(args)) => key_check::run(&args),
+        Command::Serve(cfg) => with_runtime(&cli.log, async move {
+            crate::http::serve(cfg).await.map_err(|e| e.to_string())
+        }),
+        Command::Migrate(cfg) => with_runtime(&cli.log, async move {
+            let db = crate::db::Database::open(&cfg)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!("migrations applied");
+            db.close().await;
+            Ok(())
+        }),
+    }
+}
+
+fn with_runtime(
+    log: &LogConfig,
+    work: impl std::future::Future<Output = Result<(), String>>,
+) -> ExitCode {
+    if let Err(e) = crate::telemetry::init(log) {
+        eprintln!("keyportal: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keyportal: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "keyportal stopped");
+            eprintln!("keyportal: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Configuration: one struct per command, parsed by clap from flags or environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the data lives. With no `DATABASE_URL`, keyportal runs its own PostgreSQL cluster
+/// under `data_dir`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL; when unset, a private cluster under the data directory is used.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory for keyportal's own data (the private PostgreSQL cluster lives in it).
+    #[arg(long, env = "KEYPORTAL_DATA_DIR", default_value = "./keyportal-data")]
+    pub data_dir: PathBuf,
+    /// Directory holding PostgreSQL's server programs (initdb, pg_ctl); found automatically when unset.
+    #[arg(long, env = "KEYPORTAL_PG_BIN")]
+    pub pg_bin: Option<PathBuf>,
+    /// Most database connections this process opens.
+    #[arg(long, env = "KEYPORTAL_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub max_connections: u32,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Address and port to listen on.
+    #[arg(long, env = "KEYPORTAL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Requests that take longer are answered 503 (seconds).
+    #[arg(long, env = "KEYPORTAL_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "KEYPORTAL_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Directory served under /static.
+    #[arg(long, env = "KEYPORTAL_STATIC_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/static"))]
+    pub static_dir: PathBuf,
+}
+
+impl ServeConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+/// Logging: `KEYPORTAL_LOG` is a tracing filter (`info`, `keyportal=debug,info`, ...).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogConfig {
+    #[arg(
+        long = "log",
+        env = "KEYPORTAL_LOG",
+        default_value = "info",
+        global = true
+    )]
+    pub filter: String,
+    /// `text` (human-readable) or `json` (one object per line).
+    #[arg(
+        long = "log-format",
+        env = "KEYPORTAL_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

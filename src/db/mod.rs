@@ -1,0 +1,127 @@
+//! Storage: the PostgreSQL pool, the embedded migrations, and where the database comes from
+//! (a configured `DATABASE_URL`, or keyportal's private cluster).
+
+pub mod private_cluster;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::ConnectOptions;
+
+pub use private_cluster::{ClusterError, PrivateCluster};
+
+use crate::config::DatabaseConfig;
+
+/// Every migration in `migrations/`, compiled into the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
+    BadUrl(#[source] sqlx::Error),
+    #[error("private PostgreSQL cluster: {0}")]
+    Cluster(#[from] ClusterError),
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("cannot apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// An open database: the pool, and the private cluster behind it if keyportal runs one.
+pub struct Database {
+    pub pool: PgPool,
+    pub cluster: Option<PrivateCluster>,
+}
+
+impl Database {
+    /// Opens the configured database, starting the private cluster if none is configured,
+    /// and applies pending migrations.
+    pub async fn open(cfg: &DatabaseConfig) -> Result<Database, DbError> {
+        let (options, cluster) = match &cfg.database_url {
+            Some(url) => {
+                let opts: PgConnectOptions = url.parse().map_err(DbError::BadUrl)?;
+                (opts.application_name("keyportal"), None)
+            }
+            None => {
+                let cluster =
+                    PrivateCluster::ensure(&cfg.data_dir, cfg.pg_bin.as_deref(), &[]).await?;
+                ensure_database(&cluster, "keyportal").await?;
+                (cluster.connect_options("keyportal"), Some(cluster))
+            }
+        };
+        let pool = pool_options(cfg.max_connections)
+            .connect_with(
+                options
+                    .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1)),
+            )
+            .await
+            .map_err(DbError::Connect)?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Database { pool, cluster })
+    }
+
+    /// Closes the pool, then stops the private cluster if this process started it.
+    pub async fn close(self) {
+        self.pool.close().await;
+        if let Some(cluster) = self.cluster {
+            if let Err(e) = cluster.stop_if_owner().await {
+                tracing::error!(error = %e, "could not stop the private PostgreSQL cluster");
+            }
+        }
+    }
+}
+
+/// Pool settings: short acquire timeout so a database outage answers 503 quickly instead of
+/// holding requests.
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(3))
+        .idle_timeout(Duration::from_secs(300))
+        .test_before_acquire(true)
+}
+
+async fn ensure_database(cluster: &PrivateCluster, name: &str) -> Result<(), DbError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect_with(&cluster.connect_options("postgres"))
+        .await
+        .map_err(DbError::Connect)?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(DbError::Connect)?;
+    if !exists {
+        // Identifiers cannot be bound; `name` is a fixed string of ours.
+        let created = sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await;
+        match created {
+            // 42P04: another process created it a moment ago.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
+            other => {
+                other.map_err(DbError::Connect)?;
+            }
+        }
+    }
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// Whether a database error means "the database is not there right now" (503), as opposed to
+/// a fault in the query (a bug).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now.
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}

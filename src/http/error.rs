@@ -1,0 +1,118 @@
+//! The HTTP layer's error type and its RFC 9457 problem-details rendering.
+//!
+//! Every error response is `application/problem+json` with a stable `code`. Causes that are
+//! not the client's (database faults) are logged here, inside the request's span, so the log
+//! line carries the request id and the real cause; the client sees only what it can act on.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::keys::KeyRejection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no route or object at this address")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("{0}")]
+    KeyRejected(KeyRejection),
+    #[error("the database is unavailable: {0}")]
+    DatabaseUnavailable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&e) {
+            ApiError::DatabaseUnavailable(e)
+        } else {
+            ApiError::Database(e)
+        }
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    pub code: &'static str,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            type_uri: format!("/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code,
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut res = (status, axum::Json(self)).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        res
+    }
+}
+
+impl ApiError {
+    pub fn problem(&self) -> Problem {
+        match self {
+            ApiError::NotFound => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "nothing here: check the address",
+            ),
+            ApiError::MethodNotAllowed => Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this address does not accept that HTTP method",
+            ),
+            ApiError::BadRequest { code, detail } => {
+                Problem::new(StatusCode::BAD_REQUEST, code, detail.clone())
+            }
+            ApiError::KeyRejected(r) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                r.code.as_str(),
+                r.message.clone(),
+            ),
+            ApiError::DatabaseUnavailable(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is not reachable right now; try again shortly",
+            ),
+            ApiError::Database(_) => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "an internal error occurred; it has been logged with this request's id",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::DatabaseUnavailable(e) => tracing::warn!(error = %e, "database unavailable"),
+            ApiError::Database(e) => tracing::error!(error = %e, "database error"),
+            _ => {}
+        }
+        self.problem().into_response()
+    }
+}

@@ -1,0 +1,164 @@
+//! The HTTP application: routes, middleware, and `serve` with graceful shutdown.
+//!
+//! Middleware, outermost first: request id (taken from `x-request-id` or generated) → trace span
+//! carrying that id → the id echoed on the response → panic guard → body limit → compression →
+//! timeout.
+
+pub mod error;
+mod health;
+
+use std::time::Duration;
+
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use sqlx::PgPool;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::services::ServeDir;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::ServeConfig;
+use crate::db::{Database, DbError};
+use error::{ApiError, Problem};
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+}
+
+/// Settings of the middleware stack.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub static_dir: std::path::PathBuf,
+}
+
+/// The whole application.
+pub fn app(state: AppState, settings: &HttpSettings) -> Router {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request<_>| {
+            let request_id = req
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|id| id.header_value().to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", request_id = %request_id, method = %req.method(), uri = %req.uri())
+        })
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+
+    Router::new()
+        .merge(health::router())
+        .nest_service("/static", ServeDir::new(&settings.static_dir))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+                .layer(CatchPanicLayer::custom(|_| {
+                    tracing::error!("handler panicked");
+                    Problem::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal_error",
+                        "an internal error occurred",
+                    )
+                    .into_response()
+                }))
+                .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+                .layer(CompressionLayer::new())
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    settings.request_timeout,
+                )),
+        )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Runs the portal until SIGINT or SIGTERM, then finishes in-flight requests, closes the pool
+/// and stops the private cluster if this process started it.
+pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
+    let started = std::time::Instant::now();
+    let db = Database::open(&cfg.database).await?;
+    let settings = HttpSettings {
+        request_timeout: cfg.request_timeout(),
+        max_body_bytes: cfg.max_body_bytes,
+        static_dir: cfg.static_dir.clone(),
+    };
+    let app = app(
+        AppState {
+            pool: db.pool.clone(),
+        },
+        &settings,
+    );
+    let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+        Ok(l) => l,
+        Err(source) => {
+            db.close().await;
+            return Err(ServeError::Bind {
+                addr: cfg.listen,
+                source,
+            });
+        }
+    };
+    let addr = listener.local_addr().map_err(ServeError::Serve)?;
+    tracing::info!(%addr, startup_ms = started.elapsed().as_millis() as u64, "keyportal is listening on http://{addr}");
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    tracing::info!("shutting down");
+    db.close().await;
+    served.map_err(ServeError::Serve)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot listen for shutdown signals; stop with SIGKILL");
+            std::future::pending::<()>().await
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The key validator: one pure function of (input bytes, policy).
+//!
+//! Every key that enters keyportal and every key it hands out passes through here. There is no
+//! state outside the arguments: no cache, no global, nothing that could make two processes (or
+//! two calls) disagree about the same input. The contract is `shared/spec/key-validation.md`.
+//!
+//! Pipeline: size limit → BOM → empty → private key? → input form (one-line, RFC 4716, PEM) →
+//! type name → base64 → strict wire decoding ([`wire`]) → point / RSA / policy checks
+//! ([`checks`]) → comment → fingerprints of the decoded blob.
+
+pub mod algorithm;
+mod checks;
+mod error;
+mod fingerprint;
+pub mod options;
+mod pem;
+pub mod policy;
+mod rfc4716;
+mod text;
+mod wire;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::Serialize;
+
+pub use algorithm::{Algorithm, AlgorithmSet};
+pub use error::{KeyErrorCode, KeyRejection};
+pub use options::{KeyOption, KeyOptions};
+pub use policy::Policy;
+
+use algorithm::is_certificate_type;
+use error::quoted;
+use text::Lines;
+
+/// A key that passed every check. Built only by the validator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ValidatedKey {
+    pub algorithm: Algorithm,
+    pub bits: u32,
+    /// Canonical one-line form `type base64`, encoded from the decoded key.
+    pub public_key: String,
+    /// The comment (may be empty), valid UTF-8 without control characters.
+    pub comment: String,
+    pub fingerprint_sha256: String,
+    pub fingerprint_md5: String,
+    /// authorized_keys options written before the key (only where the caller accepts them).
+    #[serde(skip_serializing_if = "KeyOptions::is_empty")]
+    pub options: KeyOptions,
+    pub format: InputFormat,
+}
+
+/// The form the key was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputFormat {
+    Openssh,
+    Rfc4716,
+    Pem,
+}
+
+/// Whether authorized_keys options may precede the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionsMode {
+    /// A single key is expected: options are `options_not_allowed`.
+    Reject,
+    /// Options are parsed, checked and returned (authorized_keys import, grants).
+    Accept,
+}
+
+/// Validates one public key, in any accepted form, with no options allowed.
+pub fn validate(input: &[u8], policy: &Policy) -> Result<ValidatedKey, KeyRejection> {
+    validate_with(input, policy, OptionsMode::Reject)
+}
+
+/// Validates one public key, in any accepted form.
+pub fn validate_with(
+    input: &[u8],
+    policy: &Policy,
+    mode: OptionsMode,
+) -> Result<ValidatedKey, KeyRejection> {
+    if input.len() > policy.max_input_bytes {
+        return Err(KeyRejection::new(
+            KeyErrorCode::TooLong,
+            format!(
+                "the input is {} bytes; a public key is at most {} bytes",
+                input.len(),
+                policy.max_input_bytes
+            ),
+        ));
+    }
+    let input = text::strip_bom(input);
+    let mut lines = Lines::new(input);
+    let Some((_, first)) = lines.clone().next() else {
+        return Err(KeyRejection::new(
+            KeyErrorCode::Empty,
+            "no key was given: the input is empty",
+        ));
+    };
+    if let Some(kind) = text::private_key_kind(input) {
+        return Err(private_key_rejection(kind));
+    }
+    if first.starts_with(rfc4716::BEGIN) {
+        let block = rfc4716::parse(lines)?;
+        let blob = decode_base64(&block.body)?;
+        let (_, algorithm) = read_type(&blob)?;
+        return finish(
+            algorithm,
+            &blob,
+            &block.comment,
+            KeyOptions::default(),
+            policy,
+            InputFormat::Rfc4716,
+        );
+    }
+    if first.starts_with(b"-----BEGIN ") {
+        let (algorithm, blob) = pem::to_ssh_blob(text::trim(input))?;
+        return finish(
+            algorithm,
+            &blob,
+            b"",
+            KeyOptions::default(),
+            policy,
+            InputFormat::Pem,
+        );
+    }
+
+    let candidates: Vec<(usize, &[u8])> = lines
+        .by_ref()
+        .filter(|(_, l)| !l.starts_with(b"#"))
+        .collect();
+    match candidates.as_slice() {
+        [] => Err(KeyRejection::new(
+            KeyErrorCode::Empty,
+            "the input holds only comment lines, no key",
+        )),
+        [(_, line)] => validate_line(line, policy, mode),
+        many => {
+            let keys = many
+                .iter()
+                .filter(|(_, l)| text::looks_like_key_line(l))
+                .count();
+            if keys >= 2 {
+                Err(KeyRejection::new(
+                    KeyErrorCode::MultipleKeys,
+                    format!("the input holds {keys} keys on separate lines; add one key at a time (or use the bulk import)"),
+                ))
+            } else {
+                Err(KeyRejection::new(
+                    KeyErrorCode::UnrecognizedFormat,
+                    format!(
+                        "the input has {} lines of text; an OpenSSH public key is a single line \"type base64 [comment]\"",
+                        many.len()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// One line of an authorized_keys file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineVerdict {
+    /// 1-based line number in the file.
+    pub line: usize,
+    pub result: Result<ValidatedKey, KeyRejection>,
+}
+
+/// Judges every line of an authorized_keys file on its own (options accepted); blank lines and
+/// `#` comments are skipped. A file that holds a private key is refused whole, so that no part
+/// of it is echoed back line by line.
+pub fn validate_authorized_keys(
+    input: &[u8],
+    policy: &Policy,
+) -> Result<Vec<LineVerdict>, KeyRejection> {
+    let input = text::strip_bom(input);
+    if let Some(kind) = text::private_key_kind(input) {
+        return Err(private_key_rejection(kind));
+    }
+    Ok(Lines::new(input)
+        .filter(|(_, l)| !l.starts_with(b"#"))
+        .map(|(line, text)| LineVerdict {
+            line,
+            result: if text.len() > policy.max_input_bytes {
+                Err(KeyRejection::new(
+                    KeyErrorCode::TooLong,
+                    format!(
+                        "the line is {} bytes; at most {} are allowed",
+                        text.len(),
+                        policy.max_input_bytes
+                    ),
+                ))
+            } else {
+                validate_line(text, policy, OptionsMode::Accept)
+            },
+        })
+        .collect())
+}
+
+fn private_key_rejection(kind: &str) -> KeyRejection {
+    KeyRejection::new(
+        KeyErrorCode::PrivateKey,
+        format!(
+            "this is {kind}, which must never leave your machine; it was not stored. \
+             Paste the public key instead: the .pub file next to it (e.g. ~/.ssh/id_ed25519.pub)"
+        ),
+    )
+}
+
+fn validate_line(
+    line: &[u8],
+    policy: &Policy,
+    mode: OptionsMode,
+) -> Result<ValidatedKey, KeyRejection> {
+    let parts = text::split_key_line(line)?;
+    let type_str = String::from_utf8_lossy(parts.type_name);
+    let options = match (parts.options, mode) {
+        (Some(_), OptionsMode::Reject) => {
+            return Err(KeyRejection::new(
+                KeyErrorCode::OptionsNotAllowed,
+                "authorized_keys options are written before the key; remove everything before the key type",
+            )
+            .with_algorithm(&type_str))
+        }
+        (opts, _) => opts.unwrap_or_default(),
+    };
+    if is_certificate_type(parts.type_name) {
+        return Err(KeyRejection::new(
+            KeyErrorCode::CertificateNotAllowed,
+            format!(
+                "{} is an OpenSSH certificate, not a plain key; certificates are trusted through TrustedUserCAKeys. Add the plain public key",
+                quoted(parts.type_name, 60)
+            ),
+        )
+        .with_algorithm(&type_str));
+    }
+    let Some(algorithm) = Algorithm::from_name(parts.type_name) else {
+        return Err(KeyRejection::new(
+            KeyErrorCode::UnknownAlgorithm,
+            format!(
+                "{} is not an SSH public key type (known: ssh-ed25519, ecdsa-sha2-nistp256/384/521, ssh-rsa, and the sk- security-key types)",
+                quoted(parts.type_name, 40)
+            ),
+        )
+        .with_algorithm(&type_str));
+    };
+    let blob = decode_base64(parts.body).map_err(|e| e.with_algorithm(algorithm.as_str()))?;
+    finish(
+        algorithm,
+        &blob,
+        parts.comment,
+        options,
+        policy,
+        InputFormat::Openssh,
+    )
+}
+
+fn decode_base64(body: &[u8]) -> Result<Vec<u8>, KeyRejection> {
+    STANDARD.decode(body).map_err(|e| {
+        let why = match e {
+            base64::DecodeError::InvalidByte(at, b'=') => {
+                format!("'=' padding at position {} is misplaced or too long (padding only ends the data: at most one '=' per missing byte)", at + 1)
+            }
+            base64::DecodeError::InvalidByte(at, b) => {
+                format!("character {} at position {} is not base64", quoted(&[b], 4), at + 1)
+            }
+            base64::DecodeError::InvalidLength(len) => {
+                format!("its length ({len} characters) is not a valid base64 length")
+            }
+            base64::DecodeError::InvalidLastSymbol(at, _) => {
+                format!("the last character (position {}) has bits that a canonical encoding leaves zero", at + 1)
+            }
+            base64::DecodeError::InvalidPadding => "its '=' padding is wrong (missing, extra or misplaced)".to_owned(),
+        };
+        KeyRejection::new(KeyErrorCode::Base64Invalid, format!("the key data is not valid base64: {why}"))
+    })
+}
+
+/// The type named inside a blob (RFC 4716 and PEM carry no outer type name).
+fn read_type(blob: &[u8]) -> Result<(&[u8], Algorithm), KeyRejection> {
+    let name = blob
+        .split_first_chunk::<4>()
+        .and_then(|(len, rest)| rest.get(..u32::from_be_bytes(*len) as usize))
+        .ok_or_else(|| {
+            KeyRejection::new(
+                KeyErrorCode::EncodingInvalid,
+                "the key data is too short to hold a key type",
+            )
+        })?;
+    if is_certificate_type(name) {
+        return Err(KeyRejection::new(
+            KeyErrorCode::CertificateNotAllowed,
+            "this is an OpenSSH certificate, not a plain key; add the plain public key",
+        )
+        .with_algorithm(&String::from_utf8_lossy(name)));
+    }
+    let algorithm = Algorithm::from_name(name).ok_or_else(|| {
+        KeyRejection::new(
+            KeyErrorCode::UnknownAlgorithm,
+            format!("{} is not an SSH public key type", quoted(name, 40)),
+        )
+    })?;
+    Ok((name, algorithm))
+}
+
+fn finish(
+    algorithm: Algorithm,
+    blob: &[u8],
+    comment: &[u8],
+    options: KeyOptions,
+    policy: &Policy,
+    format: InputFormat,
+) -> Result<ValidatedKey, KeyRejection> {
+    let tag = |e: KeyRejection| e.with_algorithm(algorithm.as_str());
+    let decoded = wire::decode(blob, algorithm).map_err(tag)?;
+    let bits = checks::check_key(algorithm, &decoded, policy).map_err(tag)?;
+    let comment = check_comment(comment, policy).map_err(|e| tag(e).with_bits(bits))?;
+    // The blob was checked field by field with no trailing bytes, so its bytes are exactly the
+    // canonical encoding of the parsed key: re-encoding it gives the canonical form.
+    let mut public_key =
+        String::with_capacity(algorithm.as_str().len() + 1 + blob.len().div_ceil(3) * 4);
+    public_key.push_str(algorithm.as_str());
+    public_key.push(' ');
+    STANDARD.encode_string(blob, &mut public_key);
+    Ok(ValidatedKey {
+        algorithm,
+        bits,
+        public_key,
+        comment,
+        fingerprint_sha256: fingerprint::sha256(blob),
+        fingerprint_md5: fingerprint::md5(blob),
+        options,
+        format,
+    })
+}
+
+fn check_comment(comment: &[u8], policy: &Policy) -> Result<String, KeyRejection> {
+    let invalid = |why: String| KeyRejection::new(KeyErrorCode::CommentInvalid, why);
+    if comment.len() > policy.max_comment_bytes {
+        return Err(invalid(format!(
+            "the comment is {} bytes; at most {} are allowed",
+            comment.len(),
+            policy.max_comment_bytes
+        )));
+    }
+    let text = std::str::from_utf8(comment).map_err(|e| {
+        invalid(format!(
+            "the comment is not UTF-8 text (bad byte at position {})",
+            e.valid_up_to() + 1
+        ))
+    })?;
+    if let Some((at, c)) = text.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(invalid(format!(
+            "the comment contains the control character U+{:04X} at byte {}",
+            c as u32,
+            at + 1
+        )));
+    }
+    Ok(text.to_owned())
+}

@@ -1,0 +1,60 @@
+//! The validation policy: every threshold of the contract, passed to the validator as a value.
+
+use serde::{Deserialize, Serialize};
+
+use super::algorithm::{Algorithm, AlgorithmSet};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Smallest accepted RSA modulus, in bits.
+    pub min_rsa_bits: u32,
+    /// Largest accepted RSA modulus, in bits.
+    pub max_rsa_bits: u32,
+    /// Largest accepted RSA public exponent, in bits (65537 has 17).
+    pub max_rsa_exponent_bits: u32,
+    /// Algorithms accepted; a known algorithm outside this set is `algorithm_disallowed`.
+    pub allowed_algorithms: AlgorithmSet,
+    /// Longest accepted comment, in bytes.
+    pub max_comment_bytes: usize,
+    /// Largest accepted input (one key, or one line of an authorized_keys file), in bytes.
+    pub max_input_bytes: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            min_rsa_bits: 2048,
+            max_rsa_bits: 16384,
+            max_rsa_exponent_bits: 33,
+            allowed_algorithms: Algorithm::ALL
+                .into_iter()
+                .filter(|a| *a != Algorithm::Dsa)
+                .collect(),
+            max_comment_bytes: 1024,
+            max_input_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl Policy {
+    /// Checks the policy itself makes sense; used wherever a policy is edited.
+    pub fn check(&self) -> Result<(), String> {
+        if self.min_rsa_bits > self.max_rsa_bits {
+            return Err(format!(
+                "min_rsa_bits ({}) is above max_rsa_bits ({})",
+                self.min_rsa_bits, self.max_rsa_bits
+            ));
+        }
+        if !(17..=4096).contains(&self.max_rsa_exponent_bits) {
+            return Err("max_rsa_exponent_bits must be between 17 and 4096".into());
+        }
+        if self.max_input_bytes < 256 || self.max_input_bytes > 1024 * 1024 {
+            return Err("max_input_bytes must be between 256 and 1048576".into());
+        }
+        if self.max_comment_bytes > self.max_input_bytes {
+            return Err("max_comment_bytes cannot exceed max_input_bytes".into());
+        }
+        Ok(())
+    }
+}
