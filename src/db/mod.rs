@@ -60,11 +60,11 @@ impl Database {
         Ok(Database { pool, cluster })
     }
 
-    /// Closes the pool, then stops the private cluster if this process started it.
+    /// Closes the pool, then stops the private cluster if no other keyportal still uses it.
     pub async fn close(self) {
         self.pool.close().await;
         if let Some(cluster) = self.cluster {
-            if let Err(e) = cluster.stop_if_owner().await {
+            if let Err(e) = cluster.stop_if_last().await {
                 tracing::error!(error = %e, "could not stop the private PostgreSQL cluster");
             }
         }

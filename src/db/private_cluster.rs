@@ -4,8 +4,8 @@
 //! (no TCP port to clash with), and is created with the machine's PostgreSQL server programs.
 //! `initdb` refuses to run as root, so as root the cluster is owned and run by the unprivileged
 //! `postgres` (or `nobody`) account. If the cluster is already running (another keyportal, or a
-//! test binary of the same run) it is reused, not started twice; only the process that started
-//! it stops it, and only when no other keyportal is still connected.
+//! test binary of the same run) it is reused, not started twice. At exit, the last keyportal
+//! connected to it stops it; one that leaves while others are connected leaves it running.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -250,11 +250,8 @@ impl PrivateCluster {
         self.run(cmd, "pg_ctl start").await
     }
 
-    /// Stops the cluster if this process started it and no other keyportal is connected.
-    pub async fn stop_if_owner(&self) -> Result<(), ClusterError> {
-        if !self.started_here {
-            return Ok(());
-        }
+    /// Stops the cluster unless another keyportal process is still connected to it.
+    pub async fn stop_if_last(&self) -> Result<(), ClusterError> {
         if let Ok(mut conn) =
             sqlx::PgConnection::connect_with(&self.connect_options("postgres")).await
         {

@@ -109,7 +109,7 @@ pub enum ServeError {
 }
 
 /// Runs the portal until SIGINT or SIGTERM, then finishes in-flight requests, closes the pool
-/// and stops the private cluster if this process started it.
+/// and stops the private cluster if no other keyportal process still uses it.
 pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
     let db = Database::open(&cfg.database).await?;

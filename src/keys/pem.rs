@@ -81,12 +81,14 @@ fn from_spki(der: &[u8]) -> Result<(Algorithm, Vec<u8>), KeyRejection> {
             c if c == SECP256R1 => (Algorithm::EcdsaP256, Curve::P256),
             c if c == SECP384R1 => (Algorithm::EcdsaP384, Curve::P384),
             c if c == SECP521R1 => (Algorithm::EcdsaP521, Curve::P521),
-            c => return Err(KeyRejection::new(
-                KeyErrorCode::UnknownAlgorithm,
-                format!(
+            c => {
+                return Err(KeyRejection::new(
+                    KeyErrorCode::UnknownAlgorithm,
+                    format!(
                     "EC curve {c} has no SSH key type (SSH supports nistp256, nistp384, nistp521)"
                 ),
-            )),
+                ))
+            }
         };
         let mut blob = Vec::with_capacity(40 + key.len());
         put_string(&mut blob, algorithm.as_str().as_bytes());

@@ -172,18 +172,25 @@ pub fn split_key_line(line: &[u8]) -> Result<KeyLine<'_>, KeyRejection> {
         ));
     } else if looks_like_options(first, line) {
         let (end, unterminated) = options::options_end(line);
+        // The key type, if one is written further on, so the rejection can name it.
+        let written_type = line
+            .split(|b| matches!(b, b' ' | b'\t'))
+            .find(|w| is_known_type(w))
+            .map(String::from_utf8_lossy);
+        let invalid = |why: String| {
+            let r = KeyRejection::new(KeyErrorCode::OptionsInvalid, why);
+            match &written_type {
+                Some(t) => r.with_algorithm(t),
+                None => r,
+            }
+        };
         if unterminated {
-            return Err(KeyRejection::new(
-                KeyErrorCode::OptionsInvalid,
-                "the options before the key open a double quote that is never closed",
+            return Err(invalid(
+                "the options before the key open a double quote that is never closed".into(),
             ));
         }
-        let parsed = options::parse(&line[..end]).map_err(|why| {
-            KeyRejection::new(
-                KeyErrorCode::OptionsInvalid,
-                format!("invalid authorized_keys options: {why}"),
-            )
-        })?;
+        let parsed = options::parse(&line[..end])
+            .map_err(|why| invalid(format!("invalid authorized_keys options: {why}")))?;
         let rest = &line[end..];
         let skip = rest
             .iter()
@@ -200,9 +207,9 @@ pub fn split_key_line(line: &[u8]) -> Result<KeyLine<'_>, KeyRejection> {
     if type_name.is_empty() {
         return Err(unrecognized("there is no key after the options"));
     }
-    if !is_known_type(type_name)
-        && !(is_type_name_like(type_name) && looks_like_key_data(split_word(rest).0))
-    {
+    let is_type = is_known_type(type_name)
+        || (is_type_name_like(type_name) && looks_like_key_data(split_word(rest).0));
+    if !is_type {
         return Err(unrecognized(&format!(
             "expected a key type after the options, found {}",
             quoted(type_name, 40)

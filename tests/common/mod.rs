@@ -1,0 +1,281 @@
+//! Test harness: a real PostgreSQL for every test.
+//!
+//! With `DATABASE_URL` set, that server is used; otherwise keyportal's own private-cluster
+//! helper runs one cluster for the whole test run (shared by every test binary, found again by
+//! its socket). Each test gets a fresh database cloned from a template that has all migrations
+//! applied, so tests are fast and never see each other's rows.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use keyportal::db::{PrivateCluster, MIGRATOR};
+use keyportal::http::{AppState, HttpSettings};
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::{ConnectOptions, Connection, Executor};
+
+pub struct TestServer {
+    /// Options for the maintenance database (`postgres`), from which test databases are made.
+    pub admin: PgConnectOptions,
+    pub template: String,
+}
+
+static SERVER: OnceLock<TestServer> = OnceLock::new();
+
+/// Where the shared test cluster lives: outside the work tree, under a world-searchable
+/// directory (as root the cluster runs as `postgres`, which must reach it).
+pub fn test_cluster_dir() -> PathBuf {
+    let uid = nix::unistd::Uid::effective();
+    std::env::temp_dir().join(format!("keyportal-test-pg-{uid}"))
+}
+
+pub fn server() -> &'static TestServer {
+    SERVER.get_or_init(|| {
+        // Each #[tokio::test] has its own runtime; set up in a runtime of our own.
+        std::thread::spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(setup())
+        })
+        .join()
+        .expect("test database setup panicked")
+    })
+}
+
+async fn setup() -> TestServer {
+    let admin = match std::env::var("DATABASE_URL") {
+        Ok(url) => url.parse::<PgConnectOptions>().expect("DATABASE_URL"),
+        Err(_) => {
+            let dir = test_cluster_dir();
+            std::fs::create_dir_all(&dir).expect("create test cluster dir");
+            let cluster = PrivateCluster::ensure(
+                &dir,
+                None,
+                keyportal::db::private_cluster::TEST_SERVER_SETTINGS,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cannot start the test PostgreSQL cluster: {e}"));
+            cluster.connect_options("postgres")
+        }
+    }
+    .disable_statement_logging();
+
+    // The template is named after the migrations, so a changed migration gets a new template.
+    let mut digest = 0u64;
+    for m in MIGRATOR.iter() {
+        for b in m.checksum.iter() {
+            digest = digest.wrapping_mul(131).wrapping_add(u64::from(*b));
+        }
+    }
+    let template = format!("keyportal_template_{digest:016x}");
+    let mut conn = sqlx::PgConnection::connect_with(&admin)
+        .await
+        .expect("connect to test server");
+    conn.execute("SELECT pg_advisory_lock(7243001)")
+        .await
+        .expect("lock");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut conn)
+            .await
+            .expect("query");
+    if !exists {
+        let building = format!("{template}_building");
+        conn.execute(format!("DROP DATABASE IF EXISTS {building}").as_str())
+            .await
+            .expect("drop");
+        conn.execute(format!("CREATE DATABASE {building}").as_str())
+            .await
+            .expect("create template");
+        let pool = PgPool::connect_with(admin.clone().database(&building))
+            .await
+            .expect("connect template");
+        MIGRATOR.run(&pool).await.expect("migrate template");
+        pool.close().await;
+        conn.execute(format!("ALTER DATABASE {building} RENAME TO {template}").as_str())
+            .await
+            .expect("rename template");
+    }
+    conn.execute("SELECT pg_advisory_unlock(7243001)")
+        .await
+        .expect("unlock");
+    let _ = conn.close().await;
+    TestServer { admin, template }
+}
+
+/// A fresh, migrated database of its own; dropped when the value is dropped.
+pub struct TestDb {
+    pub pool: PgPool,
+    pub name: String,
+    pub options: PgConnectOptions,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        Self::create(true).await
+    }
+
+    /// An empty database, without migrations.
+    pub async fn empty() -> TestDb {
+        Self::create(false).await
+    }
+
+    async fn create(migrated: bool) -> TestDb {
+        let server = server();
+        let name = format!("keyportal_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect_with(&server.admin)
+            .await
+            .expect("connect");
+        let sql = if migrated {
+            format!("CREATE DATABASE {name} TEMPLATE {}", server.template)
+        } else {
+            format!("CREATE DATABASE {name}")
+        };
+        conn.execute(sql.as_str())
+            .await
+            .expect("create test database");
+        let _ = conn.close().await;
+        let options = server.admin.clone().database(&name);
+        let pool = keyportal::db::pool_options(10)
+            .connect_with(options.clone())
+            .await
+            .expect("connect test database");
+        TestDb {
+            pool,
+            name,
+            options,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = server().admin.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime: do the async clean-up on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect_with(&admin)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await
+                    .map_err(std::io::Error::other)?;
+                Ok::<_, std::io::Error>(())
+            })
+        })
+        .join();
+    }
+}
+
+/// The application served on a random local port, over a fresh database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let db = TestDb::new().await;
+        let addr = serve_app(db.pool.clone()).await;
+        TestApp {
+            addr,
+            client: client(),
+            db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// Serves the application over `pool` on 127.0.0.1:0 in the background; returns the address.
+pub async fn serve_app(pool: PgPool) -> SocketAddr {
+    let settings = HttpSettings {
+        request_timeout: Duration::from_secs(30),
+        max_body_bytes: 1024 * 1024,
+        static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static"),
+    };
+    let app = keyportal::http::app(AppState { pool }, &settings);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// The shared key corpus (`../shared/keys`, or `KEYPORTAL_KEY_CORPUS`).
+pub fn corpus_dir() -> PathBuf {
+    std::env::var_os("KEYPORTAL_KEY_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/keys"))
+}
+
+/// One row of `manifest.tsv`.
+#[derive(Debug, Clone)]
+pub struct CorpusCase {
+    pub file: String,
+    pub expect_valid: bool,
+    pub code: String,
+    pub algorithm: String,
+    pub bits: String,
+    pub sha256: String,
+    pub md5: String,
+    pub note: String,
+    pub bytes: Vec<u8>,
+}
+
+pub fn corpus() -> Vec<CorpusCase> {
+    let dir = corpus_dir();
+    let manifest = std::fs::read_to_string(dir.join("manifest.tsv"))
+        .unwrap_or_else(|e| panic!("cannot read the key corpus at {}: {e}", dir.display()));
+    let mut lines = manifest.lines();
+    let header: Vec<&str> = lines.next().expect("manifest header").split('\t').collect();
+    assert_eq!(
+        header[..7],
+        [
+            "file",
+            "expect",
+            "code",
+            "algorithm",
+            "bits",
+            "sha256",
+            "md5"
+        ]
+    );
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            CorpusCase {
+                file: f[0].to_owned(),
+                expect_valid: f[1] == "valid",
+                code: f[2].to_owned(),
+                algorithm: f[3].to_owned(),
+                bits: f[4].to_owned(),
+                sha256: f[5].to_owned(),
+                md5: f[6].to_owned(),
+                note: f.get(7).unwrap_or(&"").to_string(),
+                bytes: std::fs::read(dir.join(f[0])).unwrap_or_else(|e| panic!("{}: {e}", f[0])),
+            }
+        })
+        .collect()
+}

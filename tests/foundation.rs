@@ -1,0 +1,487 @@
+//! The foundation: schema and migrations, health endpoints, problem documents, request ids, and
+//! `keyportal serve` with no configuration (its own PostgreSQL), shut down by SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{TestApp, TestDb};
+use keyportal::db::{PrivateCluster, MIGRATOR};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+#[tokio::test]
+async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
+    let db = TestDb::empty().await;
+    MIGRATOR.run(&db.pool).await.expect("first run");
+    MIGRATOR
+        .run(&db.pool)
+        .await
+        .expect("second run changes nothing");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations' ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        [
+            "api_tokens",
+            "audit_events",
+            "grants",
+            "policy",
+            "servers",
+            "sessions",
+            "ssh_keys",
+            "users"
+        ]
+    );
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied as usize, MIGRATOR.iter().count());
+}
+
+async fn insert_user(db: &TestDb, name: &str) -> i64 {
+    sqlx::query_scalar("INSERT INTO users (username) VALUES ($1) RETURNING id")
+        .bind(name)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJWOK2GQPsZiGp3/HEG5pLnqs8n7YJqqY2f0A9cU0ROf";
+const FP: &str = "SHA256:25/L5aQAQ+ZU44q2L+aJKS10+aHYendqOjkVb4BgfWY";
+const MD5: &str = "MD5:4b:20:83:90:2a:87:0a:3b:07:a4:65:af:e4:71:9d:3f";
+
+async fn insert_key(db: &TestDb, user: i64) -> Result<uuid::Uuid, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO ssh_keys (user_id, algorithm, bits, public_key, fingerprint_sha256, fingerprint_md5)
+         VALUES ($1, 'ssh-ed25519', 256, $2, $3, $4) RETURNING id",
+    )
+    .bind(user)
+    .bind(KEY)
+    .bind(FP)
+    .bind(MD5)
+    .fetch_one(&db.pool)
+    .await
+}
+
+fn constraint_of(e: sqlx::Error) -> (String, String) {
+    let db = e.as_database_error().expect("a database error");
+    (
+        db.code().unwrap_or_default().into_owned(),
+        db.constraint().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_database_refuses_a_fingerprint_registered_twice_even_for_another_user() {
+    let db = TestDb::new().await;
+    let alice = insert_user(&db, "alice").await;
+    let bob = insert_user(&db, "bob").await;
+    insert_key(&db, alice).await.expect("first registration");
+    let (code, constraint) = constraint_of(insert_key(&db, bob).await.unwrap_err());
+    assert_eq!(
+        (code.as_str(), constraint.as_str()),
+        ("23505", "ssh_keys_fingerprint_sha256_key")
+    );
+}
+
+#[tokio::test]
+async fn the_database_refuses_dangling_references_and_malformed_names() {
+    let db = TestDb::new().await;
+    // A grant for a server that does not exist.
+    let alice = insert_user(&db, "alice").await;
+    let err =
+        sqlx::query("INSERT INTO grants (server_id, user_id, login) VALUES (4242, $1, 'deploy')")
+            .bind(alice)
+            .execute(&db.pool)
+            .await
+            .unwrap_err();
+    assert_eq!(
+        constraint_of(err),
+        ("23503".into(), "grants_server_id_fkey".into())
+    );
+    // A grant naming a key that belongs to someone else.
+    let bob = insert_user(&db, "bob").await;
+    let key = insert_key(&db, alice).await.unwrap();
+    let server: i64 = sqlx::query_scalar("INSERT INTO servers (name) VALUES ('web1') RETURNING id")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let err = sqlx::query(
+        "INSERT INTO grants (server_id, user_id, key_id, login) VALUES ($1, $2, $3, 'deploy')",
+    )
+    .bind(server)
+    .bind(bob)
+    .bind(key)
+    .execute(&db.pool)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        constraint_of(err),
+        ("23503".into(), "grants_key_owner_fkey".into())
+    );
+    // Names the contract forbids.
+    let err = sqlx::query("INSERT INTO users (username) VALUES ('Robert); DROP')")
+        .execute(&db.pool)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        constraint_of(err),
+        ("23514".into(), "users_username_format".into())
+    );
+    // Deleting a user takes their keys with them.
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(alice)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM ssh_keys")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0);
+}
+
+#[tokio::test]
+async fn health_endpoints_answer_and_unknown_paths_get_problem_documents() {
+    let app = TestApp::spawn().await;
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "ready");
+
+    let res = app
+        .client
+        .get(app.url("/no/such/thing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (body["status"].as_u64(), body["code"].as_str()),
+        (Some(404), Some("not_found"))
+    );
+    assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string());
+
+    let res = app.client.delete(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_generated() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "given-id-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "given-id-123");
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let generated = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+}
+
+/// A cluster of the test's own (in a temporary directory) so it can be stopped and started.
+async fn own_cluster() -> (tempfile::TempDir, PrivateCluster) {
+    let dir = world_searchable_tempdir();
+    let cluster = PrivateCluster::ensure(
+        &dir.path().join("pg"),
+        None,
+        keyportal::db::private_cluster::TEST_SERVER_SETTINGS,
+    )
+    .await
+    .expect("start a cluster");
+    (dir, cluster)
+}
+
+#[tokio::test]
+async fn readyz_answers_503_while_the_database_is_down_and_recovers_by_itself() {
+    let (_dir, cluster) = own_cluster().await;
+    let pool = keyportal::db::pool_options(4)
+        .connect_with(cluster.connect_options("postgres"))
+        .await
+        .unwrap();
+    let addr = common::serve_app(pool).await;
+    let client = common::client();
+    let readyz = format!("http://{addr}/readyz");
+    assert_eq!(client.get(&readyz).send().await.unwrap().status(), 200);
+
+    cluster.stop().await.expect("stop the database");
+    let started = Instant::now();
+    let res = client.get(&readyz).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a down database must not hang requests"
+    );
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "database_unavailable");
+    // Other routes still answer.
+    assert_eq!(
+        client
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    cluster
+        .restart(keyportal::db::private_cluster::TEST_SERVER_SETTINGS)
+        .await
+        .expect("restart");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = client.get(&readyz).send().await.unwrap().status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readyz still {status} 30 s after the database came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.stop().await.expect("stop");
+}
+
+fn world_searchable_tempdir() -> tempfile::TempDir {
+    // As root the cluster runs as `postgres`, which must be able to reach the directory.
+    let dir = tempfile::Builder::new()
+        .prefix("kp-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// `keyportal serve` as a child process, with its log lines streamed back.
+struct Served {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Served {
+    fn start(data_dir: &Path) -> (Served, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyportal"))
+            .arg("serve")
+            .env_remove("DATABASE_URL")
+            .env("KEYPORTAL_DATA_DIR", data_dir)
+            .env("KEYPORTAL_LISTEN", "127.0.0.1:0")
+            .env("KEYPORTAL_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn keyportal serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut served = Served {
+            child,
+            lines,
+            log: Vec::new(),
+        };
+        let line = served.wait_for(
+            "keyportal is listening on http://",
+            Duration::from_secs(120),
+        );
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        (served, addr)
+    }
+
+    fn wait_for(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.log.push(line.clone());
+                    if hit {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {needle:?} within {within:?}; log so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// SIGTERM, then the exit status, which must come within `within`.
+    fn terminate(mut self, within: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.log.extend(self.lines.try_iter());
+                return (status, self.log);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "keyportal did not stop within {within:?} of SIGTERM; log:\n{}",
+                    self.log.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn postmaster_running(data_dir: &Path) -> bool {
+    data_dir.join("pgdata/postmaster.pid").exists()
+}
+
+#[tokio::test]
+async fn serve_with_no_configuration_runs_its_own_database_and_stops_it_on_sigterm() {
+    let dir = world_searchable_tempdir();
+    let data_dir = dir.path().join("keyportal-data");
+    let client = common::client();
+
+    // First start: creates the cluster.
+    let (served, addr) = Served::start(&data_dir);
+    let res = client
+        .get(format!("http://{addr}/readyz"))
+        .header("x-request-id", "first-start-req-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-request-id"], "first-start-req-7");
+    // Leave a mark in the database to find after the restart.
+    let socket_dir = data_dir.join("run");
+    let opts = sqlx::postgres::PgConnectOptions::new()
+        .host(socket_dir.to_str().unwrap())
+        .username("postgres")
+        .database("keyportal");
+    let pool = sqlx::PgPool::connect_with(opts.clone()).await.unwrap();
+    sqlx::query("INSERT INTO servers (name) VALUES ('survives-restart')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (status, log) = served.terminate(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        log.join("\n")
+    );
+    assert!(log
+        .iter()
+        .any(|l| l.contains("creating the private PostgreSQL cluster")));
+    assert!(
+        log.iter()
+            .any(|l| l.contains("first-start-req-7") && l.contains("finished processing request")),
+        "the request's log line must carry its id; log:\n{}",
+        log.join("\n")
+    );
+    assert!(
+        !postmaster_running(&data_dir),
+        "the private cluster must be stopped with keyportal"
+    );
+
+    // Second start: the same data, no new cluster.
+    let (served, addr) = Served::start(&data_dir);
+    assert_eq!(
+        client
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let pool = sqlx::PgPool::connect_with(opts).await.unwrap();
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM servers WHERE name = 'survives-restart'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    assert_eq!(kept, 1);
+    let (status, log) = served.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("creating the private PostgreSQL cluster")),
+        "the cluster must be reused"
+    );
+    assert!(!postmaster_running(&data_dir));
+}
+
+#[tokio::test]
+async fn a_second_serve_on_the_same_data_reuses_the_running_cluster() {
+    let dir = world_searchable_tempdir();
+    let data_dir = dir.path().join("keyportal-data");
+    let client = common::client();
+    let (first, addr1) = Served::start(&data_dir);
+    let (second, addr2) = Served::start(&data_dir);
+    for addr in [&addr1, &addr2] {
+        assert_eq!(
+            client
+                .get(format!("http://{addr}/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    // The first started the cluster but must leave it running while the second is connected.
+    let (status, _) = first.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    assert!(postmaster_running(&data_dir));
+    assert_eq!(
+        client
+            .get(format!("http://{addr2}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The last one to leave stops it.
+    let (status, _) = second.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    assert!(
+        !postmaster_running(&data_dir),
+        "the last keyportal must stop the private cluster"
+    );
+}
