@@ -478,10 +478,11 @@ async fn a_second_serve_on_the_same_data_reuses_the_running_cluster() {
         200
     );
     // The last one to leave stops it.
-    let (status, _) = second.terminate(Duration::from_secs(10));
+    let (status, log) = second.terminate(Duration::from_secs(10));
     assert!(status.success());
     assert!(
         !postmaster_running(&data_dir),
-        "the last keyportal must stop the private cluster"
+        "the last keyportal must stop the private cluster; its log:\n{}",
+        log.join("\n")
     );
 }

@@ -148,7 +148,7 @@ impl PrivateCluster {
             .host(&self.socket_dir.to_string_lossy())
             .username("postgres")
             .database(database)
-            .application_name("keyportal")
+            .application_name(&format!("keyportal-{}", std::process::id()))
     }
 
     pub fn root(&self) -> &Path {
@@ -255,17 +255,34 @@ impl PrivateCluster {
         if let Ok(mut conn) =
             sqlx::PgConnection::connect_with(&self.connect_options("postgres")).await
         {
-            let others: Result<i64, _> = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'keyportal' AND pid <> pg_backend_pid()",
-            )
-            .fetch_one(&mut conn)
-            .await;
-            let _ = conn.close().await;
-            if let Ok(n) = others {
-                if n > 0 {
-                    tracing::info!(connections = n, "other keyportal processes still use the private cluster; leaving it running");
-                    return Ok(());
+            // Backends of a pool closed a moment ago take a few milliseconds to leave
+            // pg_stat_activity; another process's connections stay. Wait briefly for ours to go.
+            let mut others: Vec<u32> = Vec::new();
+            for _ in 0..20 {
+                let names: Vec<String> = sqlx::query_scalar(
+                    "SELECT DISTINCT application_name FROM pg_stat_activity
+                     WHERE application_name LIKE 'keyportal-%' AND pid <> pg_backend_pid()",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
+                others = names
+                    .iter()
+                    .filter_map(|n| n.strip_prefix("keyportal-")?.parse::<u32>().ok())
+                    .filter(|pid| *pid != std::process::id() && process_alive(*pid))
+                    .collect();
+                if others.is_empty() {
+                    break;
                 }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = conn.close().await;
+            if !others.is_empty() {
+                tracing::info!(
+                    pids = ?others,
+                    "other keyportal processes still use the private cluster; leaving it running"
+                );
+                return Ok(());
             }
         }
         self.stop().await
@@ -328,6 +345,17 @@ impl PrivateCluster {
             output: text.trim().to_owned(),
         })
     }
+}
+
+/// Whether a process exists (the cluster is local: its clients are processes on this machine).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
 }
 
 /// As root, the account PostgreSQL runs as; otherwise none (it runs as the current user).
