@@ -486,3 +486,20 @@ async fn a_second_serve_on_the_same_data_reuses_the_running_cluster() {
         log.join("\n")
     );
 }
+
+#[test]
+fn without_postgresql_programs_serve_fails_with_one_clear_line() {
+    let dir = world_searchable_tempdir();
+    let out = Command::new(env!("CARGO_BIN_EXE_keyportal"))
+        .arg("serve")
+        .env_remove("DATABASE_URL")
+        .env("KEYPORTAL_DATA_DIR", dir.path().join("data"))
+        .env("KEYPORTAL_PG_BIN", dir.path().join("no-postgres-here"))
+        .env("KEYPORTAL_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.starts_with("keyportal: ")).expect(&stderr);
+    assert!(line.contains("apt-get install postgresql") && line.contains("DATABASE_URL"), "{line}");
+}

@@ -43,20 +43,29 @@ fn check_ed25519(bytes: &[u8; 32]) -> Result<(), KeyRejection> {
             format!("the Ed25519 public key {why}"),
         )
     };
-    let compressed = CompressedEdwardsY(*bytes);
-    let point = compressed
+    // decompress() also takes y >= p; a byte comparison refuses those encodings without the
+    // field inversion that re-compressing would cost. (The other non-canonical form, x = 0
+    // with the sign bit set, only occurs for small-order points, refused below.)
+    if !ed25519_y_is_canonical(bytes) {
+        return Err(invalid(
+            "is a non-canonical encoding (y is not reduced mod 2^255-19)",
+        ));
+    }
+    let point = CompressedEdwardsY(*bytes)
         .decompress()
         .ok_or_else(|| invalid("is not a point on the curve"))?;
-    // decompress() also takes the few encodings with y >= p or a negative zero x.
-    if point.compress() != compressed {
-        return Err(invalid("is a non-canonical encoding of a curve point"));
-    }
     if point.is_small_order() {
         return Err(invalid(
             "is a small-order point (order 1, 2, 4 or 8), which no real key has",
         ));
     }
     Ok(())
+}
+
+/// Whether the little-endian y (sign bit masked) is below p = 2^255 - 19.
+fn ed25519_y_is_canonical(bytes: &[u8; 32]) -> bool {
+    // p = ed ff .. ff 7f (little-endian); y >= p only if bytes 1..31 are all ff (7f for the top).
+    bytes[31] & 0x7f != 0x7f || bytes[1..31].iter().any(|b| *b != 0xff) || bytes[0] < 0xed
 }
 
 fn check_ecdsa(curve: Curve, point: &[u8]) -> Result<(), KeyRejection> {
@@ -152,4 +161,35 @@ fn check_rsa(e: &[u8], n: &[u8], policy: &Policy) -> Result<u32, KeyRejection> {
         .with_bits(bits));
     }
     Ok(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ed25519_canonical_check_matches_recompression() {
+        // y = p - 1, p, p + 1, 2^255 - 1, and ordinary values; with and without the sign bit.
+        let mut cases: Vec<[u8; 32]> = Vec::new();
+        for low in [0xec_u8, 0xed, 0xee, 0xff, 0x00, 0x01, 0x58] {
+            let mut b = [0xff_u8; 32];
+            b[0] = low;
+            b[31] = 0x7f;
+            cases.push(b);
+            b[31] = 0xff;
+            cases.push(b);
+        }
+        let mut b = [0x66_u8; 32];
+        b[0] = 0x58;
+        cases.push(b);
+        for b in cases {
+            if let Some(p) = CompressedEdwardsY(b).decompress() {
+                assert_eq!(
+                    ed25519_y_is_canonical(&b),
+                    p.compress().0 == b || p.is_small_order(),
+                    "{b:02x?}"
+                );
+            }
+        }
+    }
 }

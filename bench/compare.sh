@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Validator throughput on one mixed file of N keys (shared/keys/gen_bulk.py: 60% ed25519,
+# 30% RSA 3072/4096, 10% ECDSA P-256), side by side in one run:
+#   keyportal key check --lines --json   (every check on, one core)
+#   ssh-keygen -l -f                       (OpenSSH: parse + fingerprint)
+#   sshpubkeys SSHKey(strict=True).parse() (Python library)
+# All three must produce the same SHA256 fingerprints. Usage: bench/compare.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-100000}
+OUT=bench/out
+mkdir -p "$OUT"
+KEYS="$OUT/keys-$N.txt"
+[ -s "$KEYS" ] || python3 ../shared/keys/gen_bulk.py "$N" > "$KEYS"
+if [ ! -x "$OUT/venv/bin/python" ]; then
+  python3 -m venv "$OUT/venv"
+  "$OUT/venv/bin/pip" install -q sshpubkeys==3.3.1
+fi
+cargo build --release -q
+KP=target/release/keyportal
+
+secs() { local s e; s=$(date +%s.%N); "$@"; e=$(date +%s.%N); echo "$s $e" | awk '{printf "%.3f", $2-$1}'; }
+
+echo "keys: $(wc -l < "$KEYS") in $KEYS; cpu: $(nproc) cores, every tool on one core (taskset -c 0)"
+t_kp=$(secs sh -c "taskset -c 0 $KP key check --lines --json '$KEYS' > '$OUT/kp.jsonl'")
+t_kg=$(secs sh -c "taskset -c 0 ssh-keygen -l -E sha256 -f '$KEYS' > '$OUT/keygen.txt'")
+t_py=$(secs sh -c "taskset -c 0 '$OUT/venv/bin/python' bench/sshpubkeys_check.py '$KEYS' > '$OUT/py.txt' 2>'$OUT/py.err'")
+
+# Same fingerprints, same order, from all three.
+python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+kp = [json.loads(l) for l in open(f"{out}/kp.jsonl")]
+assert all(v["valid"] for v in kp), [v for v in kp if not v["valid"]][:3]
+kp = [v["sha256"] for v in kp]
+kg = [l.split()[1] for l in open(f"{out}/keygen.txt")]
+py = [l.strip() for l in open(f"{out}/py.txt") if l.strip()]
+assert kp == kg, "keyportal and ssh-keygen disagree"
+assert kp == py, "keyportal and sshpubkeys disagree"
+print(f"fingerprints: all {len(kp)} identical across keyportal, ssh-keygen, sshpubkeys")
+PY
+n=$(wc -l < "$KEYS")
+awk -v n="$n" -v a="$t_kp" -v b="$t_kg" -v c="$t_py" 'BEGIN {
+  printf "%-32s %8s s %10.0f keys/s\n", "keyportal key check --lines", a, n/a;
+  printf "%-32s %8s s %10.0f keys/s\n", "ssh-keygen -l -E sha256", b, n/b;
+  printf "%-32s %8s s %10.0f keys/s\n", "sshpubkeys (strict)", c, n/c;
+  printf "keyportal vs ssh-keygen: %.1fx   vs sshpubkeys: %.1fx\n", b/a, c/a }'
