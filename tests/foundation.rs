@@ -500,6 +500,12 @@ fn without_postgresql_programs_serve_fails_with_one_clear_line() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr.lines().find(|l| l.starts_with("keyportal: ")).expect(&stderr);
-    assert!(line.contains("apt-get install postgresql") && line.contains("DATABASE_URL"), "{line}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("keyportal: "))
+        .expect(&stderr);
+    assert!(
+        line.contains("apt-get install postgresql") && line.contains("DATABASE_URL"),
+        "{line}"
+    );
 }
