@@ -365,6 +365,16 @@ impl Served {
     }
 }
 
+async fn readyz_status(client: &reqwest::Client, addr: &str) -> u16 {
+    client
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 fn postmaster_running(data_dir: &Path) -> bool {
     data_dir.join("pgdata/postmaster.pid").exists()
 }
@@ -419,15 +429,7 @@ async fn serve_with_no_configuration_runs_its_own_database_and_stops_it_on_sigte
 
     // Second start: the same data, no new cluster.
     let (served, addr) = Served::start(&data_dir);
-    assert_eq!(
-        client
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(readyz_status(&client, &addr).await, 200);
     let pool = sqlx::PgPool::connect_with(opts).await.unwrap();
     let kept: i64 =
         sqlx::query_scalar("SELECT count(*) FROM servers WHERE name = 'survives-restart'")
@@ -454,29 +456,13 @@ async fn a_second_serve_on_the_same_data_reuses_the_running_cluster() {
     let (first, addr1) = Served::start(&data_dir);
     let (second, addr2) = Served::start(&data_dir);
     for addr in [&addr1, &addr2] {
-        assert_eq!(
-            client
-                .get(format!("http://{addr}/readyz"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(readyz_status(&client, addr).await, 200);
     }
     // The first started the cluster but must leave it running while the second is connected.
     let (status, _) = first.terminate(Duration::from_secs(10));
     assert!(status.success());
     assert!(postmaster_running(&data_dir));
-    assert_eq!(
-        client
-            .get(format!("http://{addr2}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(readyz_status(&client, &addr2).await, 200);
     // The last one to leave stops it.
     let (status, log) = second.terminate(Duration::from_secs(10));
     assert!(status.success());
