@@ -6,9 +6,13 @@
 //! - [`http`]: the axum application (JSON API, health, middleware);
 //! - [`cli`]: the `keyportal` command line.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod http;
 pub mod keys;
+pub mod service;
+pub mod store;
 pub mod telemetry;

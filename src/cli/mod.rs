@@ -1,5 +1,6 @@
 //! The `keyportal` command line.
 
+mod admin;
 mod key_check;
 
 use std::process::ExitCode;
@@ -26,6 +27,33 @@ pub enum Command {
     /// SSH key tools.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Administrator accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Personal API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Servers.
+    #[command(subcommand)]
+    Server(ServerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create an admin user.
+    Create(admin::AdminCreateArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a personal API token; prints the secret (shown only this once).
+    Create(admin::TokenCreateArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServerCommand {
+    /// Create a server token (reads only that server's authorized_keys); prints the secret.
+    Token(admin::ServerTokenArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -43,6 +71,15 @@ pub fn run() -> ExitCode {
         Command::Serve(cfg) => with_runtime(&cli.log, async move {
             crate::http::serve(cfg).await.map_err(|e| e.to_string())
         }),
+        Command::Admin(AdminCommand::Create(args)) => {
+            with_runtime(&cli.log, admin::admin_create(args))
+        }
+        Command::Token(TokenCommand::Create(args)) => {
+            with_runtime(&cli.log, admin::token_create(args))
+        }
+        Command::Server(ServerCommand::Token(args)) => {
+            with_runtime(&cli.log, admin::server_token(args))
+        }
         Command::Migrate(cfg) => with_runtime(&cli.log, async move {
             let db = crate::db::Database::open(&cfg)
                 .await

@@ -22,6 +22,24 @@ pub enum ApiError {
     KeyRejected(KeyRejection),
     #[error("the database is unavailable: {0}")]
     DatabaseUnavailable(#[source] sqlx::Error),
+    #[error("not authenticated")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{what} not found")]
+    ObjectNotFound { what: &'static str },
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("{detail}")]
+    Invalid {
+        code: &'static str,
+        field: &'static str,
+        detail: String,
+    },
+    #[error("the request body is larger than allowed")]
+    PayloadTooLarge,
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
 }
@@ -45,6 +63,16 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     pub code: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// One failed field of a request (`errors` member of a problem document).
+#[derive(Debug, Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub code: &'static str,
+    pub message: String,
 }
 
 impl Problem {
@@ -55,6 +83,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             code,
+            errors: Vec::new(),
         }
     }
 }
@@ -97,6 +126,43 @@ impl ApiError {
                 "database_unavailable",
                 "the database is not reachable right now; try again shortly",
             ),
+            ApiError::Unauthenticated => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send a valid API token: Authorization: Bearer <token>",
+            ),
+            ApiError::Forbidden(why) => Problem::new(StatusCode::FORBIDDEN, "forbidden", *why),
+            ApiError::ObjectNotFound { what } => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no such {what}"),
+            ),
+            ApiError::Conflict { code, detail } => {
+                Problem::new(StatusCode::CONFLICT, code, detail.clone())
+            }
+            ApiError::Invalid {
+                code,
+                field,
+                detail,
+            } => {
+                let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail.clone());
+                p.errors.push(FieldError {
+                    field,
+                    code,
+                    message: detail.clone(),
+                });
+                p
+            }
+            ApiError::PayloadTooLarge => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than this server accepts",
+            ),
+            ApiError::Internal(_) => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "an internal error occurred; it has been logged with this request's id",
+            ),
             ApiError::Database(_) => Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -111,8 +177,39 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::DatabaseUnavailable(e) => tracing::warn!(error = %e, "database unavailable"),
             ApiError::Database(e) => tracing::error!(error = %e, "database error"),
+            ApiError::Internal(e) => tracing::error!(error = %e, "internal error"),
             _ => {}
         }
-        self.problem().into_response()
+        let mut res = self.problem().into_response();
+        if matches!(self, ApiError::Unauthenticated) {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
+    }
+}
+
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError as S;
+        match e {
+            S::Unauthenticated => ApiError::Unauthenticated,
+            S::Forbidden(why) => ApiError::Forbidden(why),
+            S::NotFound { what } => ApiError::ObjectNotFound { what },
+            S::Conflict { code, detail } => ApiError::Conflict { code, detail },
+            S::Invalid {
+                code,
+                field,
+                detail,
+            } => ApiError::Invalid {
+                code,
+                field,
+                detail,
+            },
+            S::Malformed { code, detail } => ApiError::BadRequest { code, detail },
+            S::KeyRejected(r) => ApiError::KeyRejected(r),
+            S::Database(e) => e.into(),
+            S::Internal(e) => ApiError::Internal(e),
+        }
     }
 }

@@ -20,7 +20,7 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
+    let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.services.pool);
     match tokio::time::timeout(Duration::from_secs(3), probe).await {
         Ok(Ok(_)) => Ok(Json(json!({ "status": "ready" }))),
         Ok(Err(e)) => Err(ApiError::DatabaseUnavailable(e)),

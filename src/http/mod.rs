@@ -1,8 +1,8 @@
 //! The HTTP application: routes, middleware, and `serve` with graceful shutdown.
 //!
 //! Middleware, outermost first: request id (taken from `x-request-id` or generated) → trace span
-//! carrying that id → the id echoed on the response → panic guard → body limit → compression →
-//! timeout.
+//! carrying that id → the id echoed on the response → panic guard → compression → problem
+//! documents for middleware errors → body limit → timeout.
 
 pub mod error;
 mod health;
@@ -27,14 +27,23 @@ use tracing::Level;
 
 use crate::config::ServeConfig;
 use crate::db::{Database, DbError};
+use crate::service::Services;
 use error::{ApiError, Problem};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What every handler can reach.
+/// What every handler can reach: the service layer.
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: PgPool,
+    pub services: Services,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool) -> Self {
+        AppState {
+            services: Services::new(pool),
+        }
+    }
 }
 
 /// Settings of the middleware stack.
@@ -54,16 +63,31 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
                 .get::<RequestId>()
                 .and_then(|id| id.header_value().to_str().ok())
                 .unwrap_or("-");
-            tracing::info_span!("request", request_id = %request_id, method = %req.method(), uri = %req.uri())
+            tracing::info_span!(
+                "request",
+                request_id = %request_id,
+                method = %req.method(),
+                uri = %req.uri(),
+                caller = tracing::field::Empty
+            )
         })
         .on_response(DefaultOnResponse::new().level(Level::INFO));
 
     Router::new()
         .merge(health::router())
+        .merge(crate::api::router())
         .nest_service("/static", ServeDir::new(&settings.static_dir))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        // Inner layers (last added runs first): their bare error answers pass through the
+        // problem mapper.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
+        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+        .layer(axum::middleware::map_response(problem_for_bare_errors))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
@@ -78,13 +102,26 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
                     )
                     .into_response()
                 }))
-                .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
-                .layer(CompressionLayer::new())
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    settings.request_timeout,
-                )),
+                .layer(CompressionLayer::new()),
         )
+}
+
+/// Errors produced by middleware (body limit, timeout) become problem documents too.
+async fn problem_for_bare_errors(res: axum::response::Response) -> axum::response::Response {
+    let is_problem = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    match res.status() {
+        StatusCode::PAYLOAD_TOO_LARGE if !is_problem => ApiError::PayloadTooLarge.into_response(),
+        StatusCode::SERVICE_UNAVAILABLE if !is_problem => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took too long and was stopped",
+        )
+        .into_response(),
+        _ => res,
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -118,12 +155,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         max_body_bytes: cfg.max_body_bytes,
         static_dir: cfg.static_dir.clone(),
     };
-    let app = app(
-        AppState {
-            pool: db.pool.clone(),
-        },
-        &settings,
-    );
+    let app = app(AppState::new(db.pool.clone()), &settings);
     let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
         Ok(l) => l,
         Err(source) => {

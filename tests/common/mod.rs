@@ -176,27 +176,125 @@ impl Drop for TestDb {
     }
 }
 
-/// The application served on a random local port, over a fresh database.
+/// The application served on a random local port, over a fresh database, with an admin
+/// (`root`) and its API token.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub db: TestDb,
+    pub services: keyportal::service::Services,
+    pub admin: String,
 }
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
         let db = TestDb::new().await;
         let addr = serve_app(db.pool.clone()).await;
-        TestApp {
+        let services = keyportal::service::Services::new(db.pool.clone());
+        let mut app = TestApp {
             addr,
             client: client(),
             db,
-        }
+            services,
+            admin: String::new(),
+        };
+        app.admin = app
+            .user_with_token("root", keyportal::domain::Role::Admin)
+            .await;
+        app
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+
+    /// Creates a user directly through the service layer and returns a token of theirs.
+    pub async fn user_with_token(&self, username: &str, role: keyportal::domain::Role) -> String {
+        let user = self
+            .services
+            .insert_user(
+                None,
+                keyportal::service::users::NewUser {
+                    username: username.into(),
+                    role: Some(role),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("create user");
+        let id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
+            .bind(&user.username)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap();
+        self.services
+            .insert_user_token(None, id, &user.username, "test", None)
+            .await
+            .expect("token")
+            .secret
+    }
+
+    pub fn get(&self, token: &str, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(token)
+    }
+
+    pub fn post(
+        &self,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+    }
+
+    pub fn delete(&self, token: &str, path: &str) -> reqwest::RequestBuilder {
+        self.client.delete(self.url(path)).bearer_auth(token)
+    }
+
+    pub fn patch(
+        &self,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+    }
+
+    pub fn put(&self, token: &str, path: &str, body: serde_json::Value) -> reqwest::RequestBuilder {
+        self.client
+            .put(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+    }
+}
+
+/// Status and JSON body of a response (`Null` for an empty or non-JSON body).
+pub async fn answer(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let res = req.send().await.expect("request");
+    let status = res.status().as_u16();
+    let problem = res
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    let text = res.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    if status >= 400 {
+        assert!(problem, "error {status} must be a problem document: {text}");
+        assert_eq!(body["status"].as_u64(), Some(u64::from(status)), "{text}");
+        assert!(body["code"].is_string(), "{text}");
+    }
+    (status, body)
+}
+
+/// Text of a corpus file.
+pub fn corpus_key(file: &str) -> String {
+    String::from_utf8(std::fs::read(corpus_dir().join(file)).unwrap()).unwrap()
 }
 
 pub fn client() -> reqwest::Client {
@@ -213,7 +311,7 @@ pub async fn serve_app(pool: PgPool) -> SocketAddr {
         max_body_bytes: 1024 * 1024,
         static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static"),
     };
-    let app = keyportal::http::app(AppState { pool }, &settings);
+    let app = keyportal::http::app(AppState::new(pool), &settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

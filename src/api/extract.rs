@@ -1,0 +1,114 @@
+//! Extractors: the authenticated caller, and JSON/query input whose rejections are problem
+//! documents like every other error.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+use tower_http::request_id::RequestId;
+
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use crate::service::Ctx;
+
+/// The authenticated caller and the request id: every API handler starts from this.
+pub struct Auth(pub Ctx);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .map(str::to_owned);
+        let secret = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or(ApiError::Unauthenticated)?;
+        let caller = state.services.authenticate(secret).await?;
+        tracing::Span::current().record("caller", caller.actor());
+        Ok(Auth(Ctx { caller, request_id }))
+    }
+}
+
+/// A JSON body; malformed JSON and wrong fields are 400 problem documents.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::PayloadTooLarge;
+    }
+    let (code, detail) = match &r {
+        JsonRejection::JsonDataError(e) => (
+            "invalid_body",
+            format!("the JSON body does not fit this request: {}", e.body_text()),
+        ),
+        JsonRejection::JsonSyntaxError(e) => (
+            "invalid_json",
+            format!("the body is not valid JSON: {}", e.body_text()),
+        ),
+        JsonRejection::MissingJsonContentType(_) => (
+            "invalid_body",
+            "send the body as JSON with Content-Type: application/json".to_owned(),
+        ),
+        other => ("invalid_body", other.body_text()),
+    };
+    ApiError::BadRequest { code, detail }
+}
+
+/// Query parameters; malformed ones are 400 problem documents.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::BadRequest {
+                code: "invalid_query",
+                detail: format!(
+                    "the query string does not fit this request: {}",
+                    e.body_text()
+                ),
+            }),
+            Err(e) => Err(ApiError::BadRequest {
+                code: "invalid_query",
+                detail: e.body_text(),
+            }),
+        }
+    }
+}
+
+/// `limit` and `cursor` of every list.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    pub q: Option<String>,
+    pub username: Option<String>,
+}
+
+/// Reads a `{...}` path segment that must be a UUID: anything else is simply not found.
+pub fn uuid_path(s: &str, what: &'static str) -> Result<uuid::Uuid, ApiError> {
+    s.parse().map_err(|_| ApiError::ObjectNotFound { what })
+}

@@ -1,0 +1,514 @@
+//! The JSON API under `/api/v1` (contract: `shared/spec/api.md`). Each handler reads its input,
+//! calls one service function, and renders the answer; the rules live in [`crate::service`].
+
+mod extract;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Deserializer};
+use time::OffsetDateTime;
+
+use crate::domain::Role;
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use crate::keys::Policy;
+use crate::service::{grants::NewGrant, users::NewUser, users::UserPatch};
+use extract::{uuid_path, ApiJson, ApiQuery, Auth, ListQuery};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route(
+            "/api/v1/users/{username}",
+            get(get_user).patch(update_user).delete(delete_user),
+        )
+        .route(
+            "/api/v1/users/{username}/keys",
+            get(list_keys).post(add_key),
+        )
+        .route("/api/v1/users/{username}/keys/import", post(import_keys))
+        .route("/api/v1/keys/validate", post(validate_key))
+        .route("/api/v1/keys/{id}", get(get_key).delete(delete_key))
+        .route("/api/v1/servers", get(list_servers).post(create_server))
+        .route(
+            "/api/v1/servers/{name}",
+            get(get_server).patch(update_server).delete(delete_server),
+        )
+        .route(
+            "/api/v1/servers/{name}/grants",
+            get(list_grants).post(create_grant),
+        )
+        .route(
+            "/api/v1/servers/{name}/authorized_keys",
+            get(authorized_keys),
+        )
+        .route("/api/v1/servers/{name}/tokens", post(create_server_token))
+        .route("/api/v1/grants/{id}", delete(delete_grant))
+        .route("/api/v1/policy", get(get_policy).put(put_policy))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", delete(revoke_token))
+        .route("/metrics", get(metrics))
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn created<T: serde::Serialize>(body: T) -> impl IntoResponse {
+    (StatusCode::CREATED, Json(body))
+}
+
+/// `Some(None)` for an explicit JSON null, `None` for an absent field.
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+async fn me(State(s): State<AppState>, Auth(ctx): Auth) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.services.me(&ctx).await?))
+}
+
+// ---- users
+
+async fn list_users(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(
+        s.services
+            .list_users(&ctx, q.q.as_deref(), q.limit, q.cursor.as_deref())
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    username: String,
+    display_name: Option<String>,
+    email: Option<String>,
+    role: Option<Role>,
+    password: Option<String>,
+}
+
+async fn create_user(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    ApiJson(b): ApiJson<CreateUser>,
+) -> ApiResult<impl IntoResponse> {
+    let new = NewUser {
+        username: b.username,
+        display_name: b.display_name,
+        email: b.email,
+        role: b.role,
+        password: b.password,
+    };
+    Ok(created(s.services.create_user(&ctx, new).await?))
+}
+
+async fn get_user(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(username): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.services.get_user(&ctx, &username).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchUser {
+    display_name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    email: Option<Option<String>>,
+    role: Option<Role>,
+    disabled: Option<bool>,
+    password: Option<String>,
+}
+
+async fn update_user(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(username): Path<String>,
+    ApiJson(b): ApiJson<PatchUser>,
+) -> ApiResult<impl IntoResponse> {
+    let patch = UserPatch {
+        display_name: b.display_name,
+        email: b.email,
+        role: b.role,
+        disabled: b.disabled,
+        password: b.password,
+    };
+    Ok(Json(s.services.update_user(&ctx, &username, patch).await?))
+}
+
+async fn delete_user(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(username): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.services.delete_user(&ctx, &username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- keys
+
+async fn list_keys(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(username): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(
+        s.services
+            .list_keys(&ctx, &username, q.limit, q.cursor.as_deref())
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddKey {
+    key: String,
+    title: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
+}
+
+async fn add_key(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(username): Path<String>,
+    ApiJson(b): ApiJson<AddKey>,
+) -> ApiResult<impl IntoResponse> {
+    let key = s
+        .services
+        .add_key(
+            &ctx,
+            &username,
+            b.key.as_bytes(),
+            b.title.as_deref(),
+            b.expires_at,
+        )
+        .await?;
+    Ok(created(key))
+}
+
+async fn import_keys(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(username): Path<String>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.services.import_keys(&ctx, &username, &body).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateKey {
+    key: String,
+}
+
+async fn validate_key(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    ApiJson(b): ApiJson<ValidateKey>,
+) -> ApiResult<impl IntoResponse> {
+    let k = s.services.check_key(&ctx, b.key.as_bytes()).await?;
+    Ok(Json(serde_json::json!({
+        "valid": true,
+        "algorithm": k.algorithm,
+        "bits": k.bits,
+        "public_key": k.public_key,
+        "comment": k.comment,
+        "fingerprint_sha256": k.fingerprint_sha256,
+        "fingerprint_md5": k.fingerprint_md5,
+        "format": k.format,
+    })))
+}
+
+async fn get_key(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(
+        s.services.get_key(&ctx, uuid_path(&id, "key")?).await?,
+    ))
+}
+
+async fn delete_key(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.services.delete_key(&ctx, uuid_path(&id, "key")?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- servers and grants
+
+async fn list_servers(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(
+        s.services
+            .list_servers(&ctx, q.q.as_deref(), q.limit, q.cursor.as_deref())
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateServer {
+    name: String,
+    hostname: Option<String>,
+    description: Option<String>,
+}
+
+async fn create_server(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    ApiJson(b): ApiJson<CreateServer>,
+) -> ApiResult<impl IntoResponse> {
+    let server = s
+        .services
+        .create_server(
+            &ctx,
+            &b.name,
+            b.hostname.as_deref(),
+            b.description.as_deref(),
+        )
+        .await?;
+    Ok(created(server))
+}
+
+async fn get_server(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(name): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.services.get_server(&ctx, &name).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchServer {
+    hostname: Option<String>,
+    description: Option<String>,
+}
+
+async fn update_server(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(name): Path<String>,
+    ApiJson(b): ApiJson<PatchServer>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(
+        s.services
+            .update_server(&ctx, &name, b.hostname.as_deref(), b.description.as_deref())
+            .await?,
+    ))
+}
+
+async fn delete_server(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.services.delete_server(&ctx, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_grants(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(
+        s.services
+            .list_grants(
+                &ctx,
+                &name,
+                q.username.as_deref(),
+                q.limit,
+                q.cursor.as_deref(),
+            )
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGrant {
+    username: String,
+    login: String,
+    key_id: Option<uuid::Uuid>,
+    options: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
+}
+
+async fn create_grant(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(name): Path<String>,
+    ApiJson(b): ApiJson<CreateGrant>,
+) -> ApiResult<impl IntoResponse> {
+    let new = NewGrant {
+        username: b.username,
+        login: b.login,
+        key_id: b.key_id,
+        options: b.options,
+        expires_at: b.expires_at,
+    };
+    Ok(created(s.services.create_grant(&ctx, &name, new).await?))
+}
+
+async fn delete_grant(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.services
+        .delete_grant(&ctx, uuid_path(&id, "grant")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthorizedKeysQuery {
+    login: String,
+    fingerprint: Option<String>,
+}
+
+async fn authorized_keys(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<AuthorizedKeysQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let text = s
+        .services
+        .authorized_keys(&ctx, &name, &q.login, q.fingerprint.as_deref())
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateServerToken {
+    name: Option<String>,
+}
+
+/// The body is optional: `{ "name": ... }` or nothing.
+async fn create_server_token(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let b: CreateServerToken = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateServerToken::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+            code: "invalid_body",
+            detail: format!("the JSON body does not fit this request: {e}"),
+        })?
+    };
+    Ok(created(
+        s.services
+            .create_server_token(Some(&ctx), &name, b.name.as_deref())
+            .await?,
+    ))
+}
+
+// ---- policy, audit, tokens, metrics
+
+async fn get_policy(State(s): State<AppState>, Auth(ctx): Auth) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.services.policy(&ctx).await?))
+}
+
+async fn put_policy(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    ApiJson(p): ApiJson<Policy>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.services.set_policy(&ctx, p).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn audit(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let f = crate::service::audit::AuditFilter {
+        actor: q.actor,
+        action: q.action,
+        target: q.target,
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    Ok(Json(s.services.audit(&ctx, &f).await?))
+}
+
+async fn list_tokens(State(s): State<AppState>, Auth(ctx): Auth) -> ApiResult<impl IntoResponse> {
+    Ok(Json(
+        serde_json::json!({ "items": s.services.list_tokens(&ctx).await?, "next_cursor": null }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    name: String,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
+}
+
+async fn create_token(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    ApiJson(b): ApiJson<CreateToken>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(created(
+        s.services.create_token(&ctx, &b.name, b.expires_at).await?,
+    ))
+}
+
+async fn revoke_token(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.services
+        .revoke_token(&ctx, uuid_path(&id, "token")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.services.metrics.render(),
+    )
+}

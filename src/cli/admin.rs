@@ -1,0 +1,104 @@
+//! Commands that work on the database directly, with or without a running `serve`:
+//! `admin create`, `token create`, `server token`.
+
+use std::io::Read;
+
+use crate::config::DatabaseConfig;
+use crate::db::Database;
+use crate::domain::Role;
+use crate::service::users::NewUser;
+use crate::service::Services;
+use crate::store;
+
+#[derive(clap::Args, Debug)]
+pub struct AdminCreateArgs {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[arg(long)]
+    pub username: String,
+    /// Read the password from standard input (first line).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TokenCreateArgs {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[arg(long)]
+    pub username: String,
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServerTokenArgs {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[arg(long)]
+    pub server: String,
+    #[arg(long, default_value = "sshd")]
+    pub name: String,
+}
+
+async fn open(cfg: &DatabaseConfig) -> Result<(Database, Services), String> {
+    let db = Database::open(cfg).await.map_err(|e| e.to_string())?;
+    let services = Services::new(db.pool.clone());
+    Ok((db, services))
+}
+
+pub async fn admin_create(args: AdminCreateArgs) -> Result<(), String> {
+    let password = if args.password_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        Some(text.lines().next().unwrap_or("").to_owned())
+    } else {
+        None
+    };
+    let (db, services) = open(&args.database).await?;
+    let result = services
+        .insert_user(
+            None,
+            NewUser {
+                username: args.username,
+                role: Some(Role::Admin),
+                password,
+                ..NewUser::default()
+            },
+        )
+        .await;
+    db.close().await;
+    let user = result.map_err(|e| e.to_string())?;
+    eprintln!("created admin {}", user.username);
+    Ok(())
+}
+
+pub async fn token_create(args: TokenCreateArgs) -> Result<(), String> {
+    let (db, services) = open(&args.database).await?;
+    let result = async {
+        let user = store::users::by_username(&services.pool, &args.username)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("there is no user {:?}", args.username))?;
+        services
+            .insert_user_token(None, user.id, &user.username, &args.name, None)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    db.close().await;
+    println!("{}", result?.secret);
+    Ok(())
+}
+
+pub async fn server_token(args: ServerTokenArgs) -> Result<(), String> {
+    let (db, services) = open(&args.database).await?;
+    let result = services
+        .create_server_token(None, &args.server, Some(&args.name))
+        .await;
+    db.close().await;
+    println!("{}", result.map_err(|e| e.to_string())?.secret);
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Names that must be valid to exist: parsed once at the boundary, then trusted.
+//! The same rules are CHECK constraints in the schema.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! name_type {
+    ($name:ident, $what:literal, $check:expr, $rule:literal) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, String> {
+                let check: fn(&str) -> bool = $check;
+                if check(s) {
+                    Ok($name(s.to_owned()))
+                } else {
+                    Err(format!(
+                        concat!("{:?} is not a valid ", $what, ": ", $rule),
+                        s
+                    ))
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(n: $name) -> String {
+                n.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+fn unix_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=32).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-')
+        })
+}
+
+name_type!(
+    Username,
+    "username",
+    unix_name,
+    "1-32 characters, lower-case letters, digits, '_', '.', '-', starting with a letter or '_'"
+);
+name_type!(
+    LoginName,
+    "login name",
+    unix_name,
+    "a Unix account name: 1-32 characters, lower-case letters, digits, '_', '.', '-', starting with a letter or '_'"
+);
+name_type!(
+    ServerName,
+    "server name",
+    |s: &str| {
+        let b = s.as_bytes();
+        (1..=253).contains(&b.len())
+            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'-'))
+    },
+    "up to 253 lower-case letters, digits, '.', '-', starting with a letter or digit"
+);
+
+/// A user's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_contract() {
+        assert!(Username::parse("alice").is_ok());
+        assert!(Username::parse("_svc.deploy-1").is_ok());
+        assert!(Username::parse("Alice").is_err());
+        assert!(Username::parse("1alice").is_err());
+        assert!(Username::parse(&"a".repeat(33)).is_err());
+        assert!(ServerName::parse("web-1.example.com").is_ok());
+        assert!(ServerName::parse("-web").is_err());
+        assert!(ServerName::parse("web_1").is_err());
+        assert!(LoginName::parse("root").is_ok());
+        assert!(LoginName::parse("root\n").is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! Who may do what: the one authorization function, and the caller it judges.
+
+use serde::Serialize;
+
+use super::ServiceError;
+use crate::domain::Role;
+
+/// An authenticated principal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Caller {
+    User {
+        id: i64,
+        username: String,
+        role: Role,
+    },
+    Server {
+        id: i64,
+        name: String,
+    },
+}
+
+impl Caller {
+    /// The name written into audit events.
+    pub fn actor(&self) -> String {
+        match self {
+            Caller::User { username, .. } => username.clone(),
+            Caller::Server { name, .. } => format!("server:{name}"),
+        }
+    }
+
+    pub fn user_id(&self) -> Option<i64> {
+        match self {
+            Caller::User { id, .. } => Some(*id),
+            Caller::Server { .. } => None,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Caller::User {
+                role: Role::Admin,
+                ..
+            }
+        )
+    }
+}
+
+/// Everything a caller may ask to do.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    /// List or create users; change roles; disable; delete.
+    ManageUsers,
+    /// Read a user's profile.
+    ReadUser { user_id: i64 },
+    /// Change a user's own profile fields (display name, email, password).
+    EditProfile { user_id: i64 },
+    /// List, add, import, delete a user's keys.
+    ManageKeysOf { user_id: i64 },
+    /// Create, change, delete servers, grants and server tokens.
+    ManageServers,
+    /// See a server (admins: all; members: those they hold grants on, decided by the caller of this).
+    ListServers,
+    /// Read one server's authorized_keys.
+    ReadAuthorizedKeys { server_id: i64 },
+    /// Change the validation policy.
+    EditPolicy,
+    /// Read the policy.
+    ReadPolicy,
+    /// Read the audit log.
+    ReadAudit,
+    /// Manage one's own personal tokens.
+    ManageOwnTokens,
+}
+
+/// Decides. Objects the caller may not see are `NotFound`, so names do not leak; actions the
+/// caller's kind may never take are `Forbidden`.
+pub fn authorize(caller: &Caller, action: Action) -> Result<(), ServiceError> {
+    let not_found = |what| Err(ServiceError::NotFound { what });
+    match (caller, action) {
+        (
+            Caller::User {
+                role: Role::Admin, ..
+            },
+            _,
+        ) => Ok(()),
+        (Caller::Server { id, .. }, Action::ReadAuthorizedKeys { server_id }) => {
+            if *id == server_id {
+                Ok(())
+            } else {
+                not_found("server")
+            }
+        }
+        (Caller::Server { .. }, _) => Err(ServiceError::Forbidden(
+            "a server token may only read its own server's authorized_keys",
+        )),
+        (
+            Caller::User { id, .. },
+            Action::ReadUser { user_id }
+            | Action::EditProfile { user_id }
+            | Action::ManageKeysOf { user_id },
+        ) => {
+            if *id == user_id {
+                Ok(())
+            } else {
+                not_found("user")
+            }
+        }
+        (Caller::User { .. }, Action::ReadAuthorizedKeys { .. }) => not_found("server"),
+        (
+            Caller::User { .. },
+            Action::ListServers | Action::ReadPolicy | Action::ManageOwnTokens,
+        ) => Ok(()),
+        (
+            Caller::User { .. },
+            Action::ManageUsers | Action::ManageServers | Action::EditPolicy | Action::ReadAudit,
+        ) => Err(ServiceError::Forbidden("this needs the admin role")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: i64) -> Caller {
+        Caller::User {
+            id,
+            username: format!("m{id}"),
+            role: Role::Member,
+        }
+    }
+
+    #[test]
+    fn the_matrix() {
+        let admin = Caller::User {
+            id: 1,
+            username: "root".into(),
+            role: Role::Admin,
+        };
+        let server = Caller::Server {
+            id: 7,
+            name: "web".into(),
+        };
+        let ok = |c: &Caller, a| authorize(c, a).is_ok();
+        let nf = |c: &Caller, a| matches!(authorize(c, a), Err(ServiceError::NotFound { .. }));
+        let fb = |c: &Caller, a| matches!(authorize(c, a), Err(ServiceError::Forbidden(_)));
+        assert!(
+            ok(&admin, Action::ManageUsers)
+                && ok(&admin, Action::ReadAudit)
+                && ok(&admin, Action::ManageKeysOf { user_id: 5 })
+        );
+        assert!(ok(&member(5), Action::ManageKeysOf { user_id: 5 }));
+        assert!(nf(&member(5), Action::ManageKeysOf { user_id: 6 }));
+        assert!(nf(&member(5), Action::ReadUser { user_id: 6 }));
+        assert!(
+            fb(&member(5), Action::ManageUsers)
+                && fb(&member(5), Action::EditPolicy)
+                && fb(&member(5), Action::ManageServers)
+        );
+        assert!(ok(&member(5), Action::ReadPolicy) && ok(&member(5), Action::ManageOwnTokens));
+        assert!(ok(&server, Action::ReadAuthorizedKeys { server_id: 7 }));
+        assert!(nf(&server, Action::ReadAuthorizedKeys { server_id: 8 }));
+        assert!(
+            fb(&server, Action::ReadPolicy) && fb(&server, Action::ManageKeysOf { user_id: 5 })
+        );
+        assert!(nf(&member(5), Action::ReadAuthorizedKeys { server_id: 7 }));
+    }
+}

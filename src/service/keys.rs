@@ -1,0 +1,414 @@
+//! SSH keys: validated on submission, stored canonical, validated again on every read.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{authorize, page, Action, Ctx, Listing, ServiceError, Services};
+use crate::keys::{self, KeyErrorCode, KeyRejection, Policy, ValidatedKey};
+use crate::store;
+use crate::store::keys::KeyRow;
+
+/// A stored key as the API shows it, with its status under today's policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    pub id: Uuid,
+    pub username: String,
+    pub title: String,
+    pub algorithm: String,
+    pub bits: i32,
+    pub fingerprint_sha256: String,
+    pub fingerprint_md5: String,
+    pub public_key: String,
+    pub comment: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    pub status: KeyStatus,
+    pub problem: Option<KeyProblem>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Valid,
+    Invalid,
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyProblem {
+    pub code: KeyErrorCode,
+    pub message: String,
+}
+
+/// Re-validates a stored key under `policy`: the stored canonical form and comment must still
+/// pass, and still be the key whose fingerprint was registered.
+pub fn revalidate(
+    services: &Services,
+    public_key: &str,
+    comment: &str,
+    fingerprint: &str,
+    policy: &Policy,
+) -> Result<(), KeyRejection> {
+    services
+        .metrics
+        .validations_read
+        .fetch_add(1, Ordering::Relaxed);
+    let line = if comment.is_empty() {
+        public_key.to_owned()
+    } else {
+        format!("{public_key} {comment}")
+    };
+    let result = keys::validate(line.as_bytes(), policy).and_then(|k| {
+        if k.fingerprint_sha256 == fingerprint {
+            Ok(())
+        } else {
+            Err(KeyRejection::new(
+                KeyErrorCode::EncodingInvalid,
+                "the stored key does not match its registered fingerprint",
+            ))
+        }
+    });
+    if result.is_err() {
+        services
+            .metrics
+            .invalid_on_read
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+impl Services {
+    fn view(&self, row: KeyRow, policy: &Policy, now: OffsetDateTime) -> KeyView {
+        let verdict = revalidate(
+            self,
+            &row.public_key,
+            &row.comment,
+            &row.fingerprint_sha256,
+            policy,
+        );
+        let (status, problem) = match verdict {
+            Err(r) => (
+                KeyStatus::Invalid,
+                Some(KeyProblem {
+                    code: r.code,
+                    message: r.message,
+                }),
+            ),
+            Ok(()) if row.expires_at.is_some_and(|e| e <= now) => (KeyStatus::Expired, None),
+            Ok(()) => (KeyStatus::Valid, None),
+        };
+        KeyView {
+            id: row.id,
+            username: row.username,
+            title: row.title,
+            algorithm: row.algorithm,
+            bits: row.bits,
+            fingerprint_sha256: row.fingerprint_sha256,
+            fingerprint_md5: row.fingerprint_md5,
+            public_key: row.public_key,
+            comment: row.comment,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            last_used_at: row.last_used_at,
+            status,
+            problem,
+        }
+    }
+
+    /// The validator on its own: nothing stored.
+    pub fn validate_key(
+        &self,
+        input: &[u8],
+        policy: &Policy,
+    ) -> Result<ValidatedKey, KeyRejection> {
+        self.metrics
+            .validations_write
+            .fetch_add(1, Ordering::Relaxed);
+        keys::validate(input, policy)
+    }
+
+    pub async fn check_key(&self, ctx: &Ctx, input: &[u8]) -> Result<ValidatedKey, ServiceError> {
+        let policy = self.policy(ctx).await?;
+        self.validate_key(input, &policy)
+            .map_err(ServiceError::KeyRejected)
+    }
+
+    pub async fn list_keys(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<Listing<KeyView>, ServiceError> {
+        let user = self
+            .visible_user(ctx, username, |id| Action::ManageKeysOf { user_id: id })
+            .await?;
+        let page = page(limit, cursor)?;
+        let policy = super::policy::current(&self.pool).await?;
+        let rows = store::keys::list(&self.pool, Some(user.id), &page).await?;
+        let (rows, next_cursor) = store::split_page(rows, page.limit, |r| {
+            store::keys::time_id_key(r.created_at, r.id)
+        });
+        let now = OffsetDateTime::now_utc();
+        Ok(Listing {
+            items: rows
+                .into_iter()
+                .map(|r| self.view(r, &policy, now))
+                .collect(),
+            next_cursor,
+        })
+    }
+
+    pub async fn get_key(&self, ctx: &Ctx, id: Uuid) -> Result<KeyView, ServiceError> {
+        let row = self.visible_key(ctx, id).await?;
+        let policy = super::policy::current(&self.pool).await?;
+        Ok(self.view(row, &policy, OffsetDateTime::now_utc()))
+    }
+
+    pub async fn add_key(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+        input: &[u8],
+        title: Option<&str>,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<KeyView, ServiceError> {
+        let user = self
+            .visible_user(ctx, username, |id| Action::ManageKeysOf { user_id: id })
+            .await?;
+        let title = title.unwrap_or("").trim();
+        if title.chars().count() > 200 || title.chars().any(char::is_control) {
+            return Err(ServiceError::invalid(
+                "title",
+                "the title is at most 200 characters, without control characters",
+            ));
+        }
+        if expires_at.is_some_and(|e| e <= OffsetDateTime::now_utc()) {
+            return Err(ServiceError::invalid(
+                "expires_at",
+                "expires_at must be in the future",
+            ));
+        }
+        let policy = super::policy::current(&self.pool).await?;
+        let key = self
+            .validate_key(input, &policy)
+            .map_err(ServiceError::KeyRejected)?;
+        let title = if title.is_empty() {
+            key.comment.as_str()
+        } else {
+            title
+        };
+        let mut tx = self.pool.begin().await?;
+        let id = store::keys::insert(&mut *tx, &new_key(user.id, title, &key, expires_at))
+            .await
+            .map_err(|e| duplicate(e, &key.fingerprint_sha256))?;
+        super::audit::record(
+            &mut *tx,
+            ctx,
+            "key.add",
+            &format!("user:{}", user.username),
+            json!({ "key_id": id, "fingerprint": key.fingerprint_sha256, "algorithm": key.algorithm, "bits": key.bits }),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_key(ctx, id).await
+    }
+
+    pub async fn delete_key(&self, ctx: &Ctx, id: Uuid) -> Result<(), ServiceError> {
+        let row = self.visible_key(ctx, id).await?;
+        let mut tx = self.pool.begin().await?;
+        if store::keys::delete(&mut *tx, id).await? == 0 {
+            return Err(ServiceError::NotFound { what: "key" });
+        }
+        super::audit::record(
+            &mut *tx,
+            ctx,
+            "key.delete",
+            &format!("user:{}", row.username),
+            json!({ "key_id": id, "fingerprint": row.fingerprint_sha256 }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Imports an authorized_keys file: every line judged; the valid, new keys added in one
+    /// transaction (all or nothing).
+    pub async fn import_keys(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+        file: &[u8],
+    ) -> Result<ImportReport, ServiceError> {
+        let user = self
+            .visible_user(ctx, username, |id| Action::ManageKeysOf { user_id: id })
+            .await?;
+        let policy = super::policy::current(&self.pool).await?;
+        let verdicts =
+            keys::validate_authorized_keys(file, &policy).map_err(ServiceError::KeyRejected)?;
+        self.metrics
+            .validations_write
+            .fetch_add(verdicts.len() as u64, Ordering::Relaxed);
+        let fingerprints: Vec<String> = verdicts
+            .iter()
+            .filter_map(|v| v.result.as_ref().ok().map(|k| k.fingerprint_sha256.clone()))
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        let registered: HashSet<String> = sqlx::query_scalar(
+            "SELECT fingerprint_sha256 FROM ssh_keys WHERE fingerprint_sha256 = ANY($1)",
+        )
+        .bind(&fingerprints)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let mut seen = HashSet::new();
+        let mut lines = Vec::with_capacity(verdicts.len());
+        let mut added = 0;
+        for v in verdicts {
+            let line = match v.result {
+                Err(r) => ImportLine::rejected(v.line, r),
+                Ok(k)
+                    if registered.contains(&k.fingerprint_sha256)
+                        || !seen.insert(k.fingerprint_sha256.clone()) =>
+                {
+                    ImportLine {
+                        line: v.line,
+                        status: ImportStatus::Duplicate,
+                        code: Some("duplicate_key".into()),
+                        message: Some("this key is already registered".into()),
+                        fingerprint_sha256: Some(k.fingerprint_sha256),
+                        key_id: None,
+                    }
+                }
+                Ok(k) => {
+                    let id = store::keys::insert(&mut *tx, &new_key(user.id, &k.comment, &k, None))
+                        .await
+                        .map_err(|e| duplicate(e, &k.fingerprint_sha256))?;
+                    added += 1;
+                    ImportLine {
+                        line: v.line,
+                        status: ImportStatus::Added,
+                        code: None,
+                        message: (!k.options.is_empty()).then(|| {
+                            "the options on this line were not stored: options belong to grants"
+                                .to_owned()
+                        }),
+                        fingerprint_sha256: Some(k.fingerprint_sha256),
+                        key_id: Some(id),
+                    }
+                }
+            };
+            lines.push(line);
+        }
+        super::audit::record(
+            &mut *tx,
+            ctx,
+            "key.import",
+            &format!("user:{}", user.username),
+            json!({ "added": added, "lines": lines.len() }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ImportReport { added, lines })
+    }
+
+    async fn visible_key(&self, ctx: &Ctx, id: Uuid) -> Result<KeyRow, ServiceError> {
+        let row = store::keys::by_id(&self.pool, id)
+            .await?
+            .ok_or(ServiceError::NotFound { what: "key" })?;
+        authorize(
+            &ctx.caller,
+            Action::ManageKeysOf {
+                user_id: row.user_id,
+            },
+        )
+        .map_err(|_| ServiceError::NotFound { what: "key" })?;
+        Ok(row)
+    }
+}
+
+fn new_key<'a>(
+    user_id: i64,
+    title: &'a str,
+    key: &'a ValidatedKey,
+    expires_at: Option<OffsetDateTime>,
+) -> store::keys::NewKey<'a> {
+    store::keys::NewKey {
+        user_id,
+        title: truncate(title, 200),
+        algorithm: key.algorithm.as_str(),
+        bits: key.bits as i32,
+        public_key: &key.public_key,
+        comment: &key.comment,
+        fingerprint_sha256: &key.fingerprint_sha256,
+        fingerprint_md5: &key.fingerprint_md5,
+        expires_at,
+    }
+}
+
+fn truncate(s: &str, chars: usize) -> &str {
+    match s.char_indices().nth(chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn duplicate(e: sqlx::Error, fingerprint: &str) -> ServiceError {
+    super::on_constraint(
+        e,
+        "ssh_keys_fingerprint_sha256_key",
+        "duplicate_key",
+        || format!("the key {fingerprint} is already registered"),
+    )
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImportReport {
+    pub added: usize,
+    pub lines: Vec<ImportLine>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImportLine {
+    pub line: usize,
+    pub status: ImportStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<Uuid>,
+}
+
+impl ImportLine {
+    fn rejected(line: usize, r: KeyRejection) -> Self {
+        ImportLine {
+            line,
+            status: ImportStatus::Rejected,
+            code: Some(r.code.as_str().to_owned()),
+            message: Some(r.message),
+            fingerprint_sha256: None,
+            key_id: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportStatus {
+    Added,
+    Duplicate,
+    Rejected,
+}

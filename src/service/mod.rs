@@ -1,0 +1,162 @@
+//! The service layer: every rule of keyportal, whatever the door (JSON API, HTML forms, CLI).
+//! Web handlers parse input, call one function here, and render the result.
+//!
+//! - Authorization: [`authorize`] is the one place that decides who may do what.
+//! - Keys are validated on the way in and again on every read, under the current policy.
+//! - Every change writes its audit event in the same transaction as the change.
+
+pub mod access;
+pub mod audit;
+pub mod authorized_keys;
+pub mod grants;
+pub mod keys;
+pub mod policy;
+pub mod servers;
+pub mod tokens;
+pub mod users;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+pub use access::{authorize, Action, Caller};
+
+use crate::keys::KeyRejection;
+use crate::store::Page;
+
+/// What the service layer can answer besides success. Each variant is one kind of cause.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("not authenticated")]
+    Unauthenticated,
+    #[error("not allowed: {0}")]
+    Forbidden(&'static str),
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("{detail}")]
+    Invalid {
+        code: &'static str,
+        field: &'static str,
+        detail: String,
+    },
+    /// The request itself is malformed (400), as opposed to well-formed but invalid (422).
+    #[error("{detail}")]
+    Malformed { code: &'static str, detail: String },
+    #[error("{0}")]
+    KeyRejected(KeyRejection),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn invalid(field: &'static str, detail: impl Into<String>) -> Self {
+        ServiceError::Invalid {
+            code: "invalid_field",
+            field,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Turns a constraint violation into the conflict it means; other errors pass through.
+pub(crate) fn on_constraint(
+    e: sqlx::Error,
+    constraint: &str,
+    code: &'static str,
+    detail: impl FnOnce() -> String,
+) -> ServiceError {
+    match &e {
+        sqlx::Error::Database(db) if db.constraint() == Some(constraint) => {
+            ServiceError::Conflict {
+                code,
+                detail: detail(),
+            }
+        }
+        _ => ServiceError::Database(e),
+    }
+}
+
+/// Counters exported at `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Validations on the way in (submission, import, validate endpoint).
+    pub validations_write: AtomicU64,
+    /// Validations of stored keys at read time (lists, reads, authorized_keys).
+    pub validations_read: AtomicU64,
+    /// Stored keys found invalid under the current policy at read time.
+    pub invalid_on_read: AtomicU64,
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "# HELP keyportal_key_validations_total Key validations by the validator.\n\
+             # TYPE keyportal_key_validations_total counter\n\
+             keyportal_key_validations_total{{when=\"write\"}} {}\n\
+             keyportal_key_validations_total{{when=\"read\"}} {}\n\
+             # HELP keyportal_keys_invalid_on_read_total Stored keys that failed validation at read time.\n\
+             # TYPE keyportal_keys_invalid_on_read_total counter\n\
+             keyportal_keys_invalid_on_read_total {}\n",
+            g(&self.validations_write),
+            g(&self.validations_read),
+            g(&self.invalid_on_read)
+        )
+    }
+}
+
+/// The service layer's handle: the pool and the counters.
+#[derive(Clone)]
+pub struct Services {
+    pub pool: PgPool,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Services {
+    pub fn new(pool: PgPool) -> Self {
+        Services {
+            pool,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}
+
+/// Who is asking and under which request id (for audit events and logs).
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub caller: Caller,
+    pub request_id: Option<String>,
+}
+
+/// A page of results with the cursor of the next page.
+#[derive(Debug, serde::Serialize)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// List parameters as the API receives them: `limit` (default 50, at most 500), `cursor`.
+pub fn page(limit: Option<i64>, cursor: Option<&str>) -> Result<Page, ServiceError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ServiceError::invalid(
+            "limit",
+            "limit must be between 1 and 500",
+        ));
+    }
+    let after = match cursor {
+        None | Some("") => None,
+        Some(c) => Some(
+            crate::store::decode_cursor(c).ok_or_else(|| ServiceError::Malformed {
+                code: "invalid_cursor",
+                detail: "the cursor is not one this API returned; start again without it".into(),
+            })?,
+        ),
+    };
+    Ok(Page { limit, after })
+}

@@ -1,0 +1,177 @@
+//! Servers: admins manage them; members see those they hold grants on.
+
+use serde::Serialize;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::{authorize, page, Action, Ctx, Listing, ServiceError, Services};
+use crate::domain::ServerName;
+use crate::store;
+use crate::store::servers::ServerRow;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerView {
+    pub name: String,
+    pub hostname: String,
+    pub description: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<ServerRow> for ServerView {
+    fn from(s: ServerRow) -> Self {
+        ServerView {
+            name: s.name,
+            hostname: s.hostname,
+            description: s.description,
+            created_at: s.created_at,
+        }
+    }
+}
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), ServiceError> {
+    if value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(
+            field,
+            format!("at most {max} characters, without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl Services {
+    /// The server named `name` if the caller may see it (admin, a member with a grant on it,
+    /// or that server's own token); otherwise not found.
+    pub(crate) async fn visible_server(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+    ) -> Result<ServerRow, ServiceError> {
+        let row = store::servers::by_name(&self.pool, name)
+            .await?
+            .ok_or(ServiceError::NotFound { what: "server" })?;
+        let visible =
+            match &ctx.caller {
+                c if c.is_admin() => true,
+                super::Caller::Server { id, .. } => *id == row.id,
+                super::Caller::User { id, .. } => sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM grants WHERE server_id = $1 AND user_id = $2)",
+                )
+                .bind(row.id)
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?,
+            };
+        if visible {
+            Ok(row)
+        } else {
+            Err(ServiceError::NotFound { what: "server" })
+        }
+    }
+
+    pub async fn list_servers(
+        &self,
+        ctx: &Ctx,
+        q: Option<&str>,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<Listing<ServerView>, ServiceError> {
+        authorize(&ctx.caller, Action::ListServers)?;
+        let page = page(limit, cursor)?;
+        let visible_to = if ctx.caller.is_admin() {
+            None
+        } else {
+            ctx.caller.user_id()
+        };
+        let rows = store::servers::list(&self.pool, q, visible_to, &page).await?;
+        let (rows, next_cursor) = store::split_page(rows, page.limit, |r| r.name.clone());
+        Ok(Listing {
+            items: rows.into_iter().map(ServerView::from).collect(),
+            next_cursor,
+        })
+    }
+
+    pub async fn get_server(&self, ctx: &Ctx, name: &str) -> Result<ServerView, ServiceError> {
+        authorize(&ctx.caller, Action::ListServers)?;
+        Ok(self.visible_server(ctx, name).await?.into())
+    }
+
+    pub async fn create_server(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        hostname: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<ServerView, ServiceError> {
+        authorize(&ctx.caller, Action::ManageServers)?;
+        let name = ServerName::parse(name).map_err(|e| ServiceError::invalid("name", e))?;
+        let hostname = hostname.unwrap_or("");
+        let description = description.unwrap_or("");
+        check_text("hostname", hostname, 253)?;
+        check_text("description", description, 2000)?;
+        let mut tx = self.pool.begin().await?;
+        let row = store::servers::insert(&mut *tx, name.as_str(), hostname, description)
+            .await
+            .map_err(|e| {
+                super::on_constraint(e, "servers_name_key", "name_taken", || {
+                    format!("a server named {name} exists")
+                })
+            })?;
+        super::audit::record(
+            &mut *tx,
+            ctx,
+            "server.create",
+            &format!("server:{name}"),
+            json!({ "hostname": hostname }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(row.into())
+    }
+
+    pub async fn update_server(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        hostname: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<ServerView, ServiceError> {
+        authorize(&ctx.caller, Action::ManageServers)?;
+        let row = self.visible_server(ctx, name).await?;
+        if let Some(h) = hostname {
+            check_text("hostname", h, 253)?;
+        }
+        if let Some(d) = description {
+            check_text("description", d, 2000)?;
+        }
+        let mut tx = self.pool.begin().await?;
+        let updated = store::servers::update(&mut *tx, row.id, hostname, description).await?;
+        super::audit::record(
+            &mut *tx,
+            ctx,
+            "server.update",
+            &format!("server:{}", row.name),
+            json!({ "hostname": updated.hostname, "description_changed": description.is_some() }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(updated.into())
+    }
+
+    pub async fn delete_server(&self, ctx: &Ctx, name: &str) -> Result<(), ServiceError> {
+        authorize(&ctx.caller, Action::ManageServers)?;
+        let row = self.visible_server(ctx, name).await?;
+        let mut tx = self.pool.begin().await?;
+        store::servers::delete(&mut *tx, row.id).await?;
+        super::audit::record(
+            &mut *tx,
+            ctx,
+            "server.delete",
+            &format!("server:{}", row.name),
+            json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,279 @@
+//! Users: admins manage everyone; members read and edit their own profile.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::Argon2;
+use serde::Serialize;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::{authorize, page, Action, Ctx, Listing, ServiceError, Services};
+use crate::domain::{Role, Username};
+use crate::store;
+use crate::store::users::UserRow;
+
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub role: Role,
+    pub disabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<UserRow> for UserView {
+    fn from(u: UserRow) -> Self {
+        UserView {
+            username: u.username,
+            display_name: u.display_name,
+            email: u.email,
+            role: u.role,
+            disabled: u.disabled,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct NewUser {
+    pub username: String,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub role: Option<Role>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct UserPatch {
+    pub display_name: Option<String>,
+    pub email: Option<Option<String>>,
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    pub password: Option<String>,
+}
+
+/// argon2id with a random salt; the hash string carries its parameters.
+pub fn hash_password(password: &str) -> Result<String, ServiceError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ServiceError::invalid(
+            "password",
+            format!("the password must have at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::Internal(format!("password hashing failed: {e}")))
+}
+
+fn check_profile(display_name: Option<&str>, email: Option<&str>) -> Result<(), ServiceError> {
+    if let Some(d) = display_name {
+        if d.chars().count() > 200 || d.chars().any(char::is_control) {
+            return Err(ServiceError::invalid(
+                "display_name",
+                "at most 200 characters, without control characters",
+            ));
+        }
+    }
+    if let Some(e) = email {
+        let ok = e.len() <= 320
+            && e.split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
+            && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            return Err(ServiceError::invalid(
+                "email",
+                format!("{e:?} is not an email address"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Services {
+    /// The user named `username`, if the caller may do `action` on them; otherwise not found.
+    pub(crate) async fn visible_user(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+        action: impl Fn(i64) -> Action,
+    ) -> Result<UserRow, ServiceError> {
+        let row = store::users::by_username(&self.pool, username).await?;
+        let row = row.ok_or(ServiceError::NotFound { what: "user" })?;
+        authorize(&ctx.caller, action(row.id))?;
+        Ok(row)
+    }
+
+    pub async fn me(&self, ctx: &Ctx) -> Result<serde_json::Value, ServiceError> {
+        match &ctx.caller {
+            super::Caller::User { id, .. } => {
+                let row = store::users::by_id(&self.pool, *id)
+                    .await?
+                    .ok_or(ServiceError::Unauthenticated)?;
+                Ok(json!({ "kind": "user", "user": UserView::from(row) }))
+            }
+            super::Caller::Server { name, .. } => Ok(json!({ "kind": "server", "server": name })),
+        }
+    }
+
+    pub async fn list_users(
+        &self,
+        ctx: &Ctx,
+        q: Option<&str>,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<Listing<UserView>, ServiceError> {
+        authorize(&ctx.caller, Action::ManageUsers)?;
+        let page = page(limit, cursor)?;
+        let rows = store::users::list(&self.pool, q, &page).await?;
+        let (rows, next_cursor) = store::split_page(rows, page.limit, |r| r.username.clone());
+        Ok(Listing {
+            items: rows.into_iter().map(UserView::from).collect(),
+            next_cursor,
+        })
+    }
+
+    pub async fn get_user(&self, ctx: &Ctx, username: &str) -> Result<UserView, ServiceError> {
+        Ok(self
+            .visible_user(ctx, username, |id| Action::ReadUser { user_id: id })
+            .await?
+            .into())
+    }
+
+    pub async fn create_user(&self, ctx: &Ctx, new: NewUser) -> Result<UserView, ServiceError> {
+        authorize(&ctx.caller, Action::ManageUsers)?;
+        self.insert_user(Some(ctx), new).await
+    }
+
+    /// Creates a user; `ctx` is `None` only for the command line's `admin create`.
+    pub async fn insert_user(
+        &self,
+        ctx: Option<&Ctx>,
+        new: NewUser,
+    ) -> Result<UserView, ServiceError> {
+        let username =
+            Username::parse(&new.username).map_err(|e| ServiceError::invalid("username", e))?;
+        check_profile(new.display_name.as_deref(), new.email.as_deref())?;
+        let password_hash = new.password.as_deref().map(hash_password).transpose()?;
+        let role = new.role.unwrap_or(Role::Member);
+        let mut tx = self.pool.begin().await?;
+        let row = store::users::insert(
+            &mut *tx,
+            &store::users::NewUser {
+                username: username.as_str(),
+                display_name: new.display_name.as_deref().unwrap_or(""),
+                email: new.email.as_deref(),
+                role,
+                password_hash: password_hash.as_deref(),
+            },
+        )
+        .await
+        .map_err(|e| {
+            super::on_constraint(e, "users_username_key", "name_taken", || {
+                format!("the username {username} is taken")
+            })
+        })?;
+        let cli = Ctx {
+            caller: super::Caller::User {
+                id: row.id,
+                username: "cli".into(),
+                role: Role::Admin,
+            },
+            request_id: None,
+        };
+        super::audit::record(
+            &mut *tx,
+            ctx.unwrap_or(&cli),
+            "user.create",
+            &format!("user:{username}"),
+            json!({ "role": role.as_str() }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(row.into())
+    }
+
+    pub async fn update_user(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+        patch: UserPatch,
+    ) -> Result<UserView, ServiceError> {
+        let row = self
+            .visible_user(ctx, username, |id| Action::EditProfile { user_id: id })
+            .await?;
+        if patch.role.is_some() || patch.disabled.is_some() {
+            authorize(&ctx.caller, Action::ManageUsers)?;
+        }
+        check_profile(
+            patch.display_name.as_deref(),
+            patch.email.as_ref().and_then(|e| e.as_deref()),
+        )?;
+        let password_hash = patch.password.as_deref().map(hash_password).transpose()?;
+        let mut tx = self.pool.begin().await?;
+        let updated = store::users::update(
+            &mut *tx,
+            row.id,
+            &store::users::UserChanges {
+                display_name: patch.display_name.as_deref(),
+                email: patch.email.as_ref().map(|e| e.as_deref()),
+                role: patch.role,
+                disabled: patch.disabled,
+                password_hash: password_hash.as_deref(),
+            },
+        )
+        .await?;
+        let mut changed: Vec<&str> = Vec::new();
+        for (name, set) in [
+            ("display_name", patch.display_name.is_some()),
+            ("email", patch.email.is_some()),
+            ("role", patch.role.is_some()),
+            ("disabled", patch.disabled.is_some()),
+            ("password", patch.password.is_some()),
+        ] {
+            if set {
+                changed.push(name);
+            }
+        }
+        super::audit::record(
+            &mut *tx,
+            ctx,
+            "user.update",
+            &format!("user:{}", row.username),
+            json!({ "changed": changed, "role": updated.role.as_str(), "disabled": updated.disabled }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(updated.into())
+    }
+
+    pub async fn delete_user(&self, ctx: &Ctx, username: &str) -> Result<(), ServiceError> {
+        authorize(&ctx.caller, Action::ManageUsers)?;
+        let row = self
+            .visible_user(ctx, username, |_| Action::ManageUsers)
+            .await?;
+        if ctx.caller.user_id() == Some(row.id) {
+            return Err(ServiceError::Conflict {
+                code: "cannot_delete_self",
+                detail: "you cannot delete your own account".into(),
+            });
+        }
+        let mut tx = self.pool.begin().await?;
+        store::users::delete(&mut *tx, row.id).await?;
+        super::audit::record(
+            &mut *tx,
+            ctx,
+            "user.delete",
+            &format!("user:{}", row.username),
+            json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

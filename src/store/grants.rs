@@ -1,0 +1,132 @@
+use sqlx::{PgExecutor, Postgres, QueryBuilder};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::keys::parse_time_id;
+use super::Page;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GrantRow {
+    pub id: Uuid,
+    pub server_id: i64,
+    pub server: String,
+    pub user_id: i64,
+    pub username: String,
+    pub key_id: Option<Uuid>,
+    pub login: String,
+    pub options: String,
+    pub expires_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub created_by: Option<String>,
+}
+
+const SELECT: &str = "SELECT g.id, g.server_id, s.name AS server, g.user_id, u.username, g.key_id, g.login, g.options,
+    g.expires_at, g.created_at, c.username AS created_by
+    FROM grants g JOIN servers s ON s.id = g.server_id JOIN users u ON u.id = g.user_id
+    LEFT JOIN users c ON c.id = g.created_by";
+
+pub struct NewGrant<'a> {
+    pub server_id: i64,
+    pub user_id: i64,
+    pub key_id: Option<Uuid>,
+    pub login: &'a str,
+    pub options: &'a str,
+    pub expires_at: Option<OffsetDateTime>,
+    pub created_by: Option<i64>,
+}
+
+pub async fn insert(db: impl PgExecutor<'_>, g: &NewGrant<'_>) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO grants (server_id, user_id, key_id, login, options, expires_at, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(g.server_id)
+    .bind(g.user_id)
+    .bind(g.key_id)
+    .bind(g.login)
+    .bind(g.options)
+    .bind(g.expires_at)
+    .bind(g.created_by)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<GrantRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT} WHERE g.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    server_id: i64,
+    username: Option<&str>,
+    page: &Page,
+) -> Result<Vec<GrantRow>, sqlx::Error> {
+    let mut sql: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("{SELECT} WHERE g.server_id = "));
+    sql.push_bind(server_id);
+    if let Some(u) = username {
+        sql.push(" AND u.username = ").push_bind(u.to_owned());
+    }
+    if let Some((at, id)) = page.after.as_deref().and_then(parse_time_id) {
+        sql.push(" AND (g.created_at, g.id) > (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    sql.push(" ORDER BY g.created_at, g.id LIMIT ")
+        .push_bind(page.limit + 1);
+    sql.build_query_as().fetch_all(db).await
+}
+
+pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM grants WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?
+        .rows_affected())
+}
+
+/// A key that a grant lets log in to a server as a login: the raw material of authorized_keys.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GrantedKey {
+    pub key_id: Uuid,
+    pub username: String,
+    pub title: String,
+    pub public_key: String,
+    pub comment: String,
+    pub fingerprint_sha256: String,
+    pub options: String,
+    pub grant_expires_at: Option<OffsetDateTime>,
+}
+
+/// Keys of enabled users with an unexpired grant and an unexpired key, for one server and
+/// login (and one fingerprint, if given). Validity under today's policy is the caller's check.
+pub async fn granted_keys(
+    db: impl PgExecutor<'_>,
+    server_id: i64,
+    login: &str,
+    fingerprint: Option<&str>,
+) -> Result<Vec<GrantedKey>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT k.id AS key_id, u.username, k.title, k.public_key, k.comment, k.fingerprint_sha256,
+                g.options, g.expires_at AS grant_expires_at
+         FROM grants g
+         JOIN users u ON u.id = g.user_id
+         JOIN ssh_keys k ON k.user_id = g.user_id AND (g.key_id IS NULL OR g.key_id = k.id)
+         WHERE g.server_id = $1 AND g.login = $2
+           AND NOT u.disabled
+           AND (g.expires_at IS NULL OR g.expires_at > now())
+           AND (k.expires_at IS NULL OR k.expires_at > now())
+           AND ($3::text IS NULL OR k.fingerprint_sha256 = $3)
+         ORDER BY u.username, k.created_at, k.id, g.created_at",
+    )
+    .bind(server_id)
+    .bind(login)
+    .bind(fingerprint)
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,104 @@
+use sqlx::{PgExecutor, Postgres, QueryBuilder};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::Page;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyRow {
+    pub id: Uuid,
+    pub user_id: i64,
+    pub username: String,
+    pub title: String,
+    pub algorithm: String,
+    pub bits: i32,
+    pub public_key: String,
+    pub comment: String,
+    pub fingerprint_sha256: String,
+    pub fingerprint_md5: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+const SELECT: &str =
+    "SELECT k.id, k.user_id, u.username, k.title, k.algorithm, k.bits, k.public_key, k.comment,
+    k.fingerprint_sha256, k.fingerprint_md5, k.created_at, k.expires_at, k.last_used_at
+    FROM ssh_keys k JOIN users u ON u.id = k.user_id";
+
+pub struct NewKey<'a> {
+    pub user_id: i64,
+    pub title: &'a str,
+    pub algorithm: &'a str,
+    pub bits: i32,
+    pub public_key: &'a str,
+    pub comment: &'a str,
+    pub fingerprint_sha256: &'a str,
+    pub fingerprint_md5: &'a str,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+pub async fn insert(db: impl PgExecutor<'_>, k: &NewKey<'_>) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO ssh_keys (user_id, title, algorithm, bits, public_key, comment, fingerprint_sha256, fingerprint_md5, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    )
+    .bind(k.user_id)
+    .bind(k.title)
+    .bind(k.algorithm)
+    .bind(k.bits)
+    .bind(k.public_key)
+    .bind(k.comment)
+    .bind(k.fingerprint_sha256)
+    .bind(k.fingerprint_md5)
+    .bind(k.expires_at)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<KeyRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT} WHERE k.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// A user's keys (or every key), oldest first; the cursor is "created_at_nanos/id".
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    user_id: Option<i64>,
+    page: &Page,
+) -> Result<Vec<KeyRow>, sqlx::Error> {
+    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(format!("{SELECT} WHERE true"));
+    if let Some(u) = user_id {
+        sql.push(" AND k.user_id = ").push_bind(u);
+    }
+    if let Some((at, id)) = page.after.as_deref().and_then(parse_time_id) {
+        sql.push(" AND (k.created_at, k.id) > (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    sql.push(" ORDER BY k.created_at, k.id LIMIT ")
+        .push_bind(page.limit + 1);
+    sql.build_query_as().fetch_all(db).await
+}
+
+pub fn time_id_key(at: OffsetDateTime, id: Uuid) -> String {
+    format!("{}/{id}", at.unix_timestamp_nanos())
+}
+
+pub fn parse_time_id(s: &str) -> Option<(OffsetDateTime, Uuid)> {
+    let (at, id) = s.split_once('/')?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(at.parse().ok()?).ok()?;
+    Some((at, id.parse().ok()?))
+}
+
+pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM ssh_keys WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?
+        .rows_affected())
+}

@@ -1,0 +1,959 @@
+//! The JSON API over real HTTP and a real PostgreSQL: each route's success and error paths, the
+//! validator on every write and every read, and authorized_keys as sshd will read it.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{answer, corpus_key, TestApp};
+use keyportal::domain::Role;
+use serde_json::{json, Value};
+
+async fn add_key(app: &TestApp, token: &str, user: &str, file: &str) -> (u16, Value) {
+    answer(app.post(
+        token,
+        &format!("/api/v1/users/{user}/keys"),
+        json!({ "key": corpus_key(file) }),
+    ))
+    .await
+}
+
+async fn make_user(app: &TestApp, name: &str) {
+    let (status, body) =
+        answer(app.post(&app.admin, "/api/v1/users", json!({ "username": name }))).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+async fn make_server(app: &TestApp, name: &str) {
+    let (status, body) =
+        answer(app.post(&app.admin, "/api/v1/servers", json!({ "name": name }))).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+async fn grant(app: &TestApp, server: &str, body: Value) -> (u16, Value) {
+    answer(app.post(
+        &app.admin,
+        &format!("/api/v1/servers/{server}/grants"),
+        body,
+    ))
+    .await
+}
+
+async fn authorized_keys(app: &TestApp, token: &str, server: &str, login: &str) -> (u16, String) {
+    let res = app
+        .get(
+            token,
+            &format!("/api/v1/servers/{server}/authorized_keys?login={login}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    if status == 200 {
+        assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
+    }
+    (status, res.text().await.unwrap())
+}
+
+/// The SHA256 fingerprints of an authorized_keys text, read back with keyportal's own parser.
+fn fingerprints(text: &str) -> BTreeSet<String> {
+    keyportal::keys::validate_authorized_keys(text.as_bytes(), &keyportal::keys::Policy::default())
+        .expect("no private key")
+        .into_iter()
+        .map(|v| {
+            v.result
+                .expect("every line is a valid key line")
+                .fingerprint_sha256
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_401_problem_documents() {
+    let app = TestApp::spawn().await;
+    let (status, _) = answer(app.client.get(app.url("/api/v1/me"))).await;
+    assert_eq!(status, 401);
+    let (status, _) = answer(app.get("kp_not-a-real-token", "/api/v1/me")).await;
+    assert_eq!(status, 401);
+    let (status, _) = answer(
+        app.client
+            .get(app.url("/api/v1/me"))
+            .header("authorization", "Basic cm9vdDpyb290"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, me) = answer(app.get(&app.admin, "/api/v1/me")).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["user"]["username"], "root");
+}
+
+#[tokio::test]
+async fn users_are_created_listed_updated_and_deleted_by_admins_only() {
+    let app = TestApp::spawn().await;
+    let (status, body) = answer(app.post(
+        &app.admin,
+        "/api/v1/users",
+        json!({ "username": "alice", "email": "alice@example.com" }),
+    ))
+    .await;
+    assert_eq!((status, body["role"].as_str()), (201, Some("member")));
+    let (status, body) =
+        answer(app.post(&app.admin, "/api/v1/users", json!({ "username": "alice" }))).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("name_taken")));
+    let (status, body) =
+        answer(app.post(&app.admin, "/api/v1/users", json!({ "username": "Alice!" }))).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["errors"][0]["field"], "username");
+    let (status, body) = answer(app.post(
+        &app.admin,
+        "/api/v1/users",
+        json!({ "username": "bob", "password": "short" }),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("password"))
+    );
+    let (status, body) = answer(app.post(
+        &app.admin,
+        "/api/v1/users",
+        json!({ "username": "bob", "surprise": 1 }),
+    ))
+    .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_body")));
+    let (status, _) = answer(
+        app.client
+            .post(app.url("/api/v1/users"))
+            .bearer_auth(&app.admin)
+            .body("{not json"),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // Pagination: limit and the opaque cursor walk the whole list once.
+    for name in ["carol", "dave", "erin"] {
+        make_user(&app, name).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = answer(app.get(
+            &app.admin,
+            &format!("/api/v1/users?limit=2&cursor={cursor}"),
+        ))
+        .await;
+        assert_eq!(status, 200);
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["username"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["alice", "carol", "dave", "erin", "root"]);
+    let (status, _) = answer(app.get(&app.admin, "/api/v1/users?limit=501")).await;
+    assert_eq!(status, 422);
+    let (status, _) = answer(app.get(&app.admin, "/api/v1/users?cursor=%%%")).await;
+    assert_eq!(status, 400);
+    let (status, page) = answer(app.get(&app.admin, "/api/v1/users?q=ali")).await;
+    assert_eq!((status, page["items"].as_array().unwrap().len()), (200, 1));
+
+    let member = app.user_with_token("mallory", Role::Member).await;
+    assert_eq!(answer(app.get(&member, "/api/v1/users")).await.0, 403);
+    assert_eq!(answer(app.get(&member, "/api/v1/users/alice")).await.0, 404);
+    assert_eq!(
+        answer(app.get(&member, "/api/v1/users/mallory")).await.0,
+        200
+    );
+    let (status, body) = answer(app.patch(
+        &member,
+        "/api/v1/users/mallory",
+        json!({ "display_name": "Mal" }),
+    ))
+    .await;
+    assert_eq!((status, body["display_name"].as_str()), (200, Some("Mal")));
+    assert_eq!(
+        answer(app.patch(&member, "/api/v1/users/mallory", json!({ "role": "admin" })))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        answer(app.patch(
+            &member,
+            "/api/v1/users/alice",
+            json!({ "display_name": "x" })
+        ))
+        .await
+        .0,
+        404
+    );
+    let (status, body) =
+        answer(app.patch(&app.admin, "/api/v1/users/alice", json!({ "email": null }))).await;
+    assert_eq!((status, body["email"].is_null()), (200, true));
+
+    assert_eq!(
+        answer(app.delete(&member, "/api/v1/users/alice")).await.0,
+        403
+    );
+    assert_eq!(
+        answer(app.delete(&app.admin, "/api/v1/users/alice"))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        answer(app.get(&app.admin, "/api/v1/users/alice")).await.0,
+        404
+    );
+    assert_eq!(
+        answer(app.delete(&app.admin, "/api/v1/users/root")).await.0,
+        409
+    );
+}
+
+#[tokio::test]
+async fn every_invalid_corpus_key_is_refused_over_http_with_the_validators_code() {
+    let app = TestApp::spawn().await;
+    make_user(&app, "alice").await;
+    for case in common::corpus().iter().filter(|c| !c.expect_valid) {
+        let Ok(text) = String::from_utf8(case.bytes.clone()) else {
+            continue; // JSON strings are UTF-8; such inputs are covered by the validator tests.
+        };
+        let (status, body) = answer(app.post(
+            &app.admin,
+            "/api/v1/users/alice/keys",
+            json!({ "key": text }),
+        ))
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some(case.code.as_str())),
+            "{}: {body}",
+            case.file
+        );
+        let (status, body) =
+            answer(app.post(&app.admin, "/api/v1/keys/validate", json!({ "key": text }))).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some(case.code.as_str())),
+            "{}",
+            case.file
+        );
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM ssh_keys")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "a refused key changes nothing");
+    // A private key leaves no trace in the database.
+    let private = corpus_key("invalid/private-openssh-ed25519.pub");
+    let secret_line = private.lines().nth(2).unwrap();
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE detail::text LIKE '%' || $1 || '%'",
+    )
+    .bind(&secret_line[..20])
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(leaked, 0);
+}
+
+#[tokio::test]
+async fn keys_are_added_read_listed_and_deleted_by_their_owner_and_admins() {
+    let app = TestApp::spawn().await;
+    let alice = app.user_with_token("alice", Role::Member).await;
+    let bob = app.user_with_token("bob", Role::Member).await;
+    let (status, key) = add_key(&app, &alice, "alice", "valid/rfc4716-rsa-3072.pub").await;
+    assert_eq!(status, 201, "{key}");
+    assert_eq!(
+        (key["algorithm"].as_str(), key["bits"].as_u64()),
+        (Some("ssh-rsa"), Some(3072))
+    );
+    assert_eq!(
+        (key["status"].as_str(), key["problem"].is_null()),
+        (Some("valid"), true)
+    );
+    assert!(key["public_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("ssh-rsa AAAA"));
+    let id = key["id"].as_str().unwrap().to_owned();
+
+    // The same key again, by anyone: 409.
+    assert_eq!(
+        add_key(&app, &alice, "alice", "valid/rfc4716-rsa-3072.pub")
+            .await
+            .1["code"],
+        "duplicate_key"
+    );
+    let (status, body) = add_key(&app, &bob, "bob", "valid/rfc4716-rsa-3072.pub").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("duplicate_key"))
+    );
+    // Someone else's keys are invisible.
+    assert_eq!(
+        add_key(&app, &bob, "alice", "valid/ed25519.pub").await.0,
+        404
+    );
+    assert_eq!(
+        answer(app.get(&bob, &format!("/api/v1/keys/{id}"))).await.0,
+        404
+    );
+    assert_eq!(
+        answer(app.get(&bob, "/api/v1/users/alice/keys")).await.0,
+        404
+    );
+    assert_eq!(
+        answer(app.get(&alice, "/api/v1/keys/not-a-uuid")).await.0,
+        404
+    );
+
+    add_key(&app, &alice, "alice", "valid/ed25519.pub").await;
+    add_key(&app, &alice, "alice", "valid/ecdsa-384.pub").await;
+    let (status, page) = answer(app.get(&alice, "/api/v1/users/alice/keys?limit=2")).await;
+    assert_eq!((status, page["items"].as_array().unwrap().len()), (200, 2));
+    let next = page["next_cursor"].as_str().unwrap();
+    let (_, rest) = answer(app.get(
+        &alice,
+        &format!("/api/v1/users/alice/keys?limit=2&cursor={next}"),
+    ))
+    .await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert!(rest["next_cursor"].is_null());
+
+    assert_eq!(
+        answer(app.delete(&bob, &format!("/api/v1/keys/{id}")))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        answer(app.delete(&alice, &format!("/api/v1/keys/{id}")))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        answer(app.get(&app.admin, &format!("/api/v1/keys/{id}")))
+            .await
+            .0,
+        404
+    );
+    let (status, body) = answer(app.post(
+        &alice,
+        "/api/v1/users/alice/keys",
+        json!({ "key": corpus_key("valid/ecdsa-521.pub"), "expires_at": "2001-01-01T00:00:00Z" }),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("expires_at"))
+    );
+}
+
+#[tokio::test]
+async fn concurrent_submissions_of_one_key_give_exactly_one_201() {
+    let app = TestApp::spawn().await;
+    for n in 0..8 {
+        make_user(&app, &format!("racer{n}")).await;
+    }
+    let key = corpus_key("valid/ecdsa-256.pub");
+    let requests = (0..16).map(|n| {
+        let req = app.post(
+            &app.admin,
+            &format!("/api/v1/users/racer{}/keys", n % 8),
+            json!({ "key": key }),
+        );
+        async move { req.send().await.unwrap().status().as_u16() }
+    });
+    let mut statuses = futures_join_all(requests).await;
+    statuses.sort();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+}
+
+/// Runs futures concurrently on the test's runtime.
+async fn futures_join_all<F: std::future::Future<Output = u16> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<u16> {
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn authorized_keys_holds_exactly_the_granted_valid_keys_with_their_options() {
+    let app = TestApp::spawn().await;
+    let alice = app.user_with_token("alice", Role::Member).await;
+    let bob = app.user_with_token("bob", Role::Member).await;
+    make_server(&app, "web1").await;
+    make_server(&app, "db1").await;
+    let (_, a1) = add_key(&app, &alice, "alice", "valid/ed25519.pub").await;
+    let (_, a2) = add_key(&app, &alice, "alice", "valid/rsa-4096.pub").await;
+    let (_, b1) = add_key(&app, &bob, "bob", "valid/sk-ecdsa-256.pub").await;
+    let (_, b2) = add_key(&app, &bob, "bob", "valid/pem-pkcs8-ecdsa-384.pub").await;
+    let fp = |k: &Value| k["fingerprint_sha256"].as_str().unwrap().to_owned();
+
+    // alice: all keys as deploy, with options; bob: one key as deploy, expiring.
+    let (status, g) = grant(&app, "web1", json!({ "username": "alice", "login": "deploy", "options": "no-pty,command=\"echo \\\"hi, there\\\"\"" })).await;
+    assert_eq!(status, 201, "{g}");
+    let (status, _) = grant(&app, "web1", json!({ "username": "bob", "login": "deploy", "key_id": b1["id"], "expires_at": "2099-12-31T23:59:59Z" })).await;
+    assert_eq!(status, 201);
+    grant(
+        &app,
+        "web1",
+        json!({ "username": "bob", "login": "backup" }),
+    )
+    .await;
+
+    let (status, text) = authorized_keys(&app, &app.admin, "web1", "deploy").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        fingerprints(&text),
+        BTreeSet::from([fp(&a1), fp(&a2), fp(&b1)])
+    );
+    assert!(!text.contains(&fp(&b2)));
+    for line in text.lines() {
+        let parsed = keyportal::keys::validate_authorized_keys(
+            line.as_bytes(),
+            &keyportal::keys::Policy::default(),
+        )
+        .unwrap();
+        let key = parsed[0].result.as_ref().unwrap();
+        if line.contains("keyportal:alice:") {
+            assert_eq!(
+                key.options.to_string(),
+                "no-pty,command=\"echo \\\"hi, there\\\"\""
+            );
+        } else {
+            assert_eq!(key.options.to_string(), "expiry-time=\"20991231235959Z\"");
+        }
+        assert!(key.comment.starts_with("keyportal:"), "{line}");
+    }
+    // Narrowed to one fingerprint, as AuthorizedKeysCommand %f asks.
+    let res = app
+        .get(&app.admin, "/api/v1/servers/web1/authorized_keys")
+        .query(&[("login", "deploy"), ("fingerprint", fp(&a2).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        fingerprints(&res.text().await.unwrap()),
+        BTreeSet::from([fp(&a2)])
+    );
+    assert_eq!(
+        authorized_keys(&app, &app.admin, "web1", "nobody").await,
+        (200, String::new())
+    );
+    assert_eq!(
+        authorized_keys(&app, &app.admin, "db1", "deploy").await,
+        (200, String::new())
+    );
+
+    // Server tokens read only their own server; members read none.
+    let (status, t1) = answer(app.post(&app.admin, "/api/v1/servers/web1/tokens", json!({}))).await;
+    assert_eq!(status, 201);
+    let web1 = t1["secret"].as_str().unwrap().to_owned();
+    let (_, t2) = answer(
+        app.client
+            .post(app.url("/api/v1/servers/db1/tokens"))
+            .bearer_auth(&app.admin),
+    )
+    .await;
+    let db1 = t2["secret"].as_str().unwrap().to_owned();
+    assert_eq!(authorized_keys(&app, &web1, "web1", "deploy").await.0, 200);
+    assert_eq!(authorized_keys(&app, &db1, "web1", "deploy").await.0, 404);
+    assert_eq!(authorized_keys(&app, &alice, "web1", "deploy").await.0, 404);
+    assert_eq!(answer(app.get(&web1, "/api/v1/users")).await.0, 403);
+    assert_eq!(answer(app.get(&web1, "/api/v1/policy")).await.0, 403);
+    // Members see the servers they hold grants on, and only those.
+    let (_, servers) = answer(app.get(&alice, "/api/v1/servers")).await;
+    assert_eq!(servers["items"].as_array().unwrap().len(), 1);
+    assert_eq!(answer(app.get(&alice, "/api/v1/servers/db1")).await.0, 404);
+    assert_eq!(answer(app.get(&alice, "/api/v1/servers/web1")).await.0, 200);
+}
+
+#[tokio::test]
+async fn raising_min_rsa_bits_hides_2048_bit_keys_until_it_is_lowered_again() {
+    let app = TestApp::spawn().await;
+    let alice = app.user_with_token("alice", Role::Member).await;
+    make_server(&app, "web1").await;
+    let (_, rsa) = add_key(&app, &alice, "alice", "valid/rsa-2048.pub").await;
+    let (_, ed) = add_key(&app, &alice, "alice", "valid/ed25519.pub").await;
+    grant(
+        &app,
+        "web1",
+        json!({ "username": "alice", "login": "deploy" }),
+    )
+    .await;
+    let rsa_fp = rsa["fingerprint_sha256"].as_str().unwrap().to_owned();
+    assert!(authorized_keys(&app, &app.admin, "web1", "deploy")
+        .await
+        .1
+        .contains("ssh-rsa "));
+
+    assert_eq!(
+        answer(app.put(&alice, "/api/v1/policy", json!({ "min_rsa_bits": 3072 })))
+            .await
+            .0,
+        403
+    );
+    let (status, body) = answer(app.put(
+        &app.admin,
+        "/api/v1/policy",
+        json!({ "min_rsa_bits": 9000, "max_rsa_bits": 4096 }),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("policy_invalid"))
+    );
+    let (status, policy) = answer(app.put(
+        &app.admin,
+        "/api/v1/policy",
+        json!({ "min_rsa_bits": 3072 }),
+    ))
+    .await;
+    assert_eq!((status, policy["min_rsa_bits"].as_u64()), (200, Some(3072)));
+    assert_eq!(
+        answer(app.get(&alice, "/api/v1/policy")).await.1["min_rsa_bits"],
+        3072
+    );
+
+    let (_, now) = answer(app.get(
+        &alice,
+        &format!("/api/v1/keys/{}", rsa["id"].as_str().unwrap()),
+    ))
+    .await;
+    assert_eq!(
+        (now["status"].as_str(), now["problem"]["code"].as_str()),
+        (Some("invalid"), Some("key_too_small"))
+    );
+    let (_, list) = answer(app.get(&alice, "/api/v1/users/alice/keys")).await;
+    let statuses: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["invalid", "valid"]);
+    let text = authorized_keys(&app, &app.admin, "web1", "deploy").await.1;
+    assert_eq!(
+        fingerprints(&text),
+        BTreeSet::from([ed["fingerprint_sha256"].as_str().unwrap().to_owned()])
+    );
+
+    answer(app.put(
+        &app.admin,
+        "/api/v1/policy",
+        json!({ "min_rsa_bits": 2048 }),
+    ))
+    .await;
+    let text = authorized_keys(&app, &app.admin, "web1", "deploy").await.1;
+    assert!(fingerprints(&text).contains(&rsa_fp));
+    // Every change of the policy is in the audit log.
+    let (_, events) = answer(app.get(&app.admin, "/api/v1/audit?action=policy.update")).await;
+    assert_eq!(events["items"].as_array().unwrap().len(), 2);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("keyportal_keys_invalid_on_read_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn expired_keys_expired_grants_and_disabled_users_leave_authorized_keys() {
+    let app = TestApp::spawn().await;
+    let alice = app.user_with_token("alice", Role::Member).await;
+    let bob = app.user_with_token("bob", Role::Member).await;
+    let carol = app.user_with_token("carol", Role::Member).await;
+    make_server(&app, "web1").await;
+    let (_, a) = add_key(&app, &alice, "alice", "valid/ed25519.pub").await;
+    add_key(&app, &bob, "bob", "valid/ecdsa-256.pub").await;
+    let (_, c) = add_key(&app, &carol, "carol", "valid/ecdsa-521.pub").await;
+    for u in ["alice", "bob", "carol"] {
+        grant(&app, "web1", json!({ "username": u, "login": "deploy" })).await;
+    }
+    assert_eq!(
+        authorized_keys(&app, &app.admin, "web1", "deploy")
+            .await
+            .1
+            .lines()
+            .count(),
+        3
+    );
+
+    // Time passes (moved in the database rather than waited for).
+    sqlx::query("UPDATE ssh_keys SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(a["id"].as_str().unwrap()).unwrap())
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE grants SET expires_at = now() - interval '1 second' WHERE user_id = (SELECT id FROM users WHERE username = 'bob')")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let (_, key) = answer(app.get(
+        &alice,
+        &format!("/api/v1/keys/{}", a["id"].as_str().unwrap()),
+    ))
+    .await;
+    assert_eq!(key["status"], "expired");
+    let text = authorized_keys(&app, &app.admin, "web1", "deploy").await.1;
+    assert_eq!(
+        fingerprints(&text),
+        BTreeSet::from([c["fingerprint_sha256"].as_str().unwrap().to_owned()])
+    );
+
+    assert_eq!(
+        answer(app.patch(
+            &app.admin,
+            "/api/v1/users/carol",
+            json!({ "disabled": true })
+        ))
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        authorized_keys(&app, &app.admin, "web1", "deploy").await.1,
+        ""
+    );
+    assert_eq!(
+        answer(app.get(&carol, "/api/v1/me")).await.0,
+        401,
+        "a disabled user's tokens stop working"
+    );
+}
+
+#[tokio::test]
+async fn grants_validate_their_options_owner_and_uniqueness() {
+    let app = TestApp::spawn().await;
+    let alice = app.user_with_token("alice", Role::Member).await;
+    let bob = app.user_with_token("bob", Role::Member).await;
+    make_server(&app, "web1").await;
+    let (_, bobs) = add_key(&app, &bob, "bob", "valid/ed25519.pub").await;
+    let (status, body) = grant(
+        &app,
+        "web1",
+        json!({ "username": "alice", "login": "deploy", "options": "command=\"unterminated" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("options_invalid"))
+    );
+    let (status, body) = grant(
+        &app,
+        "web1",
+        json!({ "username": "alice", "login": "deploy", "options": "no-pty\nssh-ed25519 AAAA" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("options_invalid"))
+    );
+    let (status, body) = grant(
+        &app,
+        "web1",
+        json!({ "username": "alice", "login": "deploy", "key_id": bobs["id"] }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("key_id"))
+    );
+    let (status, body) = grant(
+        &app,
+        "web1",
+        json!({ "username": "alice", "login": "Root Login" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("login"))
+    );
+    let (status, body) = grant(
+        &app,
+        "web1",
+        json!({ "username": "nobody", "login": "deploy" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("username"))
+    );
+    let (status, g) = grant(
+        &app,
+        "web1",
+        json!({ "username": "alice", "login": "deploy", "options": "RESTRICT,pty" }),
+    )
+    .await;
+    assert_eq!((status, g["options"].as_str()), (201, Some("restrict,pty")));
+    assert_eq!(
+        grant(
+            &app,
+            "web1",
+            json!({ "username": "alice", "login": "deploy" })
+        )
+        .await
+        .0,
+        409
+    );
+    assert_eq!(
+        grant(
+            &app,
+            "nosuch",
+            json!({ "username": "alice", "login": "deploy" })
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        answer(app.post(
+            &alice,
+            "/api/v1/servers/web1/grants",
+            json!({ "username": "alice", "login": "root" })
+        ))
+        .await
+        .0,
+        403
+    );
+    let (_, list) = answer(app.get(&app.admin, "/api/v1/servers/web1/grants")).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let id = g["id"].as_str().unwrap();
+    assert_eq!(
+        answer(app.delete(&alice, &format!("/api/v1/grants/{id}")))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        answer(app.delete(&app.admin, &format!("/api/v1/grants/{id}")))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        answer(app.delete(&app.admin, &format!("/api/v1/grants/{id}")))
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn servers_are_managed_by_admins_with_unique_valid_names() {
+    let app = TestApp::spawn().await;
+    let member = app.user_with_token("alice", Role::Member).await;
+    make_server(&app, "web1.example.com").await;
+    let (status, body) = answer(app.post(
+        &app.admin,
+        "/api/v1/servers",
+        json!({ "name": "web1.example.com" }),
+    ))
+    .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("name_taken")));
+    assert_eq!(
+        answer(app.post(&app.admin, "/api/v1/servers", json!({ "name": "Web_1" })))
+            .await
+            .0,
+        422
+    );
+    assert_eq!(
+        answer(app.post(&member, "/api/v1/servers", json!({ "name": "mine" })))
+            .await
+            .0,
+        403
+    );
+    let (status, body) = answer(app.patch(
+        &app.admin,
+        "/api/v1/servers/web1.example.com",
+        json!({ "hostname": "10.1.2.3" }),
+    ))
+    .await;
+    assert_eq!((status, body["hostname"].as_str()), (200, Some("10.1.2.3")));
+    assert_eq!(
+        answer(app.delete(&app.admin, "/api/v1/servers/web1.example.com"))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        answer(app.get(&app.admin, "/api/v1/servers/web1.example.com"))
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn importing_an_authorized_keys_file_reports_every_line_and_adds_the_valid_ones() {
+    let app = TestApp::spawn().await;
+    let alice = app.user_with_token("alice", Role::Member).await;
+    let bob = app.user_with_token("bob", Role::Member).await;
+    add_key(&app, &bob, "bob", "valid/ecdsa-256.pub").await;
+    let file = format!(
+        "# alice's keys\n{}\nno-pty {}\n{}\n{}\n{}\n",
+        corpus_key("valid/ed25519.pub").trim(),
+        corpus_key("valid/rsa-3072.pub").trim(),
+        corpus_key("invalid/rsa-1024.pub").trim(),
+        corpus_key("valid/ecdsa-256.pub").trim(),
+        corpus_key("valid/ed25519.pub").trim(),
+    );
+    let res = app
+        .client
+        .post(app.url("/api/v1/users/alice/keys/import"))
+        .bearer_auth(&alice)
+        .body(file)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let report: Value = res.json().await.unwrap();
+    assert_eq!(report["added"], 2);
+    let lines: Vec<(u64, &str, Option<&str>)> = report["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["line"].as_u64().unwrap(),
+                l["status"].as_str().unwrap(),
+                l["code"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (2, "added", None),
+            (3, "added", None),
+            (4, "rejected", Some("key_too_small")),
+            (5, "duplicate", Some("duplicate_key")),
+            (6, "duplicate", Some("duplicate_key")),
+        ]
+    );
+    let (_, keys) = answer(app.get(&alice, "/api/v1/users/alice/keys")).await;
+    assert_eq!(keys["items"].as_array().unwrap().len(), 2);
+    // A private key pasted into the import is refused whole.
+    let res = app
+        .client
+        .post(app.url("/api/v1/users/alice/keys/import"))
+        .bearer_auth(&alice)
+        .body(corpus_key("invalid/private-pem-rsa.pub"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "private_key");
+}
+
+#[tokio::test]
+async fn personal_tokens_are_shown_once_listed_and_revoked() {
+    let app = TestApp::spawn().await;
+    let alice = app.user_with_token("alice", Role::Member).await;
+    let (status, made) =
+        answer(app.post(&alice, "/api/v1/tokens", json!({ "name": "laptop" }))).await;
+    assert_eq!(status, 201);
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("kp_"));
+    assert_eq!(answer(app.get(&secret, "/api/v1/me")).await.0, 200);
+    let (_, list) = answer(app.get(&alice, "/api/v1/tokens")).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert!(
+        !list.to_string().contains(&secret),
+        "the secret is never shown again"
+    );
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM api_tokens WHERE secret_hash = convert_to($1, 'UTF8')",
+    )
+    .bind(&secret)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 0, "only a hash is stored");
+    let id = made["token"]["id"].as_str().unwrap();
+    let bob = app.user_with_token("bob", Role::Member).await;
+    assert_eq!(
+        answer(app.delete(&bob, &format!("/api/v1/tokens/{id}")))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        answer(app.delete(&alice, &format!("/api/v1/tokens/{id}")))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(answer(app.get(&secret, "/api/v1/me")).await.0, 401);
+    let (status, body) = answer(app.post(&alice, "/api/v1/tokens", json!({ "name": "" }))).await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("name"))
+    );
+}
+
+#[tokio::test]
+async fn every_change_is_audited_with_actor_and_request_id() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post(&app.admin, "/api/v1/servers", json!({ "name": "audited" }))
+        .header("x-request-id", "req-audit-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let (status, events) = answer(app.get(&app.admin, "/api/v1/audit?action=server.create")).await;
+    assert_eq!(status, 200);
+    let e = &events["items"][0];
+    assert_eq!(
+        (
+            e["actor"].as_str(),
+            e["target"].as_str(),
+            e["request_id"].as_str()
+        ),
+        (Some("root"), Some("server:audited"), Some("req-audit-42"))
+    );
+    let member = app.user_with_token("alice", Role::Member).await;
+    assert_eq!(answer(app.get(&member, "/api/v1/audit")).await.0, 403);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_a_413_problem_document() {
+    let app = TestApp::spawn().await;
+    let big = "x".repeat(2 * 1024 * 1024);
+    let (status, body) =
+        answer(app.post(&app.admin, "/api/v1/keys/validate", json!({ "key": big }))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+}
