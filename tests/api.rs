@@ -957,3 +957,77 @@ async fn an_oversized_body_is_a_413_problem_document() {
         (413, Some("payload_too_large"))
     );
 }
+
+/// `n` distinct valid Ed25519 public keys (multiples of the base point), one-line form.
+fn generated_ed25519_keys(n: u64) -> Vec<String> {
+    use base64::Engine;
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+    use curve25519_dalek::scalar::Scalar;
+    (1..=n)
+        .map(|i| {
+            let point = (ED25519_BASEPOINT_POINT * Scalar::from(1000 + i)).compress();
+            let mut blob = Vec::new();
+            for field in [&b"ssh-ed25519"[..], point.as_bytes()] {
+                blob.extend_from_slice(&(field.len() as u32).to_be_bytes());
+                blob.extend_from_slice(field);
+            }
+            format!(
+                "ssh-ed25519 {} gen-{i}",
+                base64::engine::general_purpose::STANDARD.encode(blob)
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn long_authorized_keys_lists_keep_each_verdict_with_its_own_key() {
+    let app = TestApp::spawn().await;
+    let bulk = app.user_with_token("bulk", Role::Member).await;
+    let other = app.user_with_token("other", Role::Member).await;
+    make_server(&app, "web1").await;
+    let file = generated_ed25519_keys(300).join("\n");
+    let res = app
+        .client
+        .post(app.url("/api/v1/users/bulk/keys/import"))
+        .bearer_auth(&bulk)
+        .body(file)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["added"], 300);
+    let mut others = BTreeSet::new();
+    for file in [
+        "valid/rsa-2048.pub",
+        "valid/ecdsa-256.pub",
+        "valid/ecdsa-384.pub",
+        "valid/sk-ecdsa-256.pub",
+    ] {
+        let (status, k) = add_key(&app, &other, "other", file).await;
+        assert_eq!(status, 201);
+        others.insert(k["fingerprint_sha256"].as_str().unwrap().to_owned());
+    }
+    grant(
+        &app,
+        "web1",
+        json!({ "username": "bulk", "login": "deploy" }),
+    )
+    .await;
+    grant(
+        &app,
+        "web1",
+        json!({ "username": "other", "login": "deploy" }),
+    )
+    .await;
+    let text = authorized_keys(&app, &app.admin, "web1", "deploy").await.1;
+    assert_eq!(text.lines().count(), 304);
+
+    let no_ed25519 = json!({ "allowed_algorithms": ["ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa"] });
+    assert_eq!(
+        answer(app.put(&app.admin, "/api/v1/policy", no_ed25519))
+            .await
+            .0,
+        200
+    );
+    let text = authorized_keys(&app, &app.admin, "web1", "deploy").await.1;
+    assert_eq!(fingerprints(&text), others);
+}

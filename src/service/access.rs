@@ -49,7 +49,7 @@ impl Caller {
 
 /// Everything a caller may ask to do.
 #[derive(Debug, Clone, Copy)]
-pub enum Action {
+pub enum Action<'a> {
     /// List or create users; change roles; disable; delete.
     ManageUsers,
     /// Read a user's profile.
@@ -62,8 +62,8 @@ pub enum Action {
     ManageServers,
     /// See a server (admins: all; members: those they hold grants on, decided by the caller of this).
     ListServers,
-    /// Read one server's authorized_keys.
-    ReadAuthorizedKeys { server_id: i64 },
+    /// Read one server's authorized_keys (by server name).
+    ReadAuthorizedKeys { server: &'a str },
     /// Change the validation policy.
     EditPolicy,
     /// Read the policy.
@@ -76,7 +76,7 @@ pub enum Action {
 
 /// Decides. Objects the caller may not see are `NotFound`, so names do not leak; actions the
 /// caller's kind may never take are `Forbidden`.
-pub fn authorize(caller: &Caller, action: Action) -> Result<(), ServiceError> {
+pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ServiceError> {
     let not_found = |what| Err(ServiceError::NotFound { what });
     match (caller, action) {
         (
@@ -85,8 +85,8 @@ pub fn authorize(caller: &Caller, action: Action) -> Result<(), ServiceError> {
             },
             _,
         ) => Ok(()),
-        (Caller::Server { id, .. }, Action::ReadAuthorizedKeys { server_id }) => {
-            if *id == server_id {
+        (Caller::Server { name, .. }, Action::ReadAuthorizedKeys { server }) => {
+            if name == server {
                 Ok(())
             } else {
                 not_found("server")
@@ -159,11 +159,11 @@ mod tests {
                 && fb(&member(5), Action::ManageServers)
         );
         assert!(ok(&member(5), Action::ReadPolicy) && ok(&member(5), Action::ManageOwnTokens));
-        assert!(ok(&server, Action::ReadAuthorizedKeys { server_id: 7 }));
-        assert!(nf(&server, Action::ReadAuthorizedKeys { server_id: 8 }));
+        assert!(ok(&server, Action::ReadAuthorizedKeys { server: "web" }));
+        assert!(nf(&server, Action::ReadAuthorizedKeys { server: "db" }));
         assert!(
             fb(&server, Action::ReadPolicy) && fb(&server, Action::ManageKeysOf { user_id: 5 })
         );
-        assert!(nf(&member(5), Action::ReadAuthorizedKeys { server_id: 7 }));
+        assert!(nf(&member(5), Action::ReadAuthorizedKeys { server: "web" }));
     }
 }

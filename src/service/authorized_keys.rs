@@ -4,7 +4,9 @@ use std::collections::HashSet;
 use std::fmt::Write;
 
 use super::{authorize, Action, Ctx, ServiceError, Services};
+use crate::keys::Policy;
 use crate::store;
+use crate::store::grants::GrantedKey;
 
 impl Services {
     /// One line per valid, unexpired key of an enabled user with an unexpired grant for this
@@ -17,30 +19,23 @@ impl Services {
         login: &str,
         fingerprint: Option<&str>,
     ) -> Result<String, ServiceError> {
-        let row = store::servers::by_name(&self.pool, server)
-            .await?
-            .ok_or(ServiceError::NotFound { what: "server" })?
-            .id;
-        authorize(&ctx.caller, Action::ReadAuthorizedKeys { server_id: row })?;
-        let policy = super::policy::current(&self.pool).await?;
-        let keys = store::grants::granted_keys(&self.pool, row, login, fingerprint).await?;
+        authorize(&ctx.caller, Action::ReadAuthorizedKeys { server })?;
+        let (policy, keys) = tokio::try_join!(super::policy::current(&self.pool), async {
+            Ok(store::grants::granted_keys(&self.pool, server, login, fingerprint).await?)
+        },)?;
+        if keys.is_empty() && store::servers::by_name(&self.pool, server).await?.is_none() {
+            return Err(ServiceError::NotFound { what: "server" });
+        }
+        let (keys, valid) = self.revalidate_all(keys, policy).await?;
         let mut out = String::with_capacity(keys.len() * 600);
         let mut written = HashSet::new();
-        for k in keys {
+        for (k, valid) in keys.into_iter().zip(valid) {
             // A key granted twice for the same login (all-keys and one-key grants): the first
             // grant's line wins, as sshd would take the first matching line anyway.
             if written.contains(&k.key_id) {
                 continue;
             }
-            if super::keys::revalidate(
-                self,
-                &k.public_key,
-                &k.comment,
-                &k.fingerprint_sha256,
-                &policy,
-            )
-            .is_err()
-            {
+            if !valid {
                 continue;
             }
             written.insert(k.key_id);
@@ -69,5 +64,46 @@ impl Services {
             let _ = writeln!(out, " keyportal:{}:{}", k.username, k.key_id);
         }
         Ok(out)
+    }
+
+    /// Validates every key again, on all cores for long lists (off the async threads). Each
+    /// verdict is the pure validator's; splitting the list changes only where it runs.
+    async fn revalidate_all(
+        &self,
+        keys: Vec<GrantedKey>,
+        policy: Policy,
+    ) -> Result<(Vec<GrantedKey>, Vec<bool>), ServiceError> {
+        let metrics = self.metrics.clone();
+        let check = move |k: &GrantedKey| {
+            super::keys::revalidate(
+                &metrics,
+                &k.public_key,
+                &k.comment,
+                &k.fingerprint_sha256,
+                &policy,
+            )
+            .is_ok()
+        };
+        if keys.len() < 256 {
+            let valid = keys.iter().map(&check).collect();
+            return Ok((keys, valid));
+        }
+        tokio::task::spawn_blocking(move || {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let chunk = keys.len().div_ceil(threads);
+            let valid = std::thread::scope(|scope| {
+                let parts: Vec<_> = keys
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(|| part.iter().map(&check).collect::<Vec<bool>>()))
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|p| p.join().unwrap_or_default())
+                    .collect::<Vec<bool>>()
+            });
+            (keys, valid)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("key validation task failed: {e}")))
     }
 }

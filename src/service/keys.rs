@@ -8,7 +8,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{authorize, page, Action, Ctx, Listing, ServiceError, Services};
+use super::{authorize, page, Action, Ctx, Listing, Metrics, ServiceError, Services};
 use crate::keys::{self, KeyErrorCode, KeyRejection, Policy, ValidatedKey};
 use crate::store;
 use crate::store::keys::KeyRow;
@@ -52,16 +52,13 @@ pub struct KeyProblem {
 /// Re-validates a stored key under `policy`: the stored canonical form and comment must still
 /// pass, and still be the key whose fingerprint was registered.
 pub fn revalidate(
-    services: &Services,
+    metrics: &Metrics,
     public_key: &str,
     comment: &str,
     fingerprint: &str,
     policy: &Policy,
 ) -> Result<(), KeyRejection> {
-    services
-        .metrics
-        .validations_read
-        .fetch_add(1, Ordering::Relaxed);
+    metrics.validations_read.fetch_add(1, Ordering::Relaxed);
     let line = if comment.is_empty() {
         public_key.to_owned()
     } else {
@@ -78,10 +75,7 @@ pub fn revalidate(
         }
     });
     if result.is_err() {
-        services
-            .metrics
-            .invalid_on_read
-            .fetch_add(1, Ordering::Relaxed);
+        metrics.invalid_on_read.fetch_add(1, Ordering::Relaxed);
     }
     result
 }
@@ -89,7 +83,7 @@ pub fn revalidate(
 impl Services {
     fn view(&self, row: KeyRow, policy: &Policy, now: OffsetDateTime) -> KeyView {
         let verdict = revalidate(
-            self,
+            &self.metrics,
             &row.public_key,
             &row.comment,
             &row.fingerprint_sha256,
@@ -182,9 +176,6 @@ impl Services {
         title: Option<&str>,
         expires_at: Option<OffsetDateTime>,
     ) -> Result<KeyView, ServiceError> {
-        let user = self
-            .visible_user(ctx, username, |id| Action::ManageKeysOf { user_id: id })
-            .await?;
         let title = title.unwrap_or("").trim();
         if title.chars().count() > 200 || title.chars().any(char::is_control) {
             return Err(ServiceError::invalid(
@@ -198,7 +189,10 @@ impl Services {
                 "expires_at must be in the future",
             ));
         }
-        let policy = super::policy::current(&self.pool).await?;
+        let (user, policy) = tokio::try_join!(
+            self.visible_user(ctx, username, |id| Action::ManageKeysOf { user_id: id }),
+            super::policy::current(&self.pool),
+        )?;
         let key = self
             .validate_key(input, &policy)
             .map_err(ServiceError::KeyRejected)?;
@@ -208,9 +202,10 @@ impl Services {
             title
         };
         let mut tx = self.pool.begin().await?;
-        let id = store::keys::insert(&mut *tx, &new_key(user.id, title, &key, expires_at))
-            .await
-            .map_err(|e| duplicate(e, &key.fingerprint_sha256))?;
+        let (id, created_at) =
+            store::keys::insert(&mut *tx, &new_key(user.id, title, &key, expires_at))
+                .await
+                .map_err(|e| duplicate(e, &key.fingerprint_sha256))?;
         super::audit::record(
             &mut *tx,
             ctx,
@@ -220,7 +215,23 @@ impl Services {
         )
         .await?;
         tx.commit().await?;
-        self.get_key(ctx, id).await
+        // Just validated under the policy in force: the view is built from it, not read back.
+        Ok(KeyView {
+            id,
+            username: user.username,
+            title: truncate(title, 200).to_owned(),
+            algorithm: key.algorithm.as_str().to_owned(),
+            bits: key.bits as i32,
+            fingerprint_sha256: key.fingerprint_sha256,
+            fingerprint_md5: key.fingerprint_md5,
+            public_key: key.public_key,
+            comment: key.comment,
+            created_at,
+            expires_at,
+            last_used_at: None,
+            status: KeyStatus::Valid,
+            problem: None,
+        })
     }
 
     pub async fn delete_key(&self, ctx: &Ctx, id: Uuid) -> Result<(), ServiceError> {
@@ -291,9 +302,10 @@ impl Services {
                     }
                 }
                 Ok(k) => {
-                    let id = store::keys::insert(&mut *tx, &new_key(user.id, &k.comment, &k, None))
-                        .await
-                        .map_err(|e| duplicate(e, &k.fingerprint_sha256))?;
+                    let (id, _) =
+                        store::keys::insert(&mut *tx, &new_key(user.id, &k.comment, &k, None))
+                            .await
+                            .map_err(|e| duplicate(e, &k.fingerprint_sha256))?;
                     added += 1;
                     ImportLine {
                         line: v.line,

@@ -82,6 +82,9 @@ impl Services {
         let principal = store::tokens::authenticate(&self.pool, &secret_hash(secret))
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
+        if principal.stale {
+            store::tokens::touch(&self.pool, principal.token_id).await?;
+        }
         match principal {
             store::tokens::TokenPrincipal {
                 user_id: Some(id),

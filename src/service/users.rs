@@ -101,7 +101,7 @@ impl Services {
         &self,
         ctx: &Ctx,
         username: &str,
-        action: impl Fn(i64) -> Action,
+        action: impl Fn(i64) -> Action<'static>,
     ) -> Result<UserRow, ServiceError> {
         let row = store::users::by_username(&self.pool, username).await?;
         let row = row.ok_or(ServiceError::NotFound { what: "user" })?;

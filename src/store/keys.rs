@@ -38,10 +38,14 @@ pub struct NewKey<'a> {
     pub expires_at: Option<OffsetDateTime>,
 }
 
-pub async fn insert(db: impl PgExecutor<'_>, k: &NewKey<'_>) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar(
+/// Inserts a key; returns its id and creation time.
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    k: &NewKey<'_>,
+) -> Result<(Uuid, OffsetDateTime), sqlx::Error> {
+    sqlx::query_as(
         "INSERT INTO ssh_keys (user_id, title, algorithm, bits, public_key, comment, fingerprint_sha256, fingerprint_md5, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id, created_at",
     )
     .bind(k.user_id)
     .bind(k.title)

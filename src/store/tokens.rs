@@ -45,22 +45,34 @@ pub struct TokenPrincipal {
     pub disabled: Option<bool>,
     pub server_id: Option<i64>,
     pub server: Option<String>,
+    /// `last_used_at` is over a minute old (or unset).
+    pub stale: bool,
 }
 
+/// The principal behind a live token (not revoked, not expired).
 pub async fn authenticate(
     db: impl PgExecutor<'_>,
     secret_hash: &[u8],
 ) -> Result<Option<TokenPrincipal>, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE api_tokens t SET last_used_at = now()
-         FROM api_tokens t2 LEFT JOIN users u ON u.id = t2.user_id LEFT JOIN servers s ON s.id = t2.server_id
-         WHERE t.id = t2.id AND t.secret_hash = $1 AND t.revoked_at IS NULL
-           AND (t.expires_at IS NULL OR t.expires_at > now())
-         RETURNING t.id AS token_id, t.user_id, u.username, u.role, u.disabled, t.server_id, s.name AS server",
+        "SELECT t.id AS token_id, t.user_id, u.username, u.role, u.disabled, t.server_id, s.name AS server,
+                (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute') AS stale
+         FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id LEFT JOIN servers s ON s.id = t.server_id
+         WHERE t.secret_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())",
     )
     .bind(secret_hash)
     .fetch_optional(db)
     .await
+}
+
+/// Records use of a token. Called only when the stored time is over a minute old, so a busy
+/// token costs one write a minute, not one per request.
+pub async fn touch(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE api_tokens SET last_used_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 pub async fn list_for_user(
