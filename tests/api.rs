@@ -1031,3 +1031,80 @@ async fn long_authorized_keys_lists_keep_each_verdict_with_its_own_key() {
     let text = authorized_keys(&app, &app.admin, "web1", "deploy").await.1;
     assert_eq!(fingerprints(&text), others);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_with_its_errors() {
+    let app = TestApp::spawn().await;
+    let (status, doc) = answer(app.client.get(app.url("/api/openapi.json"))).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let routes = [
+        ("get", "/api/v1/me"),
+        ("get", "/api/v1/users"),
+        ("post", "/api/v1/users"),
+        ("get", "/api/v1/users/{username}"),
+        ("patch", "/api/v1/users/{username}"),
+        ("delete", "/api/v1/users/{username}"),
+        ("get", "/api/v1/users/{username}/keys"),
+        ("post", "/api/v1/users/{username}/keys"),
+        ("post", "/api/v1/users/{username}/keys/import"),
+        ("get", "/api/v1/keys/{id}"),
+        ("delete", "/api/v1/keys/{id}"),
+        ("post", "/api/v1/keys/validate"),
+        ("get", "/api/v1/servers"),
+        ("post", "/api/v1/servers"),
+        ("get", "/api/v1/servers/{name}"),
+        ("patch", "/api/v1/servers/{name}"),
+        ("delete", "/api/v1/servers/{name}"),
+        ("get", "/api/v1/servers/{name}/grants"),
+        ("post", "/api/v1/servers/{name}/grants"),
+        ("delete", "/api/v1/grants/{id}"),
+        ("get", "/api/v1/servers/{name}/authorized_keys"),
+        ("post", "/api/v1/servers/{name}/tokens"),
+        ("get", "/api/v1/policy"),
+        ("put", "/api/v1/policy"),
+        ("get", "/api/v1/audit"),
+        ("get", "/api/v1/tokens"),
+        ("post", "/api/v1/tokens"),
+        ("delete", "/api/v1/tokens/{id}"),
+    ];
+    for (method, path) in routes {
+        let op = &doc["paths"][path][method];
+        assert!(
+            op.is_object(),
+            "{method} {path} is missing from the OpenAPI document"
+        );
+        let responses = op["responses"].as_object().unwrap();
+        assert!(
+            responses.keys().any(|k| k.starts_with('2')),
+            "{method} {path}: no success response"
+        );
+        for code in ["401", "404"] {
+            let problem = &responses[code]["content"]["application/problem+json"]["schema"]["$ref"];
+            assert_eq!(
+                problem, "#/components/schemas/Problem",
+                "{method} {path}: {code}"
+            );
+        }
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "KeyView",
+        "UserView",
+        "ServerView",
+        "GrantView",
+        "Policy",
+        "Problem",
+        "KeyErrorCode",
+        "ImportReport",
+    ] {
+        assert!(schemas.contains_key(name), "schema {name} missing");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    // The stable key codes are all listed.
+    let codes = schemas["KeyErrorCode"]["enum"].as_array().unwrap();
+    assert_eq!(codes.len(), keyportal::keys::KeyErrorCode::ALL.len());
+}

@@ -2,6 +2,7 @@
 //! calls one service function, and renders the answer; the rules live in [`crate::service`].
 
 mod extract;
+mod openapi;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -14,10 +15,23 @@ use time::OffsetDateTime;
 
 use crate::domain::Role;
 use crate::http::error::ApiError;
+use crate::http::error::Problem;
 use crate::http::AppState;
 use crate::keys::Policy;
+use crate::service::audit::AuditEvent;
+use crate::service::grants::GrantView;
+use crate::service::keys::{ImportReport, KeyView};
+use crate::service::servers::ServerView;
+use crate::service::tokens::{NewToken, TokenView};
+use crate::service::users::UserView;
+use crate::service::Listing;
 use crate::service::{grants::NewGrant, users::NewUser, users::UserPatch};
 use extract::{uuid_path, ApiJson, ApiQuery, Auth, ListQuery};
+
+/// The OpenAPI document of this API.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    <openapi::ApiDoc as utoipa::OpenApi>::openapi()
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -54,6 +68,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", delete(revoke_token))
         .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi::document))
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -69,12 +84,14 @@ fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
+#[utoipa::path(get, path = "/api/v1/me", tag = "account", responses((status = 200, description = "the caller", body = Object), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn me(State(s): State<AppState>, Auth(ctx): Auth) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.services.me(&ctx).await?))
 }
 
 // ---- users
 
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(("limit" = Option<i64>, Query, description = "page size, 1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("q" = Option<String>, Query, description = "search in name, display name, email")), responses((status = 200, description = "users by name", body = Listing<UserView>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn list_users(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -87,7 +104,7 @@ async fn list_users(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateUser {
     username: String,
@@ -97,6 +114,7 @@ struct CreateUser {
     password: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser, responses((status = 201, description = "created", body = UserView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn create_user(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -112,6 +130,7 @@ async fn create_user(
     Ok(created(s.services.create_user(&ctx, new).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path, description = "user name")), responses((status = 200, description = "the user", body = UserView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn get_user(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -120,17 +139,19 @@ async fn get_user(
     Ok(Json(s.services.get_user(&ctx, &username).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PatchUser {
     display_name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     email: Option<Option<String>>,
     role: Option<Role>,
     disabled: Option<bool>,
     password: Option<String>,
 }
 
+#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path, description = "user name")), request_body = PatchUser, responses((status = 200, description = "updated", body = UserView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn update_user(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -147,6 +168,7 @@ async fn update_user(
     Ok(Json(s.services.update_user(&ctx, &username, patch).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path, description = "user name")), responses((status = 204, description = "deleted"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn delete_user(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -158,6 +180,7 @@ async fn delete_user(
 
 // ---- keys
 
+#[utoipa::path(get, path = "/api/v1/users/{username}/keys", tag = "keys", params(("username" = String, Path, description = "user name"), ("limit" = Option<i64>, Query, description = "page size, 1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "keys, each validated now under the current policy", body = Listing<KeyView>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn list_keys(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -171,7 +194,7 @@ async fn list_keys(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddKey {
     key: String,
@@ -180,6 +203,7 @@ struct AddKey {
     expires_at: Option<OffsetDateTime>,
 }
 
+#[utoipa::path(post, path = "/api/v1/users/{username}/keys", tag = "keys", params(("username" = String, Path, description = "user name")), request_body = AddKey, responses((status = 201, description = "validated and stored", body = KeyView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json"), (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn add_key(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -199,6 +223,7 @@ async fn add_key(
     Ok(created(key))
 }
 
+#[utoipa::path(post, path = "/api/v1/users/{username}/keys/import", tag = "keys", params(("username" = String, Path, description = "user name")), request_body(content = String, content_type = "text/plain", description = "an authorized_keys file"), responses((status = 200, description = "per-line report; valid new keys added in one transaction", body = ImportReport), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn import_keys(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -208,30 +233,45 @@ async fn import_keys(
     Ok(Json(s.services.import_keys(&ctx, &username, &body).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ValidateKey {
     key: String,
 }
 
+/// The validator's verdict on a valid key.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ValidationView {
+    valid: bool,
+    algorithm: String,
+    bits: u32,
+    public_key: String,
+    comment: String,
+    fingerprint_sha256: String,
+    fingerprint_md5: String,
+    format: crate::keys::InputFormat,
+}
+
+#[utoipa::path(post, path = "/api/v1/keys/validate", tag = "keys", request_body = ValidateKey, responses((status = 200, description = "the verdict; nothing stored", body = ValidationView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn validate_key(
     State(s): State<AppState>,
     Auth(ctx): Auth,
     ApiJson(b): ApiJson<ValidateKey>,
 ) -> ApiResult<impl IntoResponse> {
     let k = s.services.check_key(&ctx, b.key.as_bytes()).await?;
-    Ok(Json(serde_json::json!({
-        "valid": true,
-        "algorithm": k.algorithm,
-        "bits": k.bits,
-        "public_key": k.public_key,
-        "comment": k.comment,
-        "fingerprint_sha256": k.fingerprint_sha256,
-        "fingerprint_md5": k.fingerprint_md5,
-        "format": k.format,
-    })))
+    Ok(Json(ValidationView {
+        valid: true,
+        algorithm: k.algorithm.as_str().to_owned(),
+        bits: k.bits,
+        public_key: k.public_key,
+        comment: k.comment,
+        fingerprint_sha256: k.fingerprint_sha256,
+        fingerprint_md5: k.fingerprint_md5,
+        format: k.format,
+    }))
 }
 
+#[utoipa::path(get, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "id (UUID)")), responses((status = 200, description = "the key, validated now", body = KeyView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn get_key(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -242,6 +282,7 @@ async fn get_key(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "id (UUID)")), responses((status = 204, description = "deleted"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn delete_key(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -253,6 +294,7 @@ async fn delete_key(
 
 // ---- servers and grants
 
+#[utoipa::path(get, path = "/api/v1/servers", tag = "servers", params(("limit" = Option<i64>, Query, description = "page size, 1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("q" = Option<String>, Query, description = "search in name and hostname")), responses((status = 200, description = "servers (members: those they hold grants on)", body = Listing<ServerView>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn list_servers(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -265,7 +307,7 @@ async fn list_servers(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateServer {
     name: String,
@@ -273,6 +315,7 @@ struct CreateServer {
     description: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/servers", tag = "servers", request_body = CreateServer, responses((status = 201, description = "created", body = ServerView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn create_server(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -290,6 +333,7 @@ async fn create_server(
     Ok(created(server))
 }
 
+#[utoipa::path(get, path = "/api/v1/servers/{name}", tag = "servers", params(("name" = String, Path, description = "server name")), responses((status = 200, description = "the server", body = ServerView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn get_server(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -298,13 +342,14 @@ async fn get_server(
     Ok(Json(s.services.get_server(&ctx, &name).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PatchServer {
     hostname: Option<String>,
     description: Option<String>,
 }
 
+#[utoipa::path(patch, path = "/api/v1/servers/{name}", tag = "servers", params(("name" = String, Path, description = "server name")), request_body = PatchServer, responses((status = 200, description = "updated", body = ServerView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn update_server(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -318,6 +363,7 @@ async fn update_server(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/servers/{name}", tag = "servers", params(("name" = String, Path, description = "server name")), responses((status = 204, description = "deleted, with its grants and tokens"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn delete_server(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -327,6 +373,7 @@ async fn delete_server(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/servers/{name}/grants", tag = "grants", params(("name" = String, Path, description = "server name"), ("limit" = Option<i64>, Query, description = "page size, 1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("username" = Option<String>, Query, description = "only this user's grants")), responses((status = 200, description = "grants on the server", body = Listing<GrantView>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn list_grants(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -346,7 +393,7 @@ async fn list_grants(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateGrant {
     username: String,
@@ -357,6 +404,7 @@ struct CreateGrant {
     expires_at: Option<OffsetDateTime>,
 }
 
+#[utoipa::path(post, path = "/api/v1/servers/{name}/grants", tag = "grants", params(("name" = String, Path, description = "server name")), request_body = CreateGrant, responses((status = 201, description = "created", body = GrantView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn create_grant(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -373,6 +421,7 @@ async fn create_grant(
     Ok(created(s.services.create_grant(&ctx, &name, new).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/grants/{id}", tag = "grants", params(("id" = String, Path, description = "id (UUID)")), responses((status = 204, description = "deleted"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn delete_grant(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -384,13 +433,15 @@ async fn delete_grant(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuthorizedKeysQuery {
     login: String,
     fingerprint: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/servers/{name}/authorized_keys", tag = "servers", params(("name" = String, Path, description = "server name"), AuthorizedKeysQuery), responses((status = 200, description = "authorized_keys lines for the login", body = String, content_type = "text/plain"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn authorized_keys(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -404,13 +455,14 @@ async fn authorized_keys(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateServerToken {
     name: Option<String>,
 }
 
 /// The body is optional: `{ "name": ... }` or nothing.
+#[utoipa::path(post, path = "/api/v1/servers/{name}/tokens", tag = "tokens", params(("name" = String, Path, description = "server name")), request_body = Option<CreateServerToken>, responses((status = 201, description = "a server token; the secret is shown once", body = NewToken), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn create_server_token(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -434,10 +486,12 @@ async fn create_server_token(
 
 // ---- policy, audit, tokens, metrics
 
+#[utoipa::path(get, path = "/api/v1/policy", tag = "policy", responses((status = 200, description = "the policy in force", body = Policy), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn get_policy(State(s): State<AppState>, Auth(ctx): Auth) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.services.policy(&ctx).await?))
 }
 
+#[utoipa::path(put, path = "/api/v1/policy", tag = "policy", request_body = Policy, responses((status = 200, description = "saved and audited", body = Policy), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn put_policy(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -446,7 +500,8 @@ async fn put_policy(
     Ok(Json(s.services.set_policy(&ctx, p).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
     actor: Option<String>,
@@ -456,6 +511,7 @@ struct AuditQuery {
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, description = "events, newest first", body = Listing<AuditEvent>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn audit(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -471,13 +527,14 @@ async fn audit(
     Ok(Json(s.services.audit(&ctx, &f).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, description = "the caller's personal tokens", body = Listing<TokenView>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn list_tokens(State(s): State<AppState>, Auth(ctx): Auth) -> ApiResult<impl IntoResponse> {
     Ok(Json(
         serde_json::json!({ "items": s.services.list_tokens(&ctx).await?, "next_cursor": null }),
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateToken {
     name: String,
@@ -485,6 +542,7 @@ struct CreateToken {
     expires_at: Option<OffsetDateTime>,
 }
 
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateToken, responses((status = 201, description = "a personal token; the secret is shown once", body = NewToken), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn create_token(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -495,6 +553,7 @@ async fn create_token(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path, description = "id (UUID)")), responses((status = 204, description = "revoked"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn revoke_token(
     State(s): State<AppState>,
     Auth(ctx): Auth,

@@ -89,8 +89,7 @@ pub async fn token_create(args: TokenCreateArgs) -> Result<(), String> {
     }
     .await;
     db.close().await;
-    println!("{}", result?.secret);
-    Ok(())
+    super::print_stdout(&result?.secret)
 }
 
 pub async fn server_token(args: ServerTokenArgs) -> Result<(), String> {
@@ -99,6 +98,5 @@ pub async fn server_token(args: ServerTokenArgs) -> Result<(), String> {
         .create_server_token(None, &args.server, Some(&args.name))
         .await;
     db.close().await;
-    println!("{}", result.map_err(|e| e.to_string())?.secret);
-    Ok(())
+    super::print_stdout(&result.map_err(|e| e.to_string())?.secret)
 }

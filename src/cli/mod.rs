@@ -36,6 +36,8 @@ pub enum Command {
     /// Servers.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// Print the OpenAPI 3 description of the HTTP API (the same as GET /api/openapi.json).
+    Openapi,
 }
 
 #[derive(Subcommand, Debug)]
@@ -80,6 +82,16 @@ pub fn run() -> ExitCode {
         Command::Server(ServerCommand::Token(args)) => {
             with_runtime(&cli.log, admin::server_token(args))
         }
+        Command::Openapi => match serde_json::to_string_pretty(&crate::api::openapi_document())
+            .map_err(|e| e.to_string())
+            .and_then(|json| print_stdout(&json))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("keyportal: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Migrate(cfg) => with_runtime(&cli.log, async move {
             let db = crate::db::Database::open(&cfg)
                 .await
@@ -88,6 +100,18 @@ pub fn run() -> ExitCode {
             db.close().await;
             Ok(())
         }),
+    }
+}
+
+/// Writes one line to standard output. A reader that went away (`| head`) is not an error.
+pub(crate) fn print_stdout(line: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write to standard output: {e}"))
+        }
+        _ => Ok(()),
     }
 }
 

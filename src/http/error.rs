@@ -55,9 +55,11 @@ impl From<sqlx::Error> for ApiError {
 }
 
 /// An RFC 9457 problem document.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// RFC 9457 problem details, served as `application/problem+json`.
 pub struct Problem {
     #[serde(rename = "type")]
+    #[schema(example = "/problems/not_found")]
     pub type_uri: String,
     pub title: &'static str,
     pub status: u16,
@@ -68,7 +70,7 @@ pub struct Problem {
 }
 
 /// One failed field of a request (`errors` member of a problem document).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: &'static str,
     pub code: &'static str,

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 /// The stable rejection codes of the key-validation contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyErrorCode {
     Empty,

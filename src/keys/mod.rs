@@ -50,7 +50,7 @@ pub struct ValidatedKey {
 }
 
 /// The form the key was written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InputFormat {
     Openssh,

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::algorithm::{Algorithm, AlgorithmSet};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     /// Smallest accepted RSA modulus, in bits.
@@ -14,6 +14,7 @@ pub struct Policy {
     /// Largest accepted RSA public exponent, in bits (65537 has 17).
     pub max_rsa_exponent_bits: u32,
     /// Algorithms accepted; a known algorithm outside this set is `algorithm_disallowed`.
+    #[schema(value_type = Vec<String>, example = json!(["ssh-ed25519", "ssh-rsa"]))]
     pub allowed_algorithms: AlgorithmSet,
     /// Longest accepted comment, in bytes.
     pub max_comment_bytes: usize,

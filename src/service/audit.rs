@@ -27,7 +27,7 @@ pub(crate) async fn record(
     .await
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub id: i64,
     #[serde(with = "time::serde::rfc3339")]
@@ -35,6 +35,7 @@ pub struct AuditEvent {
     pub actor: String,
     pub action: String,
     pub target: String,
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
     pub request_id: Option<String>,
 }

@@ -2,6 +2,9 @@
 
 use std::collections::HashSet;
 use std::fmt::Write;
+use std::sync::Arc;
+
+use futures_util::TryStreamExt;
 
 use super::{authorize, Action, Ctx, ServiceError, Services};
 use crate::keys::Policy;
@@ -20,16 +23,16 @@ impl Services {
         fingerprint: Option<&str>,
     ) -> Result<String, ServiceError> {
         authorize(&ctx.caller, Action::ReadAuthorizedKeys { server })?;
-        let (policy, keys) = tokio::try_join!(super::policy::current(&self.pool), async {
-            Ok(store::grants::granted_keys(&self.pool, server, login, fingerprint).await?)
-        },)?;
+        let policy = super::policy::current(&self.pool).await?;
+        let keys = self
+            .granted_and_validated(server, login, fingerprint, policy)
+            .await?;
         if keys.is_empty() && store::servers::by_name(&self.pool, server).await?.is_none() {
             return Err(ServiceError::NotFound { what: "server" });
         }
-        let (keys, valid) = self.revalidate_all(keys, policy).await?;
         let mut out = String::with_capacity(keys.len() * 600);
         let mut written = HashSet::new();
-        for (k, valid) in keys.into_iter().zip(valid) {
+        for (k, valid) in keys {
             // A key granted twice for the same login (all-keys and one-key grants): the first
             // grant's line wins, as sshd would take the first matching line anyway.
             if written.contains(&k.key_id) {
@@ -66,44 +69,81 @@ impl Services {
         Ok(out)
     }
 
-    /// Validates every key again, on all cores for long lists (off the async threads). Each
-    /// verdict is the pure validator's; splitting the list changes only where it runs.
-    async fn revalidate_all(
+    /// The granted keys, each with its verdict under `policy`, in authorized_keys order. Long
+    /// lists are validated in batches on the blocking pool while later rows still arrive from
+    /// the database; each verdict is the pure validator's, wherever it runs.
+    async fn granted_and_validated(
         &self,
-        keys: Vec<GrantedKey>,
+        server: &str,
+        login: &str,
+        fingerprint: Option<&str>,
         policy: Policy,
-    ) -> Result<(Vec<GrantedKey>, Vec<bool>), ServiceError> {
-        let metrics = self.metrics.clone();
-        let check = move |k: &GrantedKey| {
-            super::keys::revalidate(
-                &metrics,
-                &k.public_key,
-                &k.comment,
-                &k.fingerprint_sha256,
-                &policy,
-            )
-            .is_ok()
+    ) -> Result<Vec<(GrantedKey, bool)>, ServiceError> {
+        const BATCH: usize = 1024;
+        let policy = Arc::new(policy);
+        let check = {
+            let metrics = self.metrics.clone();
+            move |k: &GrantedKey, policy: &Policy| {
+                super::keys::revalidate(
+                    &metrics,
+                    &k.public_key,
+                    &k.comment,
+                    &k.fingerprint_sha256,
+                    policy,
+                )
+                .is_ok()
+            }
         };
-        if keys.len() < 256 {
-            let valid = keys.iter().map(&check).collect();
-            return Ok((keys, valid));
+        if let Some(fp) = fingerprint {
+            let rows = store::grants::granted_key(&self.pool, server, login, fp).await?;
+            let mut out: Vec<(GrantedKey, bool)> = rows
+                .into_iter()
+                .map(|k| {
+                    let ok = check(&k, &policy);
+                    (k, ok)
+                })
+                .collect();
+            store::grants::sort_granted(&mut out);
+            return Ok(out);
         }
-        tokio::task::spawn_blocking(move || {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let chunk = keys.len().div_ceil(threads);
-            let valid = std::thread::scope(|scope| {
-                let parts: Vec<_> = keys
-                    .chunks(chunk)
-                    .map(|part| scope.spawn(|| part.iter().map(&check).collect::<Vec<bool>>()))
-                    .collect();
-                parts
+        let validate_batch = |batch: Vec<GrantedKey>| {
+            let policy = policy.clone();
+            let check = check.clone();
+            tokio::task::spawn_blocking(move || {
+                batch
                     .into_iter()
-                    .flat_map(|p| p.join().unwrap_or_default())
-                    .collect::<Vec<bool>>()
-            });
-            (keys, valid)
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(format!("key validation task failed: {e}")))
+                    .map(|k| {
+                        let ok = check(&k, &policy);
+                        (k, ok)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let mut rows = store::grants::granted_keys(&self.pool, server, login);
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut pending = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            batch.push(row);
+            if batch.len() == BATCH {
+                pending.push(validate_batch(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(BATCH),
+                )));
+            }
+        }
+        drop(rows);
+        let mut out = Vec::new();
+        if !batch.is_empty() {
+            pending.push(validate_batch(batch));
+        }
+        for task in pending {
+            out.extend(
+                task.await.map_err(|e| {
+                    ServiceError::Internal(format!("key validation task failed: {e}"))
+                })?,
+            );
+        }
+        store::grants::sort_granted(&mut out);
+        Ok(out)
     }
 }

@@ -12,7 +12,7 @@ use crate::keys::options;
 use crate::store;
 use crate::store::grants::GrantRow;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GrantView {
     pub id: Uuid,
     pub server: String,

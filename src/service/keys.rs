@@ -14,7 +14,7 @@ use crate::store;
 use crate::store::keys::KeyRow;
 
 /// A stored key as the API shows it, with its status under today's policy.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     pub id: Uuid,
     pub username: String,
@@ -35,7 +35,7 @@ pub struct KeyView {
     pub problem: Option<KeyProblem>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
     Valid,
@@ -43,7 +43,7 @@ pub enum KeyStatus {
     Expired,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KeyProblem {
     pub code: KeyErrorCode,
     pub message: String,
@@ -384,13 +384,13 @@ fn duplicate(e: sqlx::Error, fingerprint: &str) -> ServiceError {
     )
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     pub added: usize,
     pub lines: Vec<ImportLine>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ImportLine {
     pub line: usize,
     pub status: ImportStatus,
@@ -417,7 +417,7 @@ impl ImportLine {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImportStatus {
     Added,

@@ -134,7 +134,7 @@ pub struct Ctx {
 }
 
 /// A page of results with the cursor of the next page.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Listing<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

@@ -9,7 +9,7 @@ use crate::domain::ServerName;
 use crate::store;
 use crate::store::servers::ServerRow;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ServerView {
     pub name: String,
     pub hostname: String,

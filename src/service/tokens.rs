@@ -17,7 +17,7 @@ use crate::store::tokens::TokenRow;
 
 const PREFIX: &str = "kp_";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: Uuid,
     pub name: String,
@@ -34,7 +34,7 @@ pub struct TokenView {
 }
 
 /// A token just made: the only time its secret is shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NewToken {
     pub token: TokenView,
     pub secret: String,

@@ -14,7 +14,7 @@ use crate::store::users::UserRow;
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub username: String,
     pub display_name: String,

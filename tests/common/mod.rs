@@ -113,6 +113,8 @@ pub struct TestDb {
     pub pool: PgPool,
     pub name: String,
     pub options: PgConnectOptions,
+    /// A `DATABASE_URL` for this database, for the keyportal binary.
+    pub url: String,
 }
 
 impl TestDb {
@@ -145,10 +147,28 @@ impl TestDb {
             .connect_with(options.clone())
             .await
             .expect("connect test database");
+        let url = match std::env::var("DATABASE_URL") {
+            // Same server and credentials, this database.
+            Ok(base) => {
+                let (head, query) = base
+                    .split_once('?')
+                    .map_or((base.as_str(), None), |(h, q)| (h, Some(q)));
+                let root = head.rsplit_once('/').map_or(head, |(r, _)| r);
+                match query {
+                    Some(q) => format!("{root}/{name}?{q}"),
+                    None => format!("{root}/{name}"),
+                }
+            }
+            Err(_) => format!(
+                "postgres://postgres@localhost/{name}?host={}",
+                test_cluster_dir().join("run").display()
+            ),
+        };
         TestDb {
             pool,
             name,
             options,
+            url,
         }
     }
 }

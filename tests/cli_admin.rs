@@ -1,0 +1,152 @@
+//! `keyportal admin create`, `token create`, `server token`: they work on the database directly,
+//! while a `serve` runs on the same data, and what they make works over HTTP.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::{answer, TestDb};
+
+fn keyportal(db: &TestDb, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyportal"))
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env("KEYPORTAL_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run keyportal");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn admin_and_token_commands_make_accounts_that_work_over_http() {
+    let db = TestDb::new().await;
+    let addr = common::serve_app(db.pool.clone()).await;
+    let client = common::client();
+
+    let out = keyportal(
+        &db,
+        &["admin", "create", "--username", "ops", "--password-stdin"],
+        "correct horse battery staple\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (role, hash): (String, String) =
+        sqlx::query_as("SELECT role, password_hash FROM users WHERE username = 'ops'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(role, "admin");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+
+    let out = keyportal(
+        &db,
+        &["token", "create", "--username", "ops", "--name", "ci"],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "only the secret on standard output: {stdout:?}"
+    );
+    let token = stdout.trim().to_owned();
+    let (status, me) = answer(
+        client
+            .get(format!("http://{addr}/api/v1/me"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(
+        (status, me["user"]["username"].as_str()),
+        (200, Some("ops"))
+    );
+
+    sqlx::query("INSERT INTO servers (name) VALUES ('web1')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let out = keyportal(&db, &["server", "token", "--server", "web1"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server_token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let res = client
+        .get(format!(
+            "http://{addr}/api/v1/servers/web1/authorized_keys?login=root"
+        ))
+        .bearer_auth(&server_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (status, _) = answer(
+        client
+            .get(format!("http://{addr}/api/v1/users"))
+            .bearer_auth(&server_token),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Every one of them is in the audit trail.
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_events ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(actions, ["user.create", "token.create", "token.create"]);
+}
+
+#[tokio::test]
+async fn admin_and_token_commands_fail_with_one_clear_line() {
+    let db = TestDb::new().await;
+    let out = keyportal(
+        &db,
+        &["admin", "create", "--username", "ops", "--password-stdin"],
+        "short\n",
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at least 12 characters"), "{stderr}");
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 0, "a refused command changes nothing");
+
+    let out = keyportal(
+        &db,
+        &["token", "create", "--username", "ghost", "--name", "x"],
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user \"ghost\""));
+    assert!(out.stdout.is_empty());
+
+    let out = keyportal(&db, &["server", "token", "--server", "nowhere"], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server not found"));
+
+    keyportal(&db, &["admin", "create", "--username", "ops"], "");
+    let out = keyportal(&db, &["admin", "create", "--username", "ops"], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("taken"));
+}
