@@ -209,3 +209,32 @@ fn policy_thresholds_are_applied_from_the_argument() {
         keys::KeyErrorCode::AlgorithmDisallowed
     );
 }
+
+/// What every read does to a stored key must agree with the full validator on the same text.
+#[test]
+fn stored_key_revalidation_agrees_with_the_full_validator() {
+    let mut strict = Policy {
+        min_rsa_bits: 3072,
+        max_comment_bytes: 10,
+        ..Policy::default()
+    };
+    strict.allowed_algorithms.remove(keys::Algorithm::EcdsaP521);
+    for policy in [Policy::default(), strict] {
+        for case in common::corpus().iter().filter(|c| c.expect_valid) {
+            let k = keys::validate(&case.bytes, &Policy::default()).unwrap();
+            let full = keys::validate(
+                format!("{} {}", k.public_key, k.comment).trim().as_bytes(),
+                &policy,
+            );
+            let stored = keys::validate_stored(&k.public_key, &k.comment, &policy);
+            match (&full, &stored) {
+                (Ok(f), Ok(sha)) => assert_eq!(&f.fingerprint_sha256, sha, "{}", case.file),
+                (Err(a), Err(b)) => assert_eq!(a.code, b.code, "{}", case.file),
+                _ => panic!(
+                    "{}: validate says {full:?}, validate_stored says {stored:?}",
+                    case.file
+                ),
+            }
+        }
+    }
+}

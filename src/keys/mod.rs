@@ -212,6 +212,52 @@ fn validate_line(
     mode: OptionsMode,
 ) -> Result<ValidatedKey, KeyRejection> {
     let parts = text::split_key_line(line)?;
+    let comment = parts.comment;
+    judge_line(parts, comment, policy, mode, true)
+}
+
+/// Re-validation of a stored key, as every read does: its canonical `type base64` form and its
+/// comment under `policy`. The same checks as [`validate`] on `"{public_key} {comment}"`; only
+/// the SHA-256 fingerprint is computed (reads compare it with the registered one).
+pub fn validate_stored(
+    public_key: &str,
+    comment: &str,
+    policy: &Policy,
+) -> Result<String, KeyRejection> {
+    let len = public_key.len() + usize::from(!comment.is_empty()) + comment.len();
+    if len > policy.max_input_bytes {
+        return Err(KeyRejection::new(
+            KeyErrorCode::TooLong,
+            format!(
+                "the key is {len} bytes; at most {} are allowed",
+                policy.max_input_bytes
+            ),
+        ));
+    }
+    let parts = text::split_key_line(public_key.as_bytes())?;
+    if !parts.comment.is_empty() {
+        return Err(KeyRejection::new(
+            KeyErrorCode::UnrecognizedFormat,
+            "the stored key holds more than `type base64`",
+        ));
+    }
+    judge_line(
+        parts,
+        comment.as_bytes(),
+        policy,
+        OptionsMode::Reject,
+        false,
+    )
+    .map(|k| k.fingerprint_sha256)
+}
+
+fn judge_line(
+    parts: text::KeyLine<'_>,
+    comment: &[u8],
+    policy: &Policy,
+    mode: OptionsMode,
+    want_md5: bool,
+) -> Result<ValidatedKey, KeyRejection> {
     let type_str = String::from_utf8_lossy(parts.type_name);
     let options = match (parts.options, mode) {
         (Some(_), OptionsMode::Reject) => {
@@ -244,13 +290,14 @@ fn validate_line(
         .with_algorithm(&type_str));
     };
     let blob = decode_base64(parts.body).map_err(|e| e.with_algorithm(algorithm.as_str()))?;
-    finish(
+    finish_with(
         algorithm,
         &blob,
-        parts.comment,
+        comment,
         options,
         policy,
         InputFormat::Openssh,
+        want_md5,
     )
 }
 
@@ -310,6 +357,18 @@ fn finish(
     policy: &Policy,
     format: InputFormat,
 ) -> Result<ValidatedKey, KeyRejection> {
+    finish_with(algorithm, blob, comment, options, policy, format, true)
+}
+
+fn finish_with(
+    algorithm: Algorithm,
+    blob: &[u8],
+    comment: &[u8],
+    options: KeyOptions,
+    policy: &Policy,
+    format: InputFormat,
+    want_md5: bool,
+) -> Result<ValidatedKey, KeyRejection> {
     let tag = |e: KeyRejection| e.with_algorithm(algorithm.as_str());
     let decoded = wire::decode(blob, algorithm).map_err(tag)?;
     let bits = checks::check_key(algorithm, &decoded, policy).map_err(tag)?;
@@ -327,7 +386,11 @@ fn finish(
         public_key,
         comment,
         fingerprint_sha256: fingerprint::sha256(blob),
-        fingerprint_md5: fingerprint::md5(blob),
+        fingerprint_md5: if want_md5 {
+            fingerprint::md5(blob)
+        } else {
+            String::new()
+        },
         options,
         format,
     })

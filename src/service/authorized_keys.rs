@@ -32,24 +32,26 @@ impl Services {
         }
         let mut out = String::with_capacity(keys.len() * 600);
         let mut written = HashSet::new();
+        // A key granted twice for the same login (all-keys and one-key grants): the first
+        // grant's line wins, as sshd would take the first matching line anyway.
         for (k, valid) in keys {
-            // A key granted twice for the same login (all-keys and one-key grants): the first
-            // grant's line wins, as sshd would take the first matching line anyway.
-            if written.contains(&k.key_id) {
+            if !valid || !written.insert(k.key_id) {
                 continue;
             }
-            if !valid {
-                continue;
+            // `options type base64 keyportal:<user>:<key id>`; every piece is validated text
+            // without blanks or line breaks (options, key, username), or a UUID.
+            let mut wrote_option = false;
+            if !k.options.is_empty() {
+                out.push_str(&k.options);
+                wrote_option = true;
             }
-            written.insert(k.key_id);
-            let mut options = k.options.clone();
             if let Some(expiry) = k.grant_expires_at {
                 let expiry = expiry.to_offset(time::UtcOffset::UTC);
-                if !options.is_empty() {
-                    options.push(',');
+                if wrote_option {
+                    out.push(',');
                 }
                 let _ = write!(
-                    options,
+                    out,
                     "expiry-time=\"{:04}{:02}{:02}{:02}{:02}{:02}Z\"",
                     expiry.year(),
                     u8::from(expiry.month()),
@@ -58,13 +60,21 @@ impl Services {
                     expiry.minute(),
                     expiry.second()
                 );
+                wrote_option = true;
             }
-            if !options.is_empty() {
-                out.push_str(&options);
+            if wrote_option {
                 out.push(' ');
             }
             out.push_str(&k.public_key);
-            let _ = writeln!(out, " keyportal:{}:{}", k.username, k.key_id);
+            out.push_str(" keyportal:");
+            out.push_str(&k.username);
+            out.push(':');
+            out.push_str(
+                k.key_id
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            );
+            out.push('\n');
         }
         Ok(out)
     }
@@ -79,7 +89,7 @@ impl Services {
         fingerprint: Option<&str>,
         policy: Policy,
     ) -> Result<Vec<(GrantedKey, bool)>, ServiceError> {
-        const BATCH: usize = 1024;
+        const BATCH: usize = 256;
         let policy = Arc::new(policy);
         let check = {
             let metrics = self.metrics.clone();

@@ -59,13 +59,8 @@ pub fn revalidate(
     policy: &Policy,
 ) -> Result<(), KeyRejection> {
     metrics.validations_read.fetch_add(1, Ordering::Relaxed);
-    let line = if comment.is_empty() {
-        public_key.to_owned()
-    } else {
-        format!("{public_key} {comment}")
-    };
-    let result = keys::validate(line.as_bytes(), policy).and_then(|k| {
-        if k.fingerprint_sha256 == fingerprint {
+    let result = keys::validate_stored(public_key, comment, policy).and_then(|sha256| {
+        if sha256 == fingerprint {
             Ok(())
         } else {
             Err(KeyRejection::new(
