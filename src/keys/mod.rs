@@ -10,6 +10,7 @@
 
 pub mod algorithm;
 mod checks;
+mod ed25519;
 mod error;
 mod fingerprint;
 pub mod options;
