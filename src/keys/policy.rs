@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::algorithm::{Algorithm, AlgorithmSet};
 
+/// Longest comment the database stores (see migrations/0001_initial.sql).
+pub const MAX_STORED_COMMENT_BYTES: usize = 4096;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
@@ -55,6 +58,12 @@ impl Policy {
         }
         if self.max_comment_bytes > self.max_input_bytes {
             return Err("max_comment_bytes cannot exceed max_input_bytes".into());
+        }
+        // The schema stores at most 4096 bytes of comment (CHECK on ssh_keys.comment).
+        if self.max_comment_bytes > MAX_STORED_COMMENT_BYTES {
+            return Err(format!(
+                "max_comment_bytes can be at most {MAX_STORED_COMMENT_BYTES}"
+            ));
         }
         Ok(())
     }
