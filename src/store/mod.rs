@@ -19,6 +19,17 @@ pub struct Page {
     pub after: Option<String>,
 }
 
+/// A case-insensitive substring pattern for `ILIKE`, with the user's `%`, `_` and `\` taken
+/// literally.
+pub fn contains_pattern(q: &str) -> String {
+    format!(
+        "%{}%",
+        q.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
 /// Opaque cursors: the sort key of the last row, base64url-encoded.
 pub fn encode_cursor(key: &str) -> String {
     URL_SAFE_NO_PAD.encode(key)
@@ -43,5 +54,13 @@ pub fn split_page<T>(
         (rows, next)
     } else {
         (rows, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn search_patterns_take_wildcards_literally() {
+        assert_eq!(super::contains_pattern("a_b%c\\d"), "%a\\_b\\%c\\\\d%");
     }
 }

@@ -50,12 +50,7 @@ pub async fn list(
     let mut sql: QueryBuilder<Postgres> =
         QueryBuilder::new(format!("SELECT {COLUMNS} FROM servers s WHERE true"));
     if let Some(q) = q {
-        let pattern = format!(
-            "%{}%",
-            q.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        let pattern = super::contains_pattern(q);
         sql.push(" AND (name ILIKE ")
             .push_bind(pattern.clone())
             .push(" OR hostname ILIKE ")

@@ -66,12 +66,7 @@ pub async fn list(
     let mut sql: QueryBuilder<Postgres> =
         QueryBuilder::new(format!("SELECT {COLUMNS} FROM users WHERE true"));
     if let Some(q) = q {
-        let pattern = format!(
-            "%{}%",
-            q.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        let pattern = super::contains_pattern(q);
         sql.push(" AND (username ILIKE ")
             .push_bind(pattern.clone())
             .push(" OR display_name ILIKE ")
