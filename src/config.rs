@@ -49,10 +49,11 @@ impl ServeConfig {
 /// Logging: `KEYPORTAL_LOG` is a tracing filter (`info`, `keyportal=debug,info`, ...).
 #[derive(clap::Args, Debug, Clone)]
 pub struct LogConfig {
+    // PostgreSQL's notices ("relation already exists, skipping") are not news to an operator.
     #[arg(
         long = "log",
         env = "KEYPORTAL_LOG",
-        default_value = "info",
+        default_value = "info,sqlx::postgres::notice=warn",
         global = true
     )]
     pub filter: String,

@@ -9,8 +9,10 @@ use crate::config::{LogConfig, LogFormat};
 pub fn init(cfg: &LogConfig) -> Result<(), String> {
     let filter = EnvFilter::try_new(&cfg.filter)
         .map_err(|e| format!("KEYPORTAL_LOG {:?} is not a valid filter: {e}", cfg.filter))?;
+    // Colours only for a person at a terminal, never into files, pipes or log collectors.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = match cfg.format {
         LogFormat::Text => builder.try_init(),

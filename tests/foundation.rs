@@ -290,7 +290,6 @@ impl Served {
             .env("KEYPORTAL_DATA_DIR", data_dir)
             .env("KEYPORTAL_LISTEN", "127.0.0.1:0")
             .env("KEYPORTAL_LOG", "info")
-            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -416,6 +415,10 @@ async fn serve_with_no_configuration_runs_its_own_database_and_stops_it_on_sigte
     assert!(log
         .iter()
         .any(|l| l.contains("creating the private PostgreSQL cluster")));
+    assert!(
+        !log.iter().any(|l| l.contains('\x1b')),
+        "no terminal colour codes in logs written to a pipe"
+    );
     assert!(
         log.iter()
             .any(|l| l.contains("first-start-req-7") && l.contains("finished processing request")),
