@@ -172,3 +172,33 @@ fn a_policy_file_changes_the_thresholds() {
         Some(2)
     );
 }
+
+#[test]
+fn json_output_is_valid_for_every_corpus_file_and_matches_the_validator() {
+    let cases = common::corpus();
+    let files: Vec<&str> = cases.iter().map(|c| c.file.as_str()).collect();
+    let mut args = vec!["--json"];
+    args.extend(&files);
+    let out = key_check(&args, None);
+    let verdicts = json_lines(&out);
+    assert_eq!(verdicts.len(), cases.len());
+    for (v, case) in verdicts.iter().zip(&cases) {
+        assert_eq!(v["file"], case.file.as_str());
+        match keyportal::keys::validate(&case.bytes, &keyportal::keys::Policy::default()) {
+            Ok(k) => {
+                assert_eq!(v["valid"], true);
+                assert_eq!(v["comment"], k.comment.as_str(), "{}", case.file);
+                assert_eq!(v["canonical"], k.public_key.as_str());
+                assert_eq!(
+                    (v["sha256"].as_str(), v["md5"].as_str()),
+                    (Some(case.sha256.as_str()), Some(case.md5.as_str()))
+                );
+            }
+            Err(r) => {
+                assert_eq!(v["valid"], false);
+                assert_eq!(v["code"], r.code.as_str(), "{}", case.file);
+                assert_eq!(v["message"], r.message.as_str());
+            }
+        }
+    }
+}

@@ -5,8 +5,6 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use serde::Serialize;
-
 use crate::keys::{self, KeyRejection, Policy, ValidatedKey};
 
 #[derive(clap::Args, Debug)]
@@ -23,53 +21,6 @@ pub struct KeyCheckArgs {
     /// Files to check; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct Verdict<'a> {
-    file: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    line: Option<usize>,
-    valid: bool,
-    #[serde(flatten)]
-    outcome: Outcome<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Outcome<'a> {
-    Valid {
-        algorithm: &'a str,
-        bits: u32,
-        sha256: &'a str,
-        md5: &'a str,
-        canonical: &'a str,
-        comment: &'a str,
-        #[serde(skip_serializing_if = "String::is_empty")]
-        options: String,
-    },
-    Rejected {
-        code: &'a str,
-        message: &'a str,
-    },
-}
-
-fn outcome(result: &Result<ValidatedKey, KeyRejection>) -> Outcome<'_> {
-    match result {
-        Ok(k) => Outcome::Valid {
-            algorithm: k.algorithm.as_str(),
-            bits: k.bits,
-            sha256: &k.fingerprint_sha256,
-            md5: &k.fingerprint_md5,
-            canonical: &k.public_key,
-            comment: &k.comment,
-            options: k.options.to_string(),
-        },
-        Err(r) => Outcome::Rejected {
-            code: r.code.as_str(),
-            message: &r.message,
-        },
-    }
 }
 
 pub fn run(args: &KeyCheckArgs) -> ExitCode {
@@ -101,8 +52,9 @@ pub fn run(args: &KeyCheckArgs) -> ExitCode {
             }
         };
         let written = if args.lines {
-            match keys::validate_authorized_keys(&input, &policy) {
-                Ok(verdicts) => verdicts.iter().try_for_each(|v| {
+            // Each line is judged and written before the next is read.
+            match keys::authorized_keys_verdicts(&input, &policy) {
+                Ok(mut verdicts) => verdicts.try_for_each(|v| {
                     all_valid &= v.result.is_ok();
                     emit(&mut out, args.json, file, Some(v.line), &v.result)
                 }),
@@ -151,14 +103,7 @@ fn emit(
     result: &Result<ValidatedKey, KeyRejection>,
 ) -> io::Result<()> {
     if json {
-        let verdict = Verdict {
-            file,
-            line,
-            valid: result.is_ok(),
-            outcome: outcome(result),
-        };
-        serde_json::to_writer(&mut *out, &verdict).map_err(io::Error::other)?;
-        return out.write_all(b"\n");
+        return emit_json(out, file, line, result);
     }
     let place = match line {
         Some(n) => format!("{file}:{n}"),
@@ -172,4 +117,49 @@ fn emit(
         ),
         Err(r) => writeln!(out, "{place}: rejected {}: {}", r.code, r.message),
     }
+}
+
+/// One JSON object per verdict, in the contract's field order. Free text (file name, comment,
+/// options, message) goes through serde_json's escaping; the other fields come from fixed
+/// alphabets (algorithm names, base64, hex, digits) that need none.
+fn emit_json(
+    out: &mut impl Write,
+    file: &str,
+    line: Option<usize>,
+    result: &Result<ValidatedKey, KeyRejection>,
+) -> io::Result<()> {
+    let text =
+        |out: &mut dyn Write, s: &str| serde_json::to_writer(out, s).map_err(io::Error::other);
+    out.write_all(b"{\"file\":")?;
+    text(out, file)?;
+    if let Some(n) = line {
+        write!(out, ",\"line\":{n}")?;
+    }
+    match result {
+        Ok(k) => {
+            out.write_all(b",\"valid\":true,\"algorithm\":\"")?;
+            out.write_all(k.algorithm.as_str().as_bytes())?;
+            write!(out, "\",\"bits\":{},\"sha256\":\"", k.bits)?;
+            out.write_all(k.fingerprint_sha256.as_bytes())?;
+            out.write_all(b"\",\"md5\":\"")?;
+            out.write_all(k.fingerprint_md5.as_bytes())?;
+            out.write_all(b"\",\"canonical\":\"")?;
+            out.write_all(k.public_key.as_bytes())?;
+            out.write_all(b"\",\"comment\":")?;
+            text(out, &k.comment)?;
+            if !k.options.is_empty() {
+                out.write_all(b",\"options\":")?;
+                text(out, &k.options.to_string())?;
+            }
+        }
+        Err(r) => {
+            write!(
+                out,
+                ",\"valid\":false,\"code\":\"{}\",\"message\":",
+                r.code.as_str()
+            )?;
+            text(out, &r.message)?;
+        }
+    }
+    out.write_all(b"}\n")
 }

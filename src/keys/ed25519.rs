@@ -98,26 +98,55 @@ pub fn check_point(bytes: &[u8; 32]) -> Result<(), Ed25519Fault> {
 /// on u128, then on u64.
 fn jacobi(mut a: [u64; 4], mut n: [u64; 4]) -> i8 {
     let mut t: i8 = 1;
+    if a == [0; 4] {
+        return 0;
+    }
+    // Invariant at the top of the loop: a > 0, n odd.
     while (a[2] | a[3] | n[2] | n[3]) != 0 {
-        if a == [0; 4] {
-            return if n == [1, 0, 0, 0] { t } else { 0 };
-        }
         let tz = trailing_zeros(&a);
         shr(&mut a, tz);
         if tz & 1 == 1 && matches!(n[0] & 7, 3 | 5) {
             t = -t;
         }
-        if less(&a, &n) {
-            std::mem::swap(&mut a, &mut n);
+        // Both odd now: replace the larger by the difference (one subtraction, the borrow
+        // tells which was larger), swapping by quadratic reciprocity when a < n.
+        let (diff, a_was_smaller) = sub_abs(&a, &n);
+        if a_was_smaller {
             if a[0] & 3 == 3 && n[0] & 3 == 3 {
                 t = -t;
             }
+            n = a;
         }
-        sub(&mut a, &n);
+        a = diff;
+        if a == [0; 4] {
+            return if n == [1, 0, 0, 0] { t } else { 0 };
+        }
     }
     let a = u128::from(a[0]) | (u128::from(a[1]) << 64);
     let n = u128::from(n[0]) | (u128::from(n[1]) << 64);
     t * jacobi_u128(a, n)
+}
+
+/// |a − b| and whether a < b.
+fn sub_abs(a: &[u64; 4], b: &[u64; 4]) -> ([u64; 4], bool) {
+    let mut d = [0u64; 4];
+    let mut borrow = false;
+    for i in 0..4 {
+        let (d1, b1) = a[i].overflowing_sub(b[i]);
+        let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
+        d[i] = d2;
+        borrow = b1 || b2;
+    }
+    if borrow {
+        // Two's complement negation of the wrapped difference gives b − a.
+        let mut carry = true;
+        for limb in &mut d {
+            let (v, c) = (!*limb).overflowing_add(u64::from(carry));
+            *limb = v;
+            carry = c;
+        }
+    }
+    (d, borrow)
 }
 
 fn jacobi_u128(mut a: u128, mut n: u128) -> i8 {
@@ -194,26 +223,6 @@ fn shr(a: &mut [u64; 4], k: u32) {
             };
             a[i] = (a[i] >> bits) | high;
         }
-    }
-}
-
-fn less(a: &[u64; 4], b: &[u64; 4]) -> bool {
-    for i in (0..4).rev() {
-        if a[i] != b[i] {
-            return a[i] < b[i];
-        }
-    }
-    false
-}
-
-/// a -= b, for a >= b.
-fn sub(a: &mut [u64; 4], b: &[u64; 4]) {
-    let mut borrow = false;
-    for i in 0..4 {
-        let (d1, b1) = a[i].overflowing_sub(b[i]);
-        let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
-        a[i] = d2;
-        borrow = b1 || b2;
     }
 }
 

@@ -1,7 +1,5 @@
 //! Fingerprints exactly as `ssh-keygen -l -E sha256|md5` prints them.
 
-use std::fmt::Write;
-
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
 use md5::Md5;
@@ -17,6 +15,7 @@ pub fn sha256(blob: &[u8]) -> String {
 
 /// `MD5:` and the colon-separated hex of the MD5 of the key blob.
 pub fn md5(blob: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Md5::digest(blob);
     let mut out = String::with_capacity(4 + 3 * digest.len());
     out.push_str("MD5:");
@@ -24,7 +23,8 @@ pub fn md5(blob: &[u8]) -> String {
         if i > 0 {
             out.push(':');
         }
-        let _ = write!(out, "{b:02x}");
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     out
 }

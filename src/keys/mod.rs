@@ -173,13 +173,22 @@ pub fn validate_authorized_keys(
     input: &[u8],
     policy: &Policy,
 ) -> Result<Vec<LineVerdict>, KeyRejection> {
+    Ok(authorized_keys_verdicts(input, policy)?.collect())
+}
+
+/// The same, one line at a time: nothing is judged before it is asked for, so a caller can
+/// write each verdict out before the next line is read.
+pub fn authorized_keys_verdicts<'a>(
+    input: &'a [u8],
+    policy: &'a Policy,
+) -> Result<impl Iterator<Item = LineVerdict> + 'a, KeyRejection> {
     let input = text::strip_bom(input);
     if let Some(kind) = text::private_key_kind(input) {
         return Err(private_key_rejection(kind));
     }
     Ok(Lines::new(input)
         .filter(|(_, l)| !l.starts_with(b"#"))
-        .map(|(line, text)| LineVerdict {
+        .map(move |(line, text)| LineVerdict {
             line,
             result: if text.len() > policy.max_input_bytes {
                 Err(KeyRejection::new(
@@ -193,8 +202,7 @@ pub fn validate_authorized_keys(
             } else {
                 validate_line(text, policy, OptionsMode::Accept)
             },
-        })
-        .collect())
+        }))
 }
 
 fn private_key_rejection(kind: &str) -> KeyRejection {
