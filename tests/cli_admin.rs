@@ -113,6 +113,15 @@ async fn admin_and_token_commands_make_accounts_that_work_over_http() {
         .await
         .unwrap();
     assert_eq!(actions, ["user.create", "token.create", "token.create"]);
+    let actors: Vec<String> = sqlx::query_scalar("SELECT DISTINCT actor FROM audit_events")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        actors,
+        ["cli"],
+        "commands are audited as the command line, not as a user"
+    );
 }
 
 #[tokio::test]

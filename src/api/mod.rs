@@ -84,14 +84,14 @@ fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[utoipa::path(get, path = "/api/v1/me", tag = "account", responses((status = 200, description = "the caller", body = Object), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "account", responses((status = 200, description = "the caller", body = Object)), security(("bearer" = [])))]
 async fn me(State(s): State<AppState>, Auth(ctx): Auth) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.services.me(&ctx).await?))
 }
 
 // ---- users
 
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(("limit" = Option<i64>, Query, description = "page size, 1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("q" = Option<String>, Query, description = "search in name, display name, email")), responses((status = 200, description = "users by name", body = Listing<UserView>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(("limit" = Option<i64>, Query, description = "page size, 1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("q" = Option<String>, Query, description = "search in name, display name, email")), responses((status = 200, description = "users by name", body = Listing<UserView>), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn list_users(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -114,7 +114,7 @@ struct CreateUser {
     password: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser, responses((status = 201, description = "created", body = UserView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser, responses((status = 201, description = "created", body = UserView), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn create_user(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -130,7 +130,7 @@ async fn create_user(
     Ok(created(s.services.create_user(&ctx, new).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path, description = "user name")), responses((status = 200, description = "the user", body = UserView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path, description = "user name")), responses((status = 200, description = "the user", body = UserView)), security(("bearer" = [])))]
 async fn get_user(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -151,7 +151,7 @@ struct PatchUser {
     password: Option<String>,
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path, description = "user name")), request_body = PatchUser, responses((status = 200, description = "updated", body = UserView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path, description = "user name")), request_body = PatchUser, responses((status = 200, description = "updated", body = UserView), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn update_user(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -168,7 +168,7 @@ async fn update_user(
     Ok(Json(s.services.update_user(&ctx, &username, patch).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path, description = "user name")), responses((status = 204, description = "deleted"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path, description = "user name")), responses((status = 204, description = "deleted"), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn delete_user(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -180,7 +180,7 @@ async fn delete_user(
 
 // ---- keys
 
-#[utoipa::path(get, path = "/api/v1/users/{username}/keys", tag = "keys", params(("username" = String, Path, description = "user name"), ("limit" = Option<i64>, Query, description = "page size, 1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "keys, each validated now under the current policy", body = Listing<KeyView>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/users/{username}/keys", tag = "keys", params(("username" = String, Path, description = "user name"), ("limit" = Option<i64>, Query, description = "page size, 1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "keys, each validated now under the current policy", body = Listing<KeyView>), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn list_keys(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -203,7 +203,7 @@ struct AddKey {
     expires_at: Option<OffsetDateTime>,
 }
 
-#[utoipa::path(post, path = "/api/v1/users/{username}/keys", tag = "keys", params(("username" = String, Path, description = "user name")), request_body = AddKey, responses((status = 201, description = "validated and stored", body = KeyView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json"), (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/users/{username}/keys", tag = "keys", params(("username" = String, Path, description = "user name")), request_body = AddKey, responses((status = 201, description = "validated and stored", body = KeyView), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json"), (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn add_key(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -223,7 +223,7 @@ async fn add_key(
     Ok(created(key))
 }
 
-#[utoipa::path(post, path = "/api/v1/users/{username}/keys/import", tag = "keys", params(("username" = String, Path, description = "user name")), request_body(content = String, content_type = "text/plain", description = "an authorized_keys file"), responses((status = 200, description = "per-line report; valid new keys added in one transaction", body = ImportReport), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/users/{username}/keys/import", tag = "keys", params(("username" = String, Path, description = "user name")), request_body(content = String, content_type = "text/plain", description = "an authorized_keys file"), responses((status = 200, description = "per-line report; valid new keys added in one transaction", body = ImportReport), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn import_keys(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -252,7 +252,7 @@ struct ValidationView {
     format: crate::keys::InputFormat,
 }
 
-#[utoipa::path(post, path = "/api/v1/keys/validate", tag = "keys", request_body = ValidateKey, responses((status = 200, description = "the verdict; nothing stored", body = ValidationView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/keys/validate", tag = "keys", request_body = ValidateKey, responses((status = 200, description = "the verdict; nothing stored", body = ValidationView), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn validate_key(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -271,7 +271,7 @@ async fn validate_key(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "id (UUID)")), responses((status = 200, description = "the key, validated now", body = KeyView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "id (UUID)")), responses((status = 200, description = "the key, validated now", body = KeyView)), security(("bearer" = [])))]
 async fn get_key(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -282,7 +282,7 @@ async fn get_key(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "id (UUID)")), responses((status = 204, description = "deleted"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "id (UUID)")), responses((status = 204, description = "deleted")), security(("bearer" = [])))]
 async fn delete_key(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -294,7 +294,7 @@ async fn delete_key(
 
 // ---- servers and grants
 
-#[utoipa::path(get, path = "/api/v1/servers", tag = "servers", params(("limit" = Option<i64>, Query, description = "page size, 1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("q" = Option<String>, Query, description = "search in name and hostname")), responses((status = 200, description = "servers (members: those they hold grants on)", body = Listing<ServerView>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/servers", tag = "servers", params(("limit" = Option<i64>, Query, description = "page size, 1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("q" = Option<String>, Query, description = "search in name and hostname")), responses((status = 200, description = "servers (members: those they hold grants on)", body = Listing<ServerView>), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn list_servers(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -315,7 +315,7 @@ struct CreateServer {
     description: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/servers", tag = "servers", request_body = CreateServer, responses((status = 201, description = "created", body = ServerView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/servers", tag = "servers", request_body = CreateServer, responses((status = 201, description = "created", body = ServerView), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn create_server(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -333,7 +333,7 @@ async fn create_server(
     Ok(created(server))
 }
 
-#[utoipa::path(get, path = "/api/v1/servers/{name}", tag = "servers", params(("name" = String, Path, description = "server name")), responses((status = 200, description = "the server", body = ServerView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/servers/{name}", tag = "servers", params(("name" = String, Path, description = "server name")), responses((status = 200, description = "the server", body = ServerView)), security(("bearer" = [])))]
 async fn get_server(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -349,7 +349,7 @@ struct PatchServer {
     description: Option<String>,
 }
 
-#[utoipa::path(patch, path = "/api/v1/servers/{name}", tag = "servers", params(("name" = String, Path, description = "server name")), request_body = PatchServer, responses((status = 200, description = "updated", body = ServerView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/v1/servers/{name}", tag = "servers", params(("name" = String, Path, description = "server name")), request_body = PatchServer, responses((status = 200, description = "updated", body = ServerView), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn update_server(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -363,7 +363,7 @@ async fn update_server(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/servers/{name}", tag = "servers", params(("name" = String, Path, description = "server name")), responses((status = 204, description = "deleted, with its grants and tokens"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/v1/servers/{name}", tag = "servers", params(("name" = String, Path, description = "server name")), responses((status = 204, description = "deleted, with its grants and tokens")), security(("bearer" = [])))]
 async fn delete_server(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -373,7 +373,7 @@ async fn delete_server(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/servers/{name}/grants", tag = "grants", params(("name" = String, Path, description = "server name"), ("limit" = Option<i64>, Query, description = "page size, 1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("username" = Option<String>, Query, description = "only this user's grants")), responses((status = 200, description = "grants on the server", body = Listing<GrantView>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/servers/{name}/grants", tag = "grants", params(("name" = String, Path, description = "server name"), ("limit" = Option<i64>, Query, description = "page size, 1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("username" = Option<String>, Query, description = "only this user's grants")), responses((status = 200, description = "grants on the server", body = Listing<GrantView>), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn list_grants(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -404,7 +404,7 @@ struct CreateGrant {
     expires_at: Option<OffsetDateTime>,
 }
 
-#[utoipa::path(post, path = "/api/v1/servers/{name}/grants", tag = "grants", params(("name" = String, Path, description = "server name")), request_body = CreateGrant, responses((status = 201, description = "created", body = GrantView), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/servers/{name}/grants", tag = "grants", params(("name" = String, Path, description = "server name")), request_body = CreateGrant, responses((status = 201, description = "created", body = GrantView), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn create_grant(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -421,7 +421,7 @@ async fn create_grant(
     Ok(created(s.services.create_grant(&ctx, &name, new).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/grants/{id}", tag = "grants", params(("id" = String, Path, description = "id (UUID)")), responses((status = 204, description = "deleted"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/v1/grants/{id}", tag = "grants", params(("id" = String, Path, description = "id (UUID)")), responses((status = 204, description = "deleted")), security(("bearer" = [])))]
 async fn delete_grant(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -441,7 +441,7 @@ struct AuthorizedKeysQuery {
     fingerprint: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/servers/{name}/authorized_keys", tag = "servers", params(("name" = String, Path, description = "server name"), AuthorizedKeysQuery), responses((status = 200, description = "authorized_keys lines for the login", body = String, content_type = "text/plain"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/servers/{name}/authorized_keys", tag = "servers", params(("name" = String, Path, description = "server name"), AuthorizedKeysQuery), responses((status = 200, description = "authorized_keys lines for the login", body = String, content_type = "text/plain")), security(("bearer" = [])))]
 async fn authorized_keys(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -462,7 +462,7 @@ struct CreateServerToken {
 }
 
 /// The body is optional: `{ "name": ... }` or nothing.
-#[utoipa::path(post, path = "/api/v1/servers/{name}/tokens", tag = "tokens", params(("name" = String, Path, description = "server name")), request_body = Option<CreateServerToken>, responses((status = 201, description = "a server token; the secret is shown once", body = NewToken), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/servers/{name}/tokens", tag = "tokens", params(("name" = String, Path, description = "server name")), request_body = Option<CreateServerToken>, responses((status = 201, description = "a server token; the secret is shown once", body = NewToken), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn create_server_token(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -479,19 +479,19 @@ async fn create_server_token(
     };
     Ok(created(
         s.services
-            .create_server_token(Some(&ctx), &name, b.name.as_deref())
+            .create_server_token(&ctx, &name, b.name.as_deref())
             .await?,
     ))
 }
 
 // ---- policy, audit, tokens, metrics
 
-#[utoipa::path(get, path = "/api/v1/policy", tag = "policy", responses((status = 200, description = "the policy in force", body = Policy), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/policy", tag = "policy", responses((status = 200, description = "the policy in force", body = Policy)), security(("bearer" = [])))]
 async fn get_policy(State(s): State<AppState>, Auth(ctx): Auth) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.services.policy(&ctx).await?))
 }
 
-#[utoipa::path(put, path = "/api/v1/policy", tag = "policy", request_body = Policy, responses((status = 200, description = "saved and audited", body = Policy), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/api/v1/policy", tag = "policy", request_body = Policy, responses((status = 200, description = "saved and audited", body = Policy), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn put_policy(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -511,7 +511,7 @@ struct AuditQuery {
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, description = "events, newest first", body = Listing<AuditEvent>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, description = "events, newest first", body = Listing<AuditEvent>), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn audit(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -527,7 +527,7 @@ async fn audit(
     Ok(Json(s.services.audit(&ctx, &f).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, description = "the caller's personal tokens", body = Listing<TokenView>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, description = "the caller's personal tokens", body = Listing<TokenView>)), security(("bearer" = [])))]
 async fn list_tokens(State(s): State<AppState>, Auth(ctx): Auth) -> ApiResult<impl IntoResponse> {
     Ok(Json(
         serde_json::json!({ "items": s.services.list_tokens(&ctx).await?, "next_cursor": null }),
@@ -542,7 +542,7 @@ struct CreateToken {
     expires_at: Option<OffsetDateTime>,
 }
 
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateToken, responses((status = 201, description = "a personal token; the secret is shown once", body = NewToken), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateToken, responses((status = 201, description = "a personal token; the secret is shown once", body = NewToken), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn create_token(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -553,7 +553,7 @@ async fn create_token(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path, description = "id (UUID)")), responses((status = 204, description = "revoked"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "not authenticated", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "not found, or not visible to the caller", body = Problem, content_type = "application/problem+json"), (status = 503, description = "database unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path, description = "id (UUID)")), responses((status = 204, description = "revoked")), security(("bearer" = [])))]
 async fn revoke_token(
     State(s): State<AppState>,
     Auth(ctx): Auth,

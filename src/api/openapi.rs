@@ -18,7 +18,7 @@ use super::*;
         get_policy, put_policy, audit, list_tokens, create_token, revoke_token,
     ),
     components(schemas(Problem, crate::http::error::FieldError, crate::keys::KeyErrorCode)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
 )]
 pub struct ApiDoc;
 
@@ -31,6 +31,50 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("an API token: personal (keyportal token create) or server (keyportal server token)")).build()),
         );
+    }
+}
+
+/// The problem responses every operation can give, added once here rather than in each
+/// handler's annotation (which lists only its own success and specific errors).
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let common = [
+            ("400", "malformed request"),
+            ("401", "not authenticated"),
+            ("403", "not allowed"),
+            ("404", "not found, or not visible to the caller"),
+            ("503", "database unavailable"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, description) in common {
+                    let problem = ResponseBuilder::new()
+                        .description(description)
+                        .content(
+                            "application/problem+json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("Problem")))
+                                .build(),
+                        )
+                        .build();
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert(problem.into());
+                }
+            }
+        }
     }
 }
 

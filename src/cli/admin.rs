@@ -7,8 +7,7 @@ use crate::config::DatabaseConfig;
 use crate::db::Database;
 use crate::domain::Role;
 use crate::service::users::NewUser;
-use crate::service::Services;
-use crate::store;
+use crate::service::{Ctx, Services};
 
 #[derive(clap::Args, Debug)]
 pub struct AdminCreateArgs {
@@ -59,8 +58,8 @@ pub async fn admin_create(args: AdminCreateArgs) -> Result<(), String> {
     };
     let (db, services) = open(&args.database).await?;
     let result = services
-        .insert_user(
-            None,
+        .create_user(
+            &Ctx::command_line(),
             NewUser {
                 username: args.username,
                 role: Some(Role::Admin),
@@ -77,17 +76,10 @@ pub async fn admin_create(args: AdminCreateArgs) -> Result<(), String> {
 
 pub async fn token_create(args: TokenCreateArgs) -> Result<(), String> {
     let (db, services) = open(&args.database).await?;
-    let result = async {
-        let user = store::users::by_username(&services.pool, &args.username)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("there is no user {:?}", args.username))?;
-        services
-            .insert_user_token(None, user.id, &user.username, &args.name, None)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    .await;
+    let result = services
+        .create_token_for(&Ctx::command_line(), &args.username, &args.name, None)
+        .await
+        .map_err(|e| e.to_string());
     db.close().await;
     super::print_stdout(&result?.secret)
 }
@@ -95,7 +87,7 @@ pub async fn token_create(args: TokenCreateArgs) -> Result<(), String> {
 pub async fn server_token(args: ServerTokenArgs) -> Result<(), String> {
     let (db, services) = open(&args.database).await?;
     let result = services
-        .create_server_token(None, &args.server, Some(&args.name))
+        .create_server_token(&Ctx::command_line(), &args.server, Some(&args.name))
         .await;
     db.close().await;
     super::print_stdout(&result.map_err(|e| e.to_string())?.secret)

@@ -7,7 +7,7 @@ use crate::domain::Role;
 
 /// An authenticated principal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Caller {
     User {
         id: i64,
@@ -18,6 +18,9 @@ pub enum Caller {
         id: i64,
         name: String,
     },
+    /// The operator running `keyportal` commands on the database host (`admin create`,
+    /// `token create`, `server token`): may do what an admin may.
+    CommandLine,
 }
 
 impl Caller {
@@ -26,23 +29,25 @@ impl Caller {
         match self {
             Caller::User { username, .. } => username.clone(),
             Caller::Server { name, .. } => format!("server:{name}"),
+            Caller::CommandLine => "cli".to_owned(),
         }
     }
 
     pub fn user_id(&self) -> Option<i64> {
         match self {
             Caller::User { id, .. } => Some(*id),
-            Caller::Server { .. } => None,
+            Caller::Server { .. } | Caller::CommandLine => None,
         }
     }
 
+    /// Admins and the command line may do and see everything.
     pub fn is_admin(&self) -> bool {
         matches!(
             self,
             Caller::User {
                 role: Role::Admin,
                 ..
-            }
+            } | Caller::CommandLine
         )
     }
 }
@@ -82,7 +87,8 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ServiceError
         (
             Caller::User {
                 role: Role::Admin, ..
-            },
+            }
+            | Caller::CommandLine,
             _,
         ) => Ok(()),
         (Caller::Server { name, .. }, Action::ReadAuthorizedKeys { server }) => {
@@ -165,5 +171,7 @@ mod tests {
             fb(&server, Action::ReadPolicy) && fb(&server, Action::ManageKeysOf { user_id: 5 })
         );
         assert!(nf(&member(5), Action::ReadAuthorizedKeys { server: "web" }));
+        assert!(ok(&Caller::CommandLine, Action::ManageUsers));
+        assert!(ok(&Caller::CommandLine, Action::ManageServers));
     }
 }

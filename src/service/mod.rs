@@ -133,6 +133,16 @@ pub struct Ctx {
     pub request_id: Option<String>,
 }
 
+impl Ctx {
+    /// The operator's commands on the database host; audited as actor `cli`.
+    pub fn command_line() -> Ctx {
+        Ctx {
+            caller: Caller::CommandLine,
+            request_id: None,
+        }
+    }
+}
+
 /// A page of results with the cursor of the next page.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Listing<T> {

@@ -52,6 +52,7 @@ impl Services {
             .ok_or(ServiceError::NotFound { what: "server" })?;
         let visible =
             match &ctx.caller {
+                super::Caller::CommandLine => true,
                 c if c.is_admin() => true,
                 super::Caller::Server { id, .. } => *id == row.id,
                 super::Caller::User { id, .. } => sqlx::query_scalar(

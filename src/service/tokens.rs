@@ -124,14 +124,32 @@ impl Services {
         let Caller::User { id, username, .. } = &ctx.caller else {
             return Err(ServiceError::Forbidden("only users have personal tokens"));
         };
-        self.insert_user_token(Some(ctx), *id, username, name, expires_at)
+        self.insert_user_token(ctx, *id, username, name, expires_at)
             .await
     }
 
-    /// A personal token for `user_id`; `ctx` is `None` for the command line.
-    pub async fn insert_user_token(
+    /// A personal token for another user (`keyportal token create --username`): admins and
+    /// the command line only.
+    pub async fn create_token_for(
         &self,
-        ctx: Option<&Ctx>,
+        ctx: &Ctx,
+        username: &str,
+        name: &str,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<NewToken, ServiceError> {
+        authorize(&ctx.caller, Action::ManageUsers)?;
+        let user = store::users::by_username(&self.pool, username)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::invalid("username", format!("there is no user {username:?}"))
+            })?;
+        self.insert_user_token(ctx, user.id, &user.username, name, expires_at)
+            .await
+    }
+
+    async fn insert_user_token(
+        &self,
+        ctx: &Ctx,
         user_id: i64,
         username: &str,
         name: &str,
@@ -155,10 +173,9 @@ impl Services {
             expires_at,
         )
         .await?;
-        let cli = cli_ctx(user_id, username);
         super::audit::record(
             &mut *tx,
-            ctx.unwrap_or(&cli),
+            ctx,
             "token.create",
             &format!("user:{username}"),
             json!({ "token_id": row.id, "name": row.name }),
@@ -200,13 +217,11 @@ impl Services {
     /// A server token: it may read only that server's authorized_keys.
     pub async fn create_server_token(
         &self,
-        ctx: Option<&Ctx>,
+        ctx: &Ctx,
         server: &str,
         name: Option<&str>,
     ) -> Result<NewToken, ServiceError> {
-        if let Some(ctx) = ctx {
-            authorize(&ctx.caller, Action::ManageServers)?;
-        }
+        authorize(&ctx.caller, Action::ManageServers)?;
         let row = store::servers::by_name(&self.pool, server)
             .await?
             .ok_or(ServiceError::NotFound { what: "server" })?;
@@ -223,10 +238,9 @@ impl Services {
             None,
         )
         .await?;
-        let cli = cli_ctx(0, "cli");
         super::audit::record(
             &mut *tx,
-            ctx.unwrap_or(&cli),
+            ctx,
             "token.create",
             &format!("server:{}", row.name),
             json!({ "token_id": token.id, "name": token.name }),
@@ -237,17 +251,5 @@ impl Services {
             token: view(token, None, Some(row.name)),
             secret,
         })
-    }
-}
-
-/// The actor recorded for changes made with the command line on the database directly.
-fn cli_ctx(id: i64, _username: &str) -> Ctx {
-    Ctx {
-        caller: Caller::User {
-            id,
-            username: "cli".into(),
-            role: crate::domain::Role::Admin,
-        },
-        request_id: None,
     }
 }

@@ -118,6 +118,7 @@ impl Services {
                 Ok(json!({ "kind": "user", "user": UserView::from(row) }))
             }
             super::Caller::Server { name, .. } => Ok(json!({ "kind": "server", "server": name })),
+            super::Caller::CommandLine => Ok(json!({ "kind": "command_line" })),
         }
     }
 
@@ -147,15 +148,6 @@ impl Services {
 
     pub async fn create_user(&self, ctx: &Ctx, new: NewUser) -> Result<UserView, ServiceError> {
         authorize(&ctx.caller, Action::ManageUsers)?;
-        self.insert_user(Some(ctx), new).await
-    }
-
-    /// Creates a user; `ctx` is `None` only for the command line's `admin create`.
-    pub async fn insert_user(
-        &self,
-        ctx: Option<&Ctx>,
-        new: NewUser,
-    ) -> Result<UserView, ServiceError> {
         let username =
             Username::parse(&new.username).map_err(|e| ServiceError::invalid("username", e))?;
         check_profile(new.display_name.as_deref(), new.email.as_deref())?;
@@ -178,17 +170,9 @@ impl Services {
                 format!("the username {username} is taken")
             })
         })?;
-        let cli = Ctx {
-            caller: super::Caller::User {
-                id: row.id,
-                username: "cli".into(),
-                role: Role::Admin,
-            },
-            request_id: None,
-        };
         super::audit::record(
             &mut *tx,
-            ctx.unwrap_or(&cli),
+            ctx,
             "user.create",
             &format!("user:{username}"),
             json!({ "role": role.as_str() }),

@@ -230,25 +230,18 @@ impl TestApp {
 
     /// Creates a user directly through the service layer and returns a token of theirs.
     pub async fn user_with_token(&self, username: &str, role: keyportal::domain::Role) -> String {
-        let user = self
-            .services
-            .insert_user(
-                None,
-                keyportal::service::users::NewUser {
-                    username: username.into(),
-                    role: Some(role),
-                    ..Default::default()
-                },
-            )
+        let cli = keyportal::service::Ctx::command_line();
+        let new = keyportal::service::users::NewUser {
+            username: username.into(),
+            role: Some(role),
+            ..Default::default()
+        };
+        self.services
+            .create_user(&cli, new)
             .await
             .expect("create user");
-        let id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
-            .bind(&user.username)
-            .fetch_one(&self.db.pool)
-            .await
-            .unwrap();
         self.services
-            .insert_user_token(None, id, &user.username, "test", None)
+            .create_token_for(&cli, username, "test", None)
             .await
             .expect("token")
             .secret
