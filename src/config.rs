@@ -35,9 +35,17 @@ pub struct ServeConfig {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "KEYPORTAL_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Directory served under /static.
-    #[arg(long, env = "KEYPORTAL_STATIC_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/static"))]
-    pub static_dir: PathBuf,
+    /// The address people and servers reach this portal at (e.g. https://keys.example.com).
+    /// It appears in the sshd setup shown for each server; with https the session cookie is
+    /// marked Secure.
+    #[arg(long, env = "KEYPORTAL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// A browser session unused for this many minutes ends.
+    #[arg(long, env = "KEYPORTAL_SESSION_IDLE_MINUTES", default_value_t = 60)]
+    pub session_idle_minutes: u32,
+    /// A browser session ends this many hours after sign-in, used or not.
+    #[arg(long, env = "KEYPORTAL_SESSION_MAX_HOURS", default_value_t = 12)]
+    pub session_max_hours: u32,
 }
 
 impl ServeConfig {

@@ -3,17 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::served::Served;
 use common::{TestApp, TestDb};
 use keyportal::db::{PrivateCluster, MIGRATOR};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::Value;
 
 #[tokio::test]
@@ -39,6 +36,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             "policy",
             "servers",
             "sessions",
+            "sign_in_failures",
             "ssh_keys",
             "users"
         ]
@@ -275,95 +273,6 @@ fn world_searchable_tempdir() -> tempfile::TempDir {
     dir
 }
 
-/// `keyportal serve` as a child process, with its log lines streamed back.
-struct Served {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Served {
-    fn start(data_dir: &Path) -> (Served, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keyportal"))
-            .arg("serve")
-            .env_remove("DATABASE_URL")
-            .env("KEYPORTAL_DATA_DIR", data_dir)
-            .env("KEYPORTAL_LISTEN", "127.0.0.1:0")
-            .env("KEYPORTAL_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn keyportal serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut served = Served {
-            child,
-            lines,
-            log: Vec::new(),
-        };
-        let line = served.wait_for(
-            "keyportal is listening on http://",
-            Duration::from_secs(120),
-        );
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_owned();
-        (served, addr)
-    }
-
-    fn wait_for(&mut self, needle: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let hit = line.contains(needle);
-                    self.log.push(line.clone());
-                    if hit {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line with {needle:?} within {within:?}; log so far:\n{}",
-                    self.log.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// SIGTERM, then the exit status, which must come within `within`.
-    fn terminate(mut self, within: Duration) -> (std::process::ExitStatus, Vec<String>) {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                self.log.extend(self.lines.try_iter());
-                return (status, self.log);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "keyportal did not stop within {within:?} of SIGTERM; log:\n{}",
-                    self.log.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 async fn readyz_status(client: &reqwest::Client, addr: &str) -> u16 {
     client
         .get(format!("http://{addr}/readyz"))
@@ -385,7 +294,7 @@ async fn serve_with_no_configuration_runs_its_own_database_and_stops_it_on_sigte
     let client = common::client();
 
     // First start: creates the cluster.
-    let (served, addr) = Served::start(&data_dir);
+    let (served, addr) = Served::start(&data_dir, &[]);
     let res = client
         .get(format!("http://{addr}/readyz"))
         .header("x-request-id", "first-start-req-7")
@@ -431,7 +340,7 @@ async fn serve_with_no_configuration_runs_its_own_database_and_stops_it_on_sigte
     );
 
     // Second start: the same data, no new cluster.
-    let (served, addr) = Served::start(&data_dir);
+    let (served, addr) = Served::start(&data_dir, &[]);
     assert_eq!(readyz_status(&client, &addr).await, 200);
     let pool = sqlx::PgPool::connect_with(opts).await.unwrap();
     let kept: i64 =
@@ -456,8 +365,8 @@ async fn a_second_serve_on_the_same_data_reuses_the_running_cluster() {
     let dir = world_searchable_tempdir();
     let data_dir = dir.path().join("keyportal-data");
     let client = common::client();
-    let (first, addr1) = Served::start(&data_dir);
-    let (second, addr2) = Served::start(&data_dir);
+    let (first, addr1) = Served::start(&data_dir, &[]);
+    let (second, addr2) = Served::start(&data_dir, &[]);
     for addr in [&addr1, &addr2] {
         assert_eq!(readyz_status(&client, addr).await, 200);
     }

@@ -6,11 +6,11 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
-use tower_http::request_id::RequestId;
 
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::service::Ctx;
+use crate::web::session::{cookie_value, tokens_match, SESSION_COOKIE};
 
 /// The authenticated caller and the request id: every API handler starts from this.
 pub struct Auth(pub Ctx);
@@ -19,22 +19,39 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .map(str::to_owned);
-        let secret = parts
+        let request_id = crate::http::request_id(parts);
+        let bearer = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or(ApiError::Unauthenticated)?;
-        let caller = state.services.authenticate(secret).await?;
-        tracing::Span::current().record("caller", caller.actor());
-        Ok(Auth(Ctx { caller, request_id }))
+            .map(|(_, token)| token.trim());
+        if let Some(secret) = bearer {
+            let caller = state.services.authenticate(secret).await?;
+            tracing::Span::current().record("caller", caller.actor());
+            return Ok(Auth(Ctx {
+                caller,
+                request_id,
+                session: None,
+            }));
+        }
+        // Without a bearer token, the browser session; its writes need the CSRF header.
+        let secret =
+            cookie_value(&parts.headers, SESSION_COOKIE).ok_or(ApiError::Unauthenticated)?;
+        let live = state.services.session(secret, request_id).await?;
+        if !parts.method.is_safe() {
+            let sent = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !tokens_match(sent, &live.csrf_token) {
+                return Err(ApiError::CsrfRejected);
+            }
+        }
+        tracing::Span::current().record("caller", live.ctx.caller.actor());
+        Ok(Auth(live.ctx))
     }
 }
 

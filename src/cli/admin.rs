@@ -15,7 +15,8 @@ pub struct AdminCreateArgs {
     pub database: DatabaseConfig,
     #[arg(long)]
     pub username: String,
-    /// Read the password from standard input (first line).
+    /// Read the password from standard input (first line). Without it, a password is
+    /// generated and printed on standard output.
     #[arg(long)]
     pub password_stdin: bool,
 }
@@ -56,6 +57,11 @@ pub async fn admin_create(args: AdminCreateArgs) -> Result<(), String> {
     } else {
         None
     };
+    // Without a password on stdin, one is generated and printed once, like a token.
+    let generated = password
+        .is_none()
+        .then(crate::service::users::generate_password);
+    let password = password.or_else(|| generated.clone());
     let (db, services) = open(&args.database).await?;
     let result = services
         .create_user(
@@ -70,8 +76,19 @@ pub async fn admin_create(args: AdminCreateArgs) -> Result<(), String> {
         .await;
     db.close().await;
     let user = result.map_err(|e| e.to_string())?;
-    eprintln!("created admin {}", user.username);
-    Ok(())
+    match generated {
+        Some(password) => {
+            eprintln!(
+                "created admin {}; the generated password (shown once) follows",
+                user.username
+            );
+            super::print_stdout(&password)
+        }
+        None => {
+            eprintln!("created admin {}", user.username);
+            Ok(())
+        }
+    }
 }
 
 pub async fn token_create(args: TokenCreateArgs) -> Result<(), String> {

@@ -38,6 +38,13 @@ pub enum ApiError {
     },
     #[error("the request body is larger than allowed")]
     PayloadTooLarge,
+    #[error("sign-in failed")]
+    SignInFailed,
+    #[error("rate limited for {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// A state-changing request on a browser session without the session's CSRF token.
+    #[error("missing or wrong CSRF token")]
+    CsrfRejected,
     #[error("internal error: {0}")]
     Internal(String),
     #[error("database error: {0}")]
@@ -160,6 +167,22 @@ impl ApiError {
                 "payload_too_large",
                 "the request body is larger than this server accepts",
             ),
+            ApiError::SignInFailed => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "sign_in_failed",
+                "the username or password is not right",
+            ),
+            ApiError::RateLimited { retry_after_secs } => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many failed sign-ins; try again in {retry_after_secs} seconds"),
+            ),
+            ApiError::CsrfRejected => Problem::new(
+                StatusCode::FORBIDDEN,
+                "csrf_token_invalid",
+                "a request made with the browser session must carry the session's CSRF token \
+                 (form field csrf_token or header X-CSRF-Token); reload the page and try again",
+            ),
             ApiError::Internal(_) => Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -174,18 +197,29 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        match &self {
+impl ApiError {
+    /// Logs causes that are not the client's, inside the request's span (so with its id).
+    pub fn log(&self) {
+        match self {
             ApiError::DatabaseUnavailable(e) => tracing::warn!(error = %e, "database unavailable"),
             ApiError::Database(e) => tracing::error!(error = %e, "database error"),
             ApiError::Internal(e) => tracing::error!(error = %e, "internal error"),
             _ => {}
         }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
         let mut res = self.problem().into_response();
         if matches!(self, ApiError::Unauthenticated) {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         res
     }
@@ -212,6 +246,8 @@ impl From<crate::service::ServiceError> for ApiError {
             S::KeyRejected(r) => ApiError::KeyRejected(r),
             S::Database(e) => e.into(),
             S::Internal(e) => ApiError::Internal(e),
+            S::SignInFailed => ApiError::SignInFailed,
+            S::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
         }
     }
 }

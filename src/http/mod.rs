@@ -2,14 +2,15 @@
 //!
 //! Middleware, outermost first: request id (taken from `x-request-id` or generated) → trace span
 //! carrying that id → the id echoed on the response → panic guard → compression → problem
-//! documents for middleware errors → body limit → timeout.
+//! documents for middleware errors → body limit → timeout. Security headers (CSP without inline
+//! script, no framing, nosniff, referrer policy) are set on every response that has none.
 
 pub mod error;
 mod health;
 
 use std::time::Duration;
 
-use axum::http::{HeaderName, Request, StatusCode};
+use axum::http::{header, HeaderName, Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use sqlx::PgPool;
@@ -20,7 +21,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -32,16 +33,50 @@ use error::{ApiError, Problem};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What every handler can reach: the service layer.
+/// What every handler can reach: the service layer, and how the browser side is set up.
 #[derive(Clone)]
 pub struct AppState {
     pub services: Services,
+    pub web: WebSettings,
+}
+
+/// The request id the middleware gave this request.
+pub fn request_id(parts: &axum::http::request::Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The request id as an extractor.
+pub struct RequestIdText(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestIdText {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(RequestIdText(request_id(parts)))
+    }
+}
+
+/// Browser-facing settings.
+#[derive(Debug, Clone, Default)]
+pub struct WebSettings {
+    /// Mark cookies `Secure` (the portal is reached over https).
+    pub secure_cookies: bool,
+    /// The portal's address as servers reach it, for the sshd setup shown per server.
+    pub public_url: Option<String>,
 }
 
 impl AppState {
     pub fn new(pool: PgPool) -> Self {
         AppState {
             services: Services::new(pool),
+            web: WebSettings::default(),
         }
     }
 }
@@ -51,7 +86,6 @@ impl AppState {
 pub struct HttpSettings {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
-    pub static_dir: std::path::PathBuf,
 }
 
 /// The whole application.
@@ -76,7 +110,7 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
     Router::new()
         .merge(health::router())
         .merge(crate::api::router())
-        .nest_service("/static", ServeDir::new(&settings.static_dir))
+        .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -102,8 +136,27 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
                     )
                     .into_response()
                 }))
-                .layer(CompressionLayer::new()),
+                .layer(CompressionLayer::new())
+                .layer(security_header(
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                ))
+                .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
+                .layer(security_header(header::REFERRER_POLICY, "same-origin"))
+                .layer(security_header(
+                    HeaderName::from_static("cross-origin-opener-policy"),
+                    "same-origin",
+                )),
         )
+}
+
+fn security_header(
+    name: HeaderName,
+    value: &'static str,
+) -> SetResponseHeaderLayer<axum::http::HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, axum::http::HeaderValue::from_static(value))
 }
 
 /// Errors produced by middleware (body limit, timeout) become problem documents too.
@@ -153,9 +206,18 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let settings = HttpSettings {
         request_timeout: cfg.request_timeout(),
         max_body_bytes: cfg.max_body_bytes,
-        static_dir: cfg.static_dir.clone(),
     };
-    let app = app(AppState::new(db.pool.clone()), &settings);
+    let mut state = AppState::new(db.pool.clone());
+    state.services.sessions.idle = time::Duration::minutes(cfg.session_idle_minutes.into());
+    state.services.sessions.absolute = time::Duration::hours(cfg.session_max_hours.into());
+    state.web = WebSettings {
+        secure_cookies: cfg
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://")),
+        public_url: cfg.public_url.clone(),
+    };
+    let app = app(state, &settings);
     let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
         Ok(l) => l,
         Err(source) => {
@@ -168,9 +230,12 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     };
     let addr = listener.local_addr().map_err(ServeError::Serve)?;
     tracing::info!(%addr, startup_ms = started.elapsed().as_millis() as u64, "keyportal is listening on http://{addr}");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
     tracing::info!("shutting down");
     db.close().await;
     served.map_err(ServeError::Serve)

@@ -27,6 +27,28 @@ pub(crate) async fn record(
     .await
 }
 
+/// An event with an explicit actor, for when there is no caller yet (sign-in).
+pub(crate) async fn record_by(
+    db: impl PgExecutor<'_>,
+    actor: &str,
+    request_id: Option<&str>,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    store::audit::record(
+        db,
+        store::audit::NewEvent {
+            actor,
+            action,
+            target,
+            detail,
+            request_id,
+        },
+    )
+    .await
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub id: i64,

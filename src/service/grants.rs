@@ -6,7 +6,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{authorize, page, Action, Ctx, Listing, ServiceError, Services};
+use super::{authorize, page, Action, Caller, Ctx, Listing, ServiceError, Services};
 use crate::domain::LoginName;
 use crate::keys::options;
 use crate::store;
@@ -90,8 +90,14 @@ impl Services {
         limit: Option<i64>,
         cursor: Option<&str>,
     ) -> Result<Listing<GrantView>, ServiceError> {
-        authorize(&ctx.caller, Action::ManageServers)?;
+        authorize(&ctx.caller, Action::ListServers)?;
         let server = self.visible_server(ctx, server).await?;
+        // Members see the grants that concern them: their own, on servers they hold one on.
+        let member = match &ctx.caller {
+            Caller::User { username, .. } if !ctx.caller.is_admin() => Some(username.as_str()),
+            _ => None,
+        };
+        let username = member.or(username);
         let page = page(limit, cursor)?;
         let rows = store::grants::list(&self.pool, server.id, username, &page).await?;
         let (rows, next_cursor) = store::split_page(rows, page.limit, |r| {

@@ -339,7 +339,11 @@ impl Services {
                 user_id: row.user_id,
             },
         )
-        .map_err(|_| ServiceError::NotFound { what: "key" })?;
+        .map_err(|e| match e {
+            // Another user's key is simply not there for this caller.
+            ServiceError::NotFound { .. } => ServiceError::NotFound { what: "key" },
+            other => other,
+        })?;
         Ok(row)
     }
 }

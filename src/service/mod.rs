@@ -12,6 +12,7 @@ pub mod grants;
 pub mod keys;
 pub mod policy;
 pub mod servers;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 
@@ -47,6 +48,11 @@ pub enum ServiceError {
     Malformed { code: &'static str, detail: String },
     #[error("{0}")]
     KeyRejected(KeyRejection),
+    /// Unknown user, wrong password or disabled account: one answer for all.
+    #[error("the username or password is not right")]
+    SignInFailed,
+    #[error("too many failed sign-ins; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("internal: {0}")]
@@ -115,6 +121,7 @@ impl Metrics {
 pub struct Services {
     pub pool: PgPool,
     pub metrics: Arc<Metrics>,
+    pub sessions: sessions::SessionSettings,
 }
 
 impl Services {
@@ -122,6 +129,7 @@ impl Services {
         Services {
             pool,
             metrics: Arc::new(Metrics::default()),
+            sessions: sessions::SessionSettings::default(),
         }
     }
 }
@@ -131,6 +139,8 @@ impl Services {
 pub struct Ctx {
     pub caller: Caller,
     pub request_id: Option<String>,
+    /// The browser session the request came in on, if it did.
+    pub session: Option<sessions::SessionId>,
 }
 
 impl Ctx {
@@ -139,6 +149,7 @@ impl Ctx {
         Ctx {
             caller: Caller::CommandLine,
             request_id: None,
+            session: None,
         }
     }
 }

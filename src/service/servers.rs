@@ -50,19 +50,14 @@ impl Services {
         let row = store::servers::by_name(&self.pool, name)
             .await?
             .ok_or(ServiceError::NotFound { what: "server" })?;
-        let visible =
-            match &ctx.caller {
-                super::Caller::CommandLine => true,
-                c if c.is_admin() => true,
-                super::Caller::Server { id, .. } => *id == row.id,
-                super::Caller::User { id, .. } => sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM grants WHERE server_id = $1 AND user_id = $2)",
-                )
-                .bind(row.id)
-                .bind(id)
-                .fetch_one(&self.pool)
-                .await?,
-            };
+        let visible = match &ctx.caller {
+            super::Caller::CommandLine => true,
+            c if c.is_admin() => true,
+            super::Caller::Server { id, .. } => *id == row.id,
+            super::Caller::User { id, .. } => {
+                store::grants::user_has_grant_on(&self.pool, row.id, *id).await?
+            }
+        };
         if visible {
             Ok(row)
         } else {

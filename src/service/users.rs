@@ -56,6 +56,15 @@ pub struct UserPatch {
     pub password: Option<String>,
 }
 
+/// A fresh password for a new account: 144 random bits as 24 base64url characters.
+pub fn generate_password() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 18];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// argon2id with a random salt; the hash string carries its parameters.
 pub fn hash_password(password: &str) -> Result<String, ServiceError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
@@ -91,6 +100,19 @@ fn check_profile(display_name: Option<&str>, email: Option<&str>) -> Result<(), 
                 format!("{e:?} is not an email address"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Refuses a change that would leave no enabled admin (the caller is about to remove one).
+async fn ensure_another_admin(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+) -> Result<(), ServiceError> {
+    if store::users::lock_enabled_admins(&mut **tx).await? <= 1 {
+        return Err(ServiceError::Conflict {
+            code: "last_admin",
+            detail: "this is the only enabled admin: make another user admin first".into(),
+        });
     }
     Ok(())
 }
@@ -200,6 +222,12 @@ impl Services {
         )?;
         let password_hash = patch.password.as_deref().map(hash_password).transpose()?;
         let mut tx = self.pool.begin().await?;
+        let loses_admin = row.role == Role::Admin
+            && !row.disabled
+            && (patch.role == Some(Role::Member) || patch.disabled == Some(true));
+        if loses_admin {
+            ensure_another_admin(&mut tx).await?;
+        }
         let updated = store::users::update(
             &mut *tx,
             row.id,
@@ -212,6 +240,17 @@ impl Services {
             },
         )
         .await?;
+        // A new password ends the user's other sessions; a disabled user's end at once.
+        if updated.disabled {
+            store::sessions::delete_for_user(&mut *tx, row.id, None).await?;
+        } else if patch.password.is_some() {
+            let own_session = ctx
+                .session
+                .as_ref()
+                .filter(|_| ctx.caller.user_id() == Some(row.id));
+            store::sessions::delete_for_user(&mut *tx, row.id, own_session.map(|s| &s.0[..]))
+                .await?;
+        }
         let mut changed: Vec<&str> = Vec::new();
         for (name, set) in [
             ("display_name", patch.display_name.is_some()),
@@ -248,6 +287,9 @@ impl Services {
             });
         }
         let mut tx = self.pool.begin().await?;
+        if row.role == Role::Admin && !row.disabled {
+            ensure_another_admin(&mut tx).await?;
+        }
         store::users::delete(&mut *tx, row.id).await?;
         super::audit::record(
             &mut *tx,

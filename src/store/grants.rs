@@ -172,3 +172,16 @@ pub fn sort_granted<T>(rows: &mut [(GrantedKey, T)]) {
         ))
     });
 }
+
+/// Whether the user holds any grant (expired or not) on the server: members see such servers.
+pub async fn user_has_grant_on(
+    db: impl PgExecutor<'_>,
+    server_id: i64,
+    user_id: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM grants WHERE server_id = $1 AND user_id = $2)")
+        .bind(server_id)
+        .bind(user_id)
+        .fetch_one(db)
+        .await
+}

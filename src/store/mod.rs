@@ -6,6 +6,7 @@ pub mod grants;
 pub mod keys;
 pub mod policy;
 pub mod servers;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 

@@ -124,3 +124,13 @@ pub async fn delete(db: impl PgExecutor<'_>, id: i64) -> Result<u64, sqlx::Error
         .await?
         .rows_affected())
 }
+
+/// Locks the rows of enabled admins (so concurrent demotions queue up) and counts them.
+pub async fn lock_enabled_admins(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id FOR UPDATE",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(ids.len() as i64)
+}

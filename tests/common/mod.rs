@@ -6,6 +6,9 @@
 //! applied, so tests are fast and never see each other's rows.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod served;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -208,8 +211,15 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    /// An app whose state (session settings, cookie settings) `adjust` changes first.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut AppState)) -> TestApp {
         let db = TestDb::new().await;
-        let addr = serve_app(db.pool.clone()).await;
+        let mut state = AppState::new(db.pool.clone());
+        adjust(&mut state);
+        let addr = serve_state(state).await;
         let services = keyportal::service::Services::new(db.pool.clone());
         let mut app = TestApp {
             addr,
@@ -226,6 +236,30 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Creates a user with a password directly through the service layer.
+    pub async fn user_with_password(
+        &self,
+        username: &str,
+        role: keyportal::domain::Role,
+        password: &str,
+    ) {
+        let new = keyportal::service::users::NewUser {
+            username: username.into(),
+            role: Some(role),
+            password: Some(password.into()),
+            ..Default::default()
+        };
+        self.services
+            .create_user(&keyportal::service::Ctx::command_line(), new)
+            .await
+            .expect("create user");
+    }
+
+    /// A form-posting browser (no JavaScript) on this app.
+    pub fn browser(&self) -> browser::Browser {
+        browser::Browser::new(&self.url(""))
     }
 
     /// Creates a user directly through the service layer and returns a token of theirs.
@@ -319,17 +353,27 @@ pub fn client() -> reqwest::Client {
 
 /// Serves the application over `pool` on 127.0.0.1:0 in the background; returns the address.
 pub async fn serve_app(pool: PgPool) -> SocketAddr {
+    serve_state(AppState::new(pool)).await
+}
+
+/// Serves the application with `state` on 127.0.0.1:0 in the background.
+pub async fn serve_state(state: AppState) -> SocketAddr {
     let settings = HttpSettings {
         request_timeout: Duration::from_secs(30),
         max_body_bytes: 1024 * 1024,
-        static_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static"),
     };
-    let app = keyportal::http::app(AppState::new(pool), &settings);
+    let app = keyportal::http::app(state, &settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
     addr
 }
 

@@ -1,0 +1,266 @@
+//! Sign-in and browser sessions.
+//!
+//! - A session is 256 random bits in an `HttpOnly` cookie; the database keeps only its
+//!   SHA-256, with the session's CSRF token, so every keyportal process on the database shares
+//!   it. A new session is made at every sign-in (the id is never taken from the client).
+//! - Failed sign-ins are counted in the database per account and per client address; past the
+//!   limit the answer is "rate limited" until the oldest failure leaves the window.
+//! - Unknown user, wrong password, no password and disabled user get one and the same answer,
+//!   after the same argon2 work.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+use super::{Caller, Ctx, ServiceError, Services};
+use crate::store;
+
+/// Lifetimes of browser sessions and the sign-in rate limits.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// A session unused this long is over.
+    pub idle: Duration,
+    /// A session is over this long after sign-in, used or not.
+    pub absolute: Duration,
+    /// Failed sign-ins per account within `window` before it is rate limited.
+    pub max_failures_per_account: i64,
+    /// Failed sign-ins per client address within `window` before it is rate limited.
+    pub max_failures_per_address: i64,
+    pub window: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            idle: Duration::hours(1),
+            absolute: Duration::hours(12),
+            max_failures_per_account: 5,
+            max_failures_per_address: 20,
+            window: Duration::minutes(15),
+        }
+    }
+}
+
+/// The hash a session is stored under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionId(pub Vec<u8>);
+
+impl SessionId {
+    fn of(secret: &str) -> SessionId {
+        SessionId(Sha256::digest(secret.as_bytes()).to_vec())
+    }
+}
+
+/// A sign-in attempt as the browser sent it.
+pub struct SignInAttempt<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    /// The client's address, as the HTTP layer sees it.
+    pub client_addr: &'a str,
+    pub request_id: Option<&'a str>,
+}
+
+/// A session just made: the secret goes into the cookie, and is not kept.
+pub struct NewSession {
+    pub secret: String,
+    pub username: String,
+}
+
+/// The caller behind a live session, with what the web layer needs to check forms.
+pub struct LiveSession {
+    pub ctx: Ctx,
+    pub csrf_token: String,
+}
+
+/// 256 random bits, base64url: session secrets and CSRF tokens.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Checks `password` against `hash`, or burns the same argon2 work when there is no hash, so
+/// that the answer's timing does not tell whether the account exists.
+fn password_matches(password: &str, hash: Option<&str>) -> bool {
+    let argon2 = Argon2::default();
+    match hash.and_then(|h| PasswordHash::new(h).ok()) {
+        Some(parsed) => argon2.verify_password(password.as_bytes(), &parsed).is_ok(),
+        None => {
+            let salt = SaltString::encode_b64(b"keyportal-nobody").ok();
+            if let Some(salt) = salt {
+                let _ = argon2.hash_password(password.as_bytes(), &salt);
+            }
+            false
+        }
+    }
+}
+
+fn retry_after(secs: Option<f64>) -> u64 {
+    secs.map_or(1, |s| s.ceil().max(1.0) as u64)
+}
+
+impl Services {
+    /// Signs a user in: a fresh session, or `SignInFailed` / `RateLimited`. Every attempt is
+    /// audited.
+    pub async fn sign_in(&self, attempt: SignInAttempt<'_>) -> Result<NewSession, ServiceError> {
+        let settings = &self.sessions;
+        let username: String = attempt.username.trim().chars().take(200).collect();
+        let client_addr: String = attempt.client_addr.chars().take(64).collect();
+        let recent = store::sessions::recent_failures(
+            &self.pool,
+            &username,
+            &client_addr,
+            settings.window.whole_seconds(),
+        )
+        .await?;
+        if recent.for_account >= settings.max_failures_per_account {
+            return Err(ServiceError::RateLimited {
+                retry_after_secs: retry_after(recent.account_retry_secs),
+            });
+        }
+        if recent.from_address >= settings.max_failures_per_address {
+            return Err(ServiceError::RateLimited {
+                retry_after_secs: retry_after(recent.address_retry_secs),
+            });
+        }
+
+        let user = store::users::by_username(&self.pool, &username).await?;
+        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        let password = attempt.password.to_owned();
+        let matches =
+            tokio::task::spawn_blocking(move || password_matches(&password, hash.as_deref()))
+                .await
+                .map_err(|e| {
+                    ServiceError::Internal(format!("password check did not finish: {e}"))
+                })?;
+
+        let user = match user {
+            Some(u) if matches && !u.disabled => u,
+            other => {
+                let reason = match other {
+                    None => "unknown_user",
+                    Some(u) if u.password_hash.is_none() => "no_password",
+                    Some(u) if u.disabled && matches => "disabled",
+                    Some(_) => "wrong_password",
+                };
+                let mut tx = self.pool.begin().await?;
+                store::sessions::record_failure(&mut *tx, &username, &client_addr).await?;
+                super::audit::record_by(
+                    &mut *tx,
+                    "anonymous",
+                    attempt.request_id,
+                    "session.sign_in_failed",
+                    &format!("user:{username}"),
+                    json!({ "client_addr": client_addr, "reason": reason }),
+                )
+                .await?;
+                tx.commit().await?;
+                return Err(ServiceError::SignInFailed);
+            }
+        };
+
+        let secret = random_token();
+        let id = SessionId::of(&secret);
+        let expires_at = OffsetDateTime::now_utc() + settings.absolute;
+        let mut tx = self.pool.begin().await?;
+        store::sessions::delete_expired(&mut *tx).await?;
+        store::sessions::clear_failures(&mut *tx, &user.username).await?;
+        store::sessions::insert(&mut *tx, &id.0, user.id, &random_token(), expires_at).await?;
+        super::audit::record_by(
+            &mut *tx,
+            &user.username,
+            attempt.request_id,
+            "session.sign_in",
+            &format!("user:{}", user.username),
+            json!({ "client_addr": client_addr }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(NewSession {
+            secret,
+            username: user.username,
+        })
+    }
+
+    /// The caller behind a session cookie's secret; `Unauthenticated` when the session is
+    /// unknown, over (idle or absolute) or its user disabled.
+    pub async fn session(
+        &self,
+        secret: &str,
+        request_id: Option<String>,
+    ) -> Result<LiveSession, ServiceError> {
+        if secret.is_empty() || secret.len() > 100 {
+            return Err(ServiceError::Unauthenticated);
+        }
+        let id = SessionId::of(secret);
+        let found =
+            store::sessions::find_live(&self.pool, &id.0, self.sessions.idle.whole_seconds())
+                .await?
+                .ok_or(ServiceError::Unauthenticated)?;
+        if found.stale {
+            store::sessions::touch(&self.pool, &id.0).await?;
+        }
+        Ok(LiveSession {
+            ctx: Ctx {
+                caller: Caller::User {
+                    id: found.user_id,
+                    username: found.username,
+                    role: found.role,
+                },
+                request_id,
+                session: Some(id),
+            },
+            csrf_token: found.csrf_token,
+        })
+    }
+
+    /// Ends the caller's browser session.
+    pub async fn sign_out(&self, ctx: &Ctx) -> Result<(), ServiceError> {
+        let Some(session) = &ctx.session else {
+            return Ok(());
+        };
+        let mut tx = self.pool.begin().await?;
+        if store::sessions::delete(&mut *tx, &session.0).await? > 0 {
+            super::audit::record(
+                &mut *tx,
+                ctx,
+                "session.sign_out",
+                &format!("user:{}", ctx.caller.actor()),
+                json!({}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_matches_only_its_own_hash() {
+        let hash = super::super::users::hash_password("correct horse battery").unwrap();
+        assert!(password_matches("correct horse battery", Some(&hash)));
+        assert!(!password_matches("correct horse batterY", Some(&hash)));
+        assert!(!password_matches("correct horse battery", None));
+        assert!(!password_matches(
+            "correct horse battery",
+            Some("not a hash")
+        ));
+    }
+
+    #[test]
+    fn session_ids_are_hashes_of_distinct_secrets() {
+        let (a, b) = (random_token(), random_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_ne!(SessionId::of(&a).0, a.as_bytes());
+    }
+}

@@ -1,0 +1,282 @@
+//! The browser UI: server-rendered HTML (askama templates in `templates/`), forms that post
+//! back, no JavaScript needed. Handlers are thin: read the form, call the same service
+//! function the JSON API calls, render the page or redirect with a flash message.
+
+mod pages;
+pub mod session;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use crate::service::sessions::LiveSession;
+use crate::service::{Caller, ServiceError};
+use session::{set_cookie, FLASH_COOKIE};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/static/keyportal.css", get(stylesheet))
+        .route("/static/keyportal.js", get(script))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/", get(pages::home))
+}
+
+/// Why a page could not be shown. Service errors keep their cause (and status) all the way.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("sign in first")]
+    SignInRequired { next: String },
+    #[error("missing or wrong CSRF token")]
+    CsrfRejected,
+    #[error("{0}")]
+    BadForm(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("template: {0}")]
+    Render(#[from] askama::Error),
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    chrome: Option<Chrome>,
+    status: u16,
+    title: String,
+    detail: String,
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let (status, title, detail, retry_after) = match self {
+            WebError::SignInRequired { next } => {
+                let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+                return see_other(&format!("/login?{query}"));
+            }
+            WebError::CsrfRejected => (
+                StatusCode::FORBIDDEN,
+                "This form has expired".to_owned(),
+                "The form was not sent with this session's security token (it may be from an \
+                 old page or another site). Nothing was changed. Reload the page and try again."
+                    .to_owned(),
+                None,
+            ),
+            WebError::BadForm(detail) => (
+                StatusCode::BAD_REQUEST,
+                "The form could not be read".to_owned(),
+                format!("{detail}. Nothing was changed."),
+                None,
+            ),
+            WebError::Service(e) => {
+                let api = ApiError::from(e);
+                api.log();
+                let p = api.problem();
+                let retry = match api {
+                    ApiError::RateLimited { retry_after_secs } => Some(retry_after_secs),
+                    _ => None,
+                };
+                (
+                    StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    p.title.to_owned(),
+                    p.detail,
+                    retry,
+                )
+            }
+            WebError::Render(e) => {
+                tracing::error!(error = %e, "page template failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal error".to_owned(),
+                    "The page could not be shown; the error has been logged with this request's id."
+                        .to_owned(),
+                    None,
+                )
+            }
+        };
+        let page = ErrorPage {
+            chrome: None,
+            status: status.as_u16(),
+            title,
+            detail,
+        };
+        let mut res = match page.render() {
+            Ok(html) => (status, axum::response::Html(html)).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "error page template failed");
+                (status, page.detail).into_response()
+            }
+        };
+        if let Some(secs) = retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+/// A one-time message shown on the next page after a redirect.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Flash {
+    /// `ok` or `error`.
+    pub kind: String,
+    pub text: String,
+}
+
+/// What every signed-in page shows around its content: who is signed in, the sign-out form,
+/// the flash message.
+#[derive(Debug, Clone)]
+pub struct Chrome {
+    pub username: String,
+    pub role: &'static str,
+    pub is_admin: bool,
+    pub csrf_token: String,
+    pub flash: Option<Flash>,
+}
+
+/// A signed-in page request: the session and the flash message waiting for it.
+pub struct Viewer {
+    pub session: LiveSession,
+    pub chrome: Chrome,
+}
+
+impl Viewer {
+    pub fn ctx(&self) -> &crate::service::Ctx {
+        &self.session.ctx
+    }
+
+    fn new(session: LiveSession, flash: Option<Flash>) -> Viewer {
+        let (username, role, is_admin) = match &session.ctx.caller {
+            Caller::User { username, role, .. } => (
+                username.clone(),
+                role.as_str(),
+                session.ctx.caller.is_admin(),
+            ),
+            other => (other.actor(), "", false),
+        };
+        let chrome = Chrome {
+            username,
+            role,
+            is_admin,
+            csrf_token: session.csrf_token.clone(),
+            flash,
+        };
+        Viewer { session, chrome }
+    }
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let session::SignedIn(live) = session::SignedIn::from_request_parts(parts, state).await?;
+        let flash = session::cookie_value(&parts.headers, FLASH_COOKIE)
+            .and_then(|v| serde_urlencoded::from_str::<Flash>(v).ok());
+        Ok(Viewer::new(live, flash))
+    }
+}
+
+/// Renders a page; a flash message it showed is cleared.
+pub fn page<T: Template>(status: StatusCode, chrome: Option<&Chrome>, t: &T) -> Response {
+    match t.render() {
+        Ok(html) => {
+            let mut res = (status, axum::response::Html(html)).into_response();
+            if chrome.is_some_and(|c| c.flash.is_some()) {
+                res.headers_mut().append(
+                    header::SET_COOKIE,
+                    set_cookie(FLASH_COOKIE, String::new(), None, false),
+                );
+            }
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
+        Err(e) => WebError::Render(e).into_response(),
+    }
+}
+
+/// 303 to `to` (post/redirect/get).
+pub fn see_other(to: &str) -> Response {
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// 303 to `to` with a message for the next page.
+pub fn redirect_with_flash(to: &str, kind: &str, text: impl Into<String>) -> Response {
+    let mut res = see_other(to);
+    let flash = Flash {
+        kind: kind.to_owned(),
+        text: text.into(),
+    };
+    if let Ok(value) = serde_urlencoded::to_string(&flash) {
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(FLASH_COOKIE, value, Some(time::Duration::minutes(5)), false),
+        );
+    }
+    res
+}
+
+/// A form body without a session (the sign-in form).
+pub fn parse_form<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, WebError> {
+    serde_urlencoded::from_bytes(bytes)
+        .map_err(|e| WebError::BadForm(format!("the form does not fit this page: {e}")))
+}
+
+/// Only local paths are followed after sign-in, so `next` cannot send anyone elsewhere.
+pub fn local_path(next: Option<&str>) -> &str {
+    match next {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        _ => "/",
+    }
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    static_asset(
+        "text/css; charset=utf-8",
+        include_str!("../../static/keyportal.css"),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    static_asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/keyportal.js"),
+    )
+}
+
+/// Assets are compiled in, so an installed binary needs no files beside it.
+fn static_asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(local_path(Some("/keys?x=1")), "/keys?x=1");
+        assert_eq!(local_path(Some("//evil.example")), "/");
+        assert_eq!(local_path(Some("https://evil.example")), "/");
+        assert_eq!(local_path(Some("/\\evil.example")), "/");
+        assert_eq!(local_path(None), "/");
+    }
+}

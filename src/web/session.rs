@@ -1,0 +1,140 @@
+//! The browser side of sessions: cookies, the signed-in extractors, and CSRF checks.
+//!
+//! - `kp_session`: the session secret (`HttpOnly`, `SameSite=Lax`, `Secure` over https).
+//! - `kp_login_csrf`: a double-submit token for the sign-in form, which has no session yet.
+//! - Every state-changing form carries the session's `csrf_token` (synchronizer token);
+//!   [`Posted`] refuses a form without it before the handler runs, so no handler can forget.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
+use cookie::{Cookie, SameSite};
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+use super::WebError;
+use crate::http::{request_id, AppState};
+use crate::service::sessions::LiveSession;
+
+pub const SESSION_COOKIE: &str = "kp_session";
+pub const LOGIN_CSRF_COOKIE: &str = "kp_login_csrf";
+pub const FLASH_COOKIE: &str = "kp_flash";
+
+/// The value of cookie `name` in the request, if sent.
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, path `/`; `max_age` `None` deletes it.
+pub fn set_cookie(
+    name: &'static str,
+    value: String,
+    max_age: Option<time::Duration>,
+    secure: bool,
+) -> HeaderValue {
+    let mut c = Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .build();
+    match max_age {
+        Some(age) => c.set_max_age(age),
+        None => c.make_removal(),
+    }
+    // Cookie values here are base64url or percent-encoded, so always valid header text.
+    HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Constant-time comparison of two tokens.
+pub fn tokens_match(sent: &str, expected: &str) -> bool {
+    !expected.is_empty() && bool::from(sent.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// The live session behind the request's cookie, if any.
+pub async fn live_session(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Option<LiveSession>, WebError> {
+    let Some(secret) = cookie_value(&parts.headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    match state.services.session(secret, request_id(parts)).await {
+        Ok(live) => {
+            tracing::Span::current().record("caller", live.ctx.caller.actor());
+            Ok(Some(live))
+        }
+        Err(crate::service::ServiceError::Unauthenticated) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A page that needs a signed-in user; anyone else is sent to the sign-in page and back.
+pub struct SignedIn(pub LiveSession);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        match live_session(parts, state).await? {
+            Some(live) => Ok(SignedIn(live)),
+            None => Err(WebError::SignInRequired {
+                next: parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/".to_owned(), |p| p.to_string()),
+            }),
+        }
+    }
+}
+
+/// A page anyone may see (the sign-in page): the session, if there is one.
+pub struct MaybeSignedIn(pub Option<LiveSession>);
+
+impl FromRequestParts<AppState> for MaybeSignedIn {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        Ok(MaybeSignedIn(live_session(parts, state).await?))
+    }
+}
+
+/// A form posted by a signed-in user, accepted only with the session's CSRF token.
+pub struct Posted<T> {
+    pub session: LiveSession,
+    pub form: T,
+}
+
+#[derive(serde::Deserialize)]
+struct CsrfField {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Posted<T> {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, WebError> {
+        let (mut parts, body) = req.into_parts();
+        let SignedIn(session) = SignedIn::from_request_parts(&mut parts, state).await?;
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|_| WebError::BadForm("the form could not be read".into()))?;
+        let sent: CsrfField = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|e| WebError::BadForm(format!("the form could not be read: {e}")))?;
+        if !tokens_match(&sent.csrf_token, &session.csrf_token) {
+            return Err(WebError::CsrfRejected);
+        }
+        let form = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|e| WebError::BadForm(format!("the form does not fit this page: {e}")))?;
+        Ok(Posted { session, form })
+    }
+}
