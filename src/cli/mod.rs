@@ -1,6 +1,7 @@
 //! The `keyportal` command line.
 
 mod admin;
+mod fetch_keys;
 mod key_check;
 
 use std::process::ExitCode;
@@ -36,6 +37,9 @@ pub enum Command {
     /// Servers.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// Print a login's authorized_keys lines from the portal: sshd's AuthorizedKeysCommand
+    /// (`fetch-keys --portal URL --server S --token-file F %u %f`). Fails closed.
+    FetchKeys(fetch_keys::FetchKeysArgs),
     /// Print the OpenAPI 3 description of the HTTP API (the same as GET /api/openapi.json).
     Openapi,
 }
@@ -70,6 +74,8 @@ pub fn run() -> ExitCode {
     match cli.command {
         // Pure and synchronous: no runtime, no logger, nothing but the validator.
         Command::Key(KeyCommand::Check(args)) => key_check::run(&args),
+        // Runs inside sshd's login: a small runtime, no logger, errors on stderr.
+        Command::FetchKeys(args) => fetch_keys::run(&args),
         Command::Serve(cfg) => with_runtime(&cli.log, async move {
             crate::http::serve(cfg).await.map_err(|e| e.to_string())
         }),

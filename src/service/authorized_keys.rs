@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 
-use super::{authorize, Action, Ctx, ServiceError, Services};
+use super::{authorize, Action, Caller, Ctx, ServiceError, Services};
 use crate::keys::Policy;
 use crate::store;
 use crate::store::grants::GrantedKey;
@@ -75,6 +75,15 @@ impl Services {
                     .encode_lower(&mut uuid::Uuid::encode_buffer()),
             );
             out.push('\n');
+        }
+        // A server asking by fingerprint (`AuthorizedKeysCommand ... %f`) is sshd seeing that
+        // key offered: record it, so the portal learns which keys are in use.
+        if fingerprint.is_some()
+            && !written.is_empty()
+            && matches!(ctx.caller, Caller::Server { .. })
+        {
+            let ids: Vec<uuid::Uuid> = written.into_iter().collect();
+            store::keys::mark_used(&self.pool, &ids).await?;
         }
         Ok(out)
     }

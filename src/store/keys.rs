@@ -106,3 +106,15 @@ pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<u64, sqlx::Erro
         .await?
         .rows_affected())
 }
+
+/// Records that sshd was offered these keys; written at most once a minute per key.
+pub async fn mark_used(db: impl PgExecutor<'_>, ids: &[uuid::Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE ssh_keys SET last_used_at = now()
+         WHERE id = ANY($1) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+    )
+    .bind(ids)
+    .execute(db)
+    .await
+    .map(|_| ())
+}

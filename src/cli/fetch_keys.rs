@@ -1,0 +1,360 @@
+//! `keyportal fetch-keys`: what sshd runs as `AuthorizedKeysCommand` on a server.
+//!
+//! It asks the portal for the authorized_keys lines of one login (and one key, with `%f`),
+//! checks every line with the validator, and prints only lines that pass. It fails closed:
+//! when the portal cannot be asked, nothing is printed and the exit status is 1, unless the
+//! operator opted into a last-known-good cache (`--cache-dir`), whose entries are used only
+//! while younger than `--cache-max-age`. An answer from the portal that says "no" (unknown or
+//! revoked token, unknown server) is never overridden by the cache.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use crate::domain::{LoginName, ServerName};
+use crate::keys::{authorized_keys_verdicts, Algorithm, Policy};
+
+#[derive(clap::Args, Debug)]
+pub struct FetchKeysArgs {
+    /// The portal's base address, e.g. https://keys.example.com
+    #[arg(long)]
+    pub portal: String,
+    /// This server's name in the portal.
+    #[arg(long)]
+    pub server: String,
+    /// File holding this server's token; it must not be readable by group or others.
+    #[arg(long)]
+    pub token_file: PathBuf,
+    /// Give up on the portal after this many seconds (connect and answer together).
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+    /// Keep the last good answer per login and key here, for use while the portal is down.
+    /// Off unless given. The directory must belong to this user and be private (0700).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Oldest cached answer (seconds) that may still be used while the portal is down.
+    #[arg(long, default_value_t = 3600)]
+    pub cache_max_age: u64,
+    /// The login sshd asks about (`%u`).
+    pub login: String,
+    /// The SHA256 fingerprint of the offered key (`%f`), to ask for just that key.
+    pub fingerprint: Option<String>,
+}
+
+/// Why fetching failed; each variant says what to fix.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("token file {path}: {reason}")]
+    TokenFile { path: String, reason: String },
+    /// The portal could not be asked (network, timeout, 5xx, 429): a cache may stand in.
+    #[error("the portal could not be reached: {0}")]
+    Unreachable(String),
+    /// The portal answered "no": the cache must not override it.
+    #[error("the portal refused: {0}")]
+    Refused(String),
+}
+
+/// The lines the portal may send are checked with a policy that only keeps what sshd itself
+/// would accept; the portal has already applied its own, stricter one.
+fn line_policy() -> Policy {
+    Policy {
+        min_rsa_bits: 1024,
+        allowed_algorithms: Algorithm::ALL.into_iter().collect(),
+        ..Policy::default()
+    }
+}
+
+/// Only the lines that are valid authorized_keys entries (for `fingerprint`, if given),
+/// re-rendered from what the validator parsed.
+pub fn valid_lines(body: &[u8], fingerprint: Option<&str>) -> (String, usize) {
+    let policy = line_policy();
+    let Ok(verdicts) = authorized_keys_verdicts(body, &policy) else {
+        return (String::new(), 1);
+    };
+    let mut out = String::new();
+    let mut dropped = 0;
+    for v in verdicts {
+        match v.result {
+            Ok(k) if fingerprint.is_none_or(|f| f == k.fingerprint_sha256) => {
+                if !k.options.is_empty() {
+                    out.push_str(&k.options.to_string());
+                    out.push(' ');
+                }
+                out.push_str(&k.public_key);
+                if !k.comment.is_empty() {
+                    out.push(' ');
+                    out.push_str(&k.comment);
+                }
+                out.push('\n');
+            }
+            _ => dropped += 1,
+        }
+    }
+    (out, dropped)
+}
+
+fn read_token(path: &Path) -> Result<String, FetchError> {
+    let err = |reason: String| FetchError::TokenFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(err(format!(
+            "mode {:04o} lets others read it; chmod 600 it (owned by the AuthorizedKeysCommandUser)",
+            meta.permissions().mode() & 0o7777
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let token = text.trim();
+    if token.is_empty() || token.len() > 200 || token.contains(char::is_whitespace) {
+        return Err(err("it does not hold one token".into()));
+    }
+    Ok(token.to_owned())
+}
+
+/// The portal's answer for this login (and key).
+async fn ask_portal(args: &FetchKeysArgs, token: &str) -> Result<Vec<u8>, FetchError> {
+    const MAX_BODY: usize = 64 * 1024 * 1024;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(args.timeout))
+        .connect_timeout(Duration::from_secs(args.timeout.min(3)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("keyportal-fetch-keys/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| FetchError::Usage(format!("cannot set up the HTTP client: {e}")))?;
+    let mut url = reqwest::Url::parse(args.portal.trim_end_matches('/'))
+        .map_err(|e| FetchError::Usage(format!("--portal {:?}: {e}", args.portal)))?;
+    url.path_segments_mut()
+        .map_err(|()| FetchError::Usage(format!("--portal {:?} is not a base URL", args.portal)))?
+        .extend(["api", "v1", "servers", &args.server, "authorized_keys"]);
+    url.query_pairs_mut().append_pair("login", &args.login);
+    if let Some(fp) = &args.fingerprint {
+        url.query_pairs_mut().append_pair("fingerprint", fp);
+    }
+    let mut res = client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| FetchError::Unreachable(error_chain(&e)))?;
+    let status = res.status();
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Err(FetchError::Unreachable(format!(
+            "the portal answered {status}"
+        )));
+    }
+    if !status.is_success() {
+        return Err(FetchError::Refused(format!(
+            "the portal answered {status} (check --server and the token)"
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| FetchError::Unreachable(error_chain(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(FetchError::Unreachable("the answer is too large".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Where the last good answer for this server, login and key is kept.
+fn cache_file(dir: &Path, args: &FetchKeysArgs) -> PathBuf {
+    let mut h = Sha256::new();
+    for part in [
+        args.server.as_str(),
+        args.login.as_str(),
+        args.fingerprint.as_deref().unwrap_or(""),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let name: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(name)
+}
+
+/// A cache directory is used only if it is this user's and nobody else may write to it.
+fn check_cache_dir(dir: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() || meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} must belong to this user with mode 0700",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+fn store_cache(dir: &Path, args: &FetchKeysArgs, lines: &str) -> Result<(), String> {
+    check_cache_dir(dir)?;
+    let file = cache_file(dir, args);
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, lines)
+        .and_then(|()| std::fs::rename(&tmp, &file))
+        .map_err(|e| format!("cannot write the cache {}: {e}", file.display()))
+}
+
+fn forget_cache(dir: &Path, args: &FetchKeysArgs) {
+    let _ = std::fs::remove_file(cache_file(dir, args));
+}
+
+/// The cached answer, if there is one younger than the maximum age; its age in seconds.
+fn cached(dir: &Path, args: &FetchKeysArgs) -> Result<(String, u64), String> {
+    check_cache_dir(dir)?;
+    let file = cache_file(dir, args);
+    let meta = std::fs::metadata(&file).map_err(|_| "no cached answer".to_owned())?;
+    let age = SystemTime::now()
+        .duration_since(meta.modified().map_err(|e| e.to_string())?)
+        .unwrap_or_default()
+        .as_secs();
+    if age > args.cache_max_age {
+        return Err(format!(
+            "the cached answer is {age} s old, over --cache-max-age {}",
+            args.cache_max_age
+        ));
+    }
+    let text = std::fs::read(&file).map_err(|e| e.to_string())?;
+    // The cache is re-checked like a portal answer.
+    Ok((valid_lines(&text, args.fingerprint.as_deref()).0, age))
+}
+
+async fn fetch(args: &FetchKeysArgs) -> Result<String, FetchError> {
+    LoginName::parse(&args.login).map_err(|e| FetchError::Usage(format!("login: {e}")))?;
+    ServerName::parse(&args.server).map_err(|e| FetchError::Usage(format!("--server: {e}")))?;
+    if let Some(fp) = &args.fingerprint {
+        if !fp.starts_with("SHA256:") || fp.len() != 50 {
+            return Err(FetchError::Usage(format!(
+                "{fp:?} is not a SHA256 fingerprint (sshd's %f)"
+            )));
+        }
+    }
+    let token = read_token(&args.token_file)?;
+    match ask_portal(args, &token).await {
+        Ok(body) => {
+            let (lines, dropped) = valid_lines(&body, args.fingerprint.as_deref());
+            if dropped > 0 {
+                eprintln!(
+                    "keyportal fetch-keys: left out {dropped} line(s) that are not valid keys"
+                );
+            }
+            if let Some(dir) = &args.cache_dir {
+                if let Err(e) = store_cache(dir, args, &lines) {
+                    eprintln!("keyportal fetch-keys: cache not updated: {e}");
+                }
+            }
+            Ok(lines)
+        }
+        Err(FetchError::Unreachable(why)) => match &args.cache_dir {
+            None => Err(FetchError::Unreachable(why)),
+            Some(dir) => match cached(dir, args) {
+                Ok((lines, age)) => {
+                    eprintln!("keyportal fetch-keys: {why}; using the answer cached {age} s ago");
+                    Ok(lines)
+                }
+                Err(e) => Err(FetchError::Unreachable(format!("{why}; no cache: {e}"))),
+            },
+        },
+        Err(e) => {
+            if let Some(dir) = &args.cache_dir {
+                forget_cache(dir, args);
+            }
+            Err(e)
+        }
+    }
+}
+
+pub fn run(args: &FetchKeysArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keyportal fetch-keys: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fetch(args)) {
+        Ok(lines) => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(lines.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("keyportal fetch-keys: cannot write the keys: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("keyportal fetch-keys: {e}; no keys given (fail closed)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED25519: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+
+    #[test]
+    fn only_valid_lines_are_printed_and_re_rendered() {
+        let body = format!(
+            "from=\"10.0.0.0/8\" {ED25519} keyportal:alice:1\n\
+             garbage line\n\
+             command=\"x\"\nrm -rf / {ED25519}\n\
+             {ED25519} keyportal:bob:2\n"
+        );
+        let (lines, dropped) = valid_lines(body.as_bytes(), None);
+        assert_eq!(
+            lines,
+            format!("from=\"10.0.0.0/8\" {ED25519} keyportal:alice:1\n{ED25519} keyportal:bob:2\n")
+        );
+        assert_eq!(dropped, 3);
+    }
+
+    #[test]
+    fn a_line_for_another_fingerprint_is_left_out() {
+        let (lines, dropped) = valid_lines(
+            format!("{ED25519} k\n").as_bytes(),
+            Some("SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        );
+        assert_eq!((lines.as_str(), dropped), ("", 1));
+    }
+
+    #[test]
+    fn a_private_key_body_gives_nothing() {
+        let (lines, _) = valid_lines(
+            b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+            None,
+        );
+        assert!(lines.is_empty());
+    }
+}

@@ -1,0 +1,480 @@
+//! Keys reach a real OpenSSH server: a private `sshd` on 127.0.0.1 whose
+//! `AuthorizedKeysCommand` is `keyportal fetch-keys`, and the real `ssh` client logging in.
+//!
+//! Needs Debian's `openssh-server` and `openssh-client`, and root (sshd switches to the login's
+//! account and runs the command as `nobody`); `.ci/run` installs the packages.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use common::TestApp;
+use keyportal::domain::Role;
+use keyportal::service::grants::NewGrant;
+use keyportal::service::users::UserPatch;
+use keyportal::service::Ctx;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The Unix account every login in these tests uses: the one running the tests.
+fn login() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .expect("the current user has a name")
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the sshd tests need root: sshd must switch to the login's account and run \
+         AuthorizedKeysCommand as another user"
+    );
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A temp dir sshd's `nobody` can traverse, holding host key, client keys, token and cache.
+struct Lab {
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let lab = Lab { dir };
+        lab.keygen("host", "ed25519", "");
+        lab
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A real key pair made by ssh-keygen; returns the public key line.
+    fn keygen(&self, name: &str, kind: &str, bits: &str) -> String {
+        let mut cmd = std::process::Command::new("ssh-keygen");
+        cmd.args(["-q", "-t", kind, "-N", "", "-C", name, "-f"])
+            .arg(self.path(name));
+        if !bits.is_empty() {
+            cmd.args(["-b", bits]);
+        }
+        let out = cmd.output().expect("ssh-keygen (openssh-client)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(self.path(&format!("{name}.pub"))).unwrap()
+    }
+
+    /// A file or directory only `nobody` (the AuthorizedKeysCommandUser) can read.
+    fn give_to_nobody(&self, path: &Path, mode: u32) {
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        nix::unistd::chown(path, Some(nobody.uid), Some(nobody.gid)).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn token_file(&self, token: &str) -> PathBuf {
+        let path = self.path("token");
+        std::fs::write(&path, format!("{token}\n")).unwrap();
+        self.give_to_nobody(&path, 0o600);
+        path
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        let path = self.path("cache");
+        std::fs::create_dir_all(&path).unwrap();
+        self.give_to_nobody(&path, 0o700);
+        path
+    }
+}
+
+/// A private sshd; stopped when dropped.
+struct Sshd {
+    child: Child,
+    port: u16,
+}
+
+impl Sshd {
+    /// Starts sshd with `fetch-keys` pointed at `portal`, with `extra` fetch-keys flags.
+    async fn start(lab: &Lab, name: &str, portal: &str, token_file: &Path, extra: &str) -> Sshd {
+        let port = free_port();
+        let config = lab.path(&format!("sshd_config.{name}"));
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\n\
+                 ListenAddress 127.0.0.1\n\
+                 HostKey {host}\n\
+                 PidFile {pid}\n\
+                 AuthorizedKeysFile none\n\
+                 AuthorizedKeysCommand {bin} fetch-keys --portal {portal} --server web1 --token-file {token} {extra} %u %f\n\
+                 AuthorizedKeysCommandUser nobody\n\
+                 PubkeyAuthentication yes\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 UsePAM no\n\
+                 PermitRootLogin prohibit-password\n\
+                 LogLevel VERBOSE\n",
+                host = lab.path("host").display(),
+                pid = lab.path(&format!("sshd.{name}.pid")).display(),
+                bin = env!("CARGO_BIN_EXE_keyportal"),
+                token = token_file.display(),
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sshd (openssh-server)");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut log = Vec::new();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let up = line.contains("Server listening on");
+                log.push(line);
+                if up {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(
+            matches!(ready, Ok(true)),
+            "sshd did not start:\n{}",
+            log.join("\n")
+        );
+        // Keep draining its log so sshd never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Sshd { child, port }
+    }
+
+    /// `ssh login@127.0.0.1 <command>` with one key; the exit status and standard output.
+    async fn ssh(&self, lab: &Lab, key: &str, command: &str) -> (bool, String) {
+        let out = Command::new("ssh")
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "IdentityAgent=none",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "ConnectTimeout=20",
+                "-i",
+            ])
+            .arg(lab.path(key))
+            .args(["-p", &self.port.to_string()])
+            .arg(format!("{}@127.0.0.1", login()))
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("ssh (openssh-client)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    async fn logs_in(&self, lab: &Lab, key: &str) -> bool {
+        self.ssh(lab, key, "true").await.0
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+struct World {
+    app: TestApp,
+    lab: Lab,
+    token: PathBuf,
+    cli: Ctx,
+}
+
+impl World {
+    async fn new() -> World {
+        require_root();
+        let app = TestApp::spawn().await;
+        let lab = Lab::new();
+        let cli = Ctx::command_line();
+        app.services
+            .create_server(&cli, "web1", Some("127.0.0.1"), None)
+            .await
+            .unwrap();
+        let token = app
+            .services
+            .create_server_token(&cli, "web1", None)
+            .await
+            .unwrap()
+            .secret;
+        let token = lab.token_file(&token);
+        World {
+            app,
+            lab,
+            token,
+            cli,
+        }
+    }
+
+    /// A user with one fresh key pair (named after the user) stored in the portal.
+    async fn user_with_key(&self, name: &str, kind: &str, bits: &str) -> uuid::Uuid {
+        self.app.user_with_token(name, Role::Member).await;
+        let public = self.lab.keygen(name, kind, bits);
+        self.app
+            .services
+            .add_key(&self.cli, name, public.as_bytes(), None, None)
+            .await
+            .unwrap()
+            .id
+    }
+
+    async fn grant(&self, user: &str, options: Option<&str>) -> uuid::Uuid {
+        self.app
+            .services
+            .create_grant(
+                &self.cli,
+                "web1",
+                NewGrant {
+                    username: user.into(),
+                    login: login(),
+                    key_id: None,
+                    options: options.map(str::to_owned),
+                    expires_at: None,
+                },
+            )
+            .await
+            .unwrap()
+            .id
+    }
+
+    async fn sql(&self, statement: &str) {
+        sqlx::query(statement)
+            .execute(&self.app.db.pool)
+            .await
+            .unwrap();
+    }
+
+    fn portal(&self) -> String {
+        self.app.url("")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_decide_who_logs_in_to_a_real_sshd() {
+    let w = World::new().await;
+    let alice_key = w.user_with_key("alice", "ed25519", "").await;
+    w.grant("alice", None).await;
+    w.user_with_key("bob", "ed25519", "").await; // no grant
+    w.user_with_key("carol", "ecdsa", "256").await;
+    w.grant("carol", None).await;
+    w.user_with_key("dave", "ed25519", "").await;
+    w.grant("dave", None).await;
+    w.user_with_key("erin", "rsa", "2048").await;
+    w.grant("erin", None).await;
+    w.user_with_key("frank", "ed25519", "").await;
+    w.grant("frank", Some("command=\"echo forced-by-keyportal\""))
+        .await;
+    w.user_with_key("grace", "ed25519", "").await;
+    w.grant("grace", Some("from=\"10.9.8.7\"")).await;
+    let sshd = Sshd::start(&w.lab, "main", &w.portal(), &w.token, "").await;
+
+    assert!(sshd.logs_in(&w.lab, "alice").await, "alice has a grant");
+    let used: Option<time::OffsetDateTime> =
+        sqlx::query_scalar("SELECT last_used_at FROM ssh_keys WHERE id = $1")
+            .bind(alice_key)
+            .fetch_one(&w.app.db.pool)
+            .await
+            .unwrap();
+    assert!(used.is_some(), "the %f lookup recorded the key as used");
+    assert!(!sshd.logs_in(&w.lab, "bob").await, "bob has no grant");
+
+    // Expired grant; disabled user; a key the new policy rejects.
+    assert!(sshd.logs_in(&w.lab, "carol").await);
+    w.sql("UPDATE grants SET expires_at = now() - interval '1 second' WHERE user_id = (SELECT id FROM users WHERE username = 'carol')").await;
+    assert!(
+        !sshd.logs_in(&w.lab, "carol").await,
+        "carol's grant expired"
+    );
+
+    assert!(sshd.logs_in(&w.lab, "dave").await);
+    w.app
+        .services
+        .update_user(
+            &w.cli,
+            "dave",
+            UserPatch {
+                disabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!sshd.logs_in(&w.lab, "dave").await, "dave is disabled");
+
+    assert!(sshd.logs_in(&w.lab, "erin").await);
+    let mut policy = w.app.services.policy(&w.cli).await.unwrap();
+    policy.min_rsa_bits = 3072;
+    w.app.services.set_policy(&w.cli, policy).await.unwrap();
+    assert!(
+        !sshd.logs_in(&w.lab, "erin").await,
+        "erin's RSA-2048 key is invalid under the new policy"
+    );
+
+    // Options travel to sshd and sshd enforces them.
+    let (ok, out) = sshd.ssh(&w.lab, "frank", "echo not-this").await;
+    assert!(ok);
+    assert_eq!(out.trim(), "forced-by-keyportal");
+    assert!(
+        !sshd.logs_in(&w.lab, "grace").await,
+        "from= allows only 10.9.8.7"
+    );
+
+    // Revocation takes effect on the very next login.
+    w.app.services.delete_key(&w.cli, alice_key).await.unwrap();
+    assert!(
+        !sshd.logs_in(&w.lab, "alice").await,
+        "alice's key was deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_down_fails_closed_unless_a_fresh_cached_answer_exists() {
+    let w = World::new().await;
+    w.user_with_key("alice", "ed25519", "").await;
+    w.grant("alice", None).await;
+    let cache = w.lab.cache_dir();
+    let cache_flags = format!("--cache-dir {} --cache-max-age 600", cache.display());
+    let dead_portal = format!("http://127.0.0.1:{}", free_port());
+
+    let live = Sshd::start(&w.lab, "live", &w.portal(), &w.token, &cache_flags).await;
+    let closed = Sshd::start(&w.lab, "closed", &dead_portal, &w.token, "").await;
+    let cached = Sshd::start(&w.lab, "cached", &dead_portal, &w.token, &cache_flags).await;
+
+    assert!(!cached.logs_in(&w.lab, "alice").await, "nothing cached yet");
+    assert!(
+        live.logs_in(&w.lab, "alice").await,
+        "and this fills the cache"
+    );
+    assert!(
+        !closed.logs_in(&w.lab, "alice").await,
+        "portal down: fail closed"
+    );
+    assert!(
+        cached.logs_in(&w.lab, "alice").await,
+        "portal down: fresh cache"
+    );
+
+    // Past the cache's maximum age, the outage locks the key out again.
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(entry.unwrap().path())
+            .unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(601))
+            .unwrap();
+    }
+    assert!(
+        !cached.logs_in(&w.lab, "alice").await,
+        "the cache is too old"
+    );
+
+    // The portal saying "no" replaces the cache: revoke, log in once through the live
+    // portal (refused), and the cache no longer lets the key in either.
+    assert!(live.logs_in(&w.lab, "alice").await);
+    w.sql("DELETE FROM grants").await;
+    assert!(!live.logs_in(&w.lab, "alice").await);
+    assert!(!cached.logs_in(&w.lab, "alice").await);
+}
+
+/// `fetch-keys` on its own: what it prints for each kind of portal answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_keys_prints_only_valid_lines_and_fails_closed() {
+    let w = World::new().await;
+    w.user_with_key("alice", "ed25519", "").await;
+    w.grant("alice", Some("no-port-forwarding")).await;
+    // Run as root here; the token file stays private to root.
+    let token = w.lab.path("root-token");
+    std::fs::copy(&w.token, &token).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = |portal: String, token: PathBuf, args: Vec<String>| async move {
+        let out = Command::new(env!("CARGO_BIN_EXE_keyportal"))
+            .args([
+                "fetch-keys",
+                "--portal",
+                &portal,
+                "--server",
+                "web1",
+                "--token-file",
+            ])
+            .arg(token)
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run(w.portal(), token.clone(), vec![login()]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("no-port-forwarding ssh-ed25519 "), "{out}");
+    assert!(out.trim_end().ends_with(&format!(
+        "keyportal:alice:{}",
+        sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM ssh_keys")
+            .fetch_one(&w.app.db.pool)
+            .await
+            .unwrap()
+    )));
+
+    // Another login: nothing, successfully.
+    let (code, out, _) = run(w.portal(), token.clone(), vec!["nobodyhere".into()]).await;
+    assert_eq!((code, out.as_str()), (Some(0), ""));
+
+    // A wrong token, an unreachable portal, a token file others can read: no keys, exit 1.
+    let bad = w.lab.path("bad-token");
+    std::fs::write(&bad, "kp_not-a-real-token\n").unwrap();
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out, err) = run(w.portal(), bad, vec![login()]).await;
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert!(err.contains("401"), "{err}");
+
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (code, out, err) = run(dead, token.clone(), vec![login()]).await;
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert!(err.contains("could not be reached"), "{err}");
+    assert!(err.contains("fail closed"), "{err}");
+
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out, err) = run(w.portal(), token, vec![login()]).await;
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert!(err.contains("chmod 600"), "{err}");
+}
