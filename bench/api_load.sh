@@ -22,7 +22,7 @@ KEYPORTAL_LISTEN=127.0.0.1:$PORT "$KP" serve 2>"$DIR/serve.log" &
 SERVE=$!
 trap 'kill -TERM $SERVE 2>/dev/null; wait $SERVE 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$DIR"' EXIT
 until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.2; done
-"$KP" admin create --username bench 2>/dev/null
+"$KP" admin create --username bench >/dev/null 2>&1
 TOKEN=$("$KP" token create --username bench --name load 2>/dev/null)
 API=http://127.0.0.1:$PORT/api/v1
 H=(-H "Authorization: Bearer $TOKEN")
