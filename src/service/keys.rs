@@ -43,6 +43,16 @@ pub enum KeyStatus {
     Expired,
 }
 
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Valid => "valid",
+            KeyStatus::Invalid => "invalid",
+            KeyStatus::Expired => "expired",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KeyProblem {
     pub code: KeyErrorCode,
@@ -76,7 +86,7 @@ pub fn revalidate(
 }
 
 impl Services {
-    fn view(&self, row: KeyRow, policy: &Policy, now: OffsetDateTime) -> KeyView {
+    pub(crate) fn key_view(&self, row: KeyRow, policy: &Policy, now: OffsetDateTime) -> KeyView {
         let verdict = revalidate(
             &self.metrics,
             &row.public_key,
@@ -151,7 +161,7 @@ impl Services {
         Ok(Listing {
             items: rows
                 .into_iter()
-                .map(|r| self.view(r, &policy, now))
+                .map(|r| self.key_view(r, &policy, now))
                 .collect(),
             next_cursor,
         })
@@ -160,7 +170,7 @@ impl Services {
     pub async fn get_key(&self, ctx: &Ctx, id: Uuid) -> Result<KeyView, ServiceError> {
         let row = self.visible_key(ctx, id).await?;
         let policy = super::policy::current(&self.pool).await?;
-        Ok(self.view(row, &policy, OffsetDateTime::now_utc()))
+        Ok(self.key_view(row, &policy, OffsetDateTime::now_utc()))
     }
 
     pub async fn add_key(
@@ -422,4 +432,14 @@ pub enum ImportStatus {
     Added,
     Duplicate,
     Rejected,
+}
+
+impl ImportStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ImportStatus::Added => "added",
+            ImportStatus::Duplicate => "duplicate",
+            ImportStatus::Rejected => "rejected",
+        }
+    }
 }

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod audit;
 pub mod authorized_keys;
+pub mod dashboard;
 pub mod grants;
 pub mod keys;
 pub mod policy;

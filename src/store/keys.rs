@@ -118,3 +118,26 @@ pub async fn mark_used(db: impl PgExecutor<'_>, ids: &[uuid::Uuid]) -> Result<()
     .await
     .map(|_| ())
 }
+
+/// Every key (or one user's), for whole-set views: the dashboard and the policy preview.
+pub async fn all(
+    db: impl PgExecutor<'_>,
+    user_id: Option<i64>,
+) -> Result<Vec<KeyRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE ($1::bigint IS NULL OR k.user_id = $1) ORDER BY u.username, k.created_at, k.id"
+    ))
+    .bind(user_id)
+    .fetch_all(db)
+    .await
+}
+
+/// How many users, keys, servers and grants there are.
+pub async fn counts(db: impl PgExecutor<'_>) -> Result<(i64, i64, i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM ssh_keys),
+                (SELECT count(*) FROM servers), (SELECT count(*) FROM grants)",
+    )
+    .fetch_one(db)
+    .await
+}

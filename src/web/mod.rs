@@ -2,8 +2,13 @@
 //! back, no JavaScript needed. Handlers are thin: read the form, call the same service
 //! function the JSON API calls, render the page or redirect with a flash message.
 
+mod admin;
+pub mod forms;
+mod keys;
 mod pages;
+mod servers;
 pub mod session;
+mod users;
 
 use askama::Template;
 use axum::body::Bytes;
@@ -28,6 +33,25 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(pages::login_page).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/", get(pages::home))
+        .route("/keys", get(keys::my_keys))
+        .route("/users/{username}/keys", get(keys::list).post(keys::add))
+        .route("/users/{username}/keys/import", post(keys::import))
+        .route("/keys/{id}/delete", post(keys::delete))
+        .route("/account", get(users::account))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{username}", get(users::show).post(users::update))
+        .route("/users/{username}/password", post(users::set_password))
+        .route("/users/{username}/delete", post(users::delete))
+        .route("/servers", get(servers::list).post(servers::create))
+        .route("/servers/{name}", get(servers::show).post(servers::update))
+        .route("/servers/{name}/delete", post(servers::delete))
+        .route("/servers/{name}/grants", post(servers::add_grant))
+        .route("/servers/{name}/tokens", post(servers::create_token))
+        .route("/grants/{id}/delete", post(servers::delete_grant))
+        .route("/policy", get(admin::policy).post(admin::save_policy))
+        .route("/audit", get(admin::audit))
+        .route("/tokens", get(admin::tokens).post(admin::create_token))
+        .route("/tokens/{id}/revoke", post(admin::revoke_token))
 }
 
 /// Why a page could not be shown. Service errors keep their cause (and status) all the way.

@@ -6,14 +6,16 @@ use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
+use super::forms::Shown;
 use super::session::{
     cookie_value, set_cookie, tokens_match, MaybeSignedIn, Posted, LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
 };
 use super::{local_path, page, parse_form, see_other, Chrome, Viewer, WebError};
 use crate::http::AppState;
+use crate::service::dashboard::{Dashboard, EXPIRING_SOON_DAYS};
 use crate::service::sessions::SignInAttempt;
 use crate::service::ServiceError;
 
@@ -167,7 +169,7 @@ pub async fn logout(
     State(state): State<AppState>,
     posted: Posted<Empty>,
 ) -> Result<Response, WebError> {
-    state.services.sign_out(&posted.session.ctx).await?;
+    state.services.sign_out(posted.viewer.ctx()).await?;
     let mut res = see_other("/login");
     res.headers_mut().append(
         header::SET_COOKIE,
@@ -185,11 +187,16 @@ pub async fn logout(
 #[template(path = "home.html")]
 struct HomePage {
     chrome: Option<Chrome>,
+    board: Dashboard,
+    soon_days: i64,
 }
 
-pub async fn home(viewer: Viewer) -> impl IntoResponse {
+pub async fn home(State(state): State<AppState>, viewer: Viewer) -> Result<Response, WebError> {
+    let board = state.services.dashboard(viewer.ctx()).await?;
     let p = HomePage {
         chrome: Some(viewer.chrome.clone()),
+        board,
+        soon_days: EXPIRING_SOON_DAYS,
     };
-    page(StatusCode::OK, p.chrome.as_ref(), &p)
+    Ok(page(StatusCode::OK, p.chrome.as_ref(), &p))
 }

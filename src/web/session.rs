@@ -13,7 +13,7 @@ use cookie::{Cookie, SameSite};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
-use super::WebError;
+use super::{Viewer, WebError};
 use crate::http::{request_id, AppState};
 use crate::service::sessions::LiveSession;
 
@@ -109,7 +109,7 @@ impl FromRequestParts<AppState> for MaybeSignedIn {
 
 /// A form posted by a signed-in user, accepted only with the session's CSRF token.
 pub struct Posted<T> {
-    pub session: LiveSession,
+    pub viewer: Viewer,
     pub form: T,
 }
 
@@ -124,17 +124,58 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Posted<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, WebError> {
         let (mut parts, body) = req.into_parts();
-        let SignedIn(session) = SignedIn::from_request_parts(&mut parts, state).await?;
-        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(|_| WebError::BadForm("the form could not be read".into()))?;
+        let viewer = Viewer::from_request_parts(&mut parts, state).await?;
+        let req = Request::from_parts(parts, body);
+        let bytes = if is_multipart(&req) {
+            multipart_as_urlencoded(req, state).await?
+        } else {
+            Bytes::from_request(req, state)
+                .await
+                .map_err(|_| WebError::BadForm("the form could not be read".into()))?
+        };
         let sent: CsrfField = serde_urlencoded::from_bytes(&bytes)
             .map_err(|e| WebError::BadForm(format!("the form could not be read: {e}")))?;
-        if !tokens_match(&sent.csrf_token, &session.csrf_token) {
+        if !tokens_match(&sent.csrf_token, &viewer.session.csrf_token) {
             return Err(WebError::CsrfRejected);
         }
         let form = serde_urlencoded::from_bytes(&bytes)
             .map_err(|e| WebError::BadForm(format!("the form does not fit this page: {e}")))?;
-        Ok(Posted { session, form })
+        Ok(Posted { viewer, form })
     }
+}
+
+fn is_multipart(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"))
+}
+
+/// A multipart form (file uploads) read into the urlencoded form of its fields, so one
+/// deserializer serves both. Uploaded files must be text (public keys are).
+async fn multipart_as_urlencoded(req: Request, state: &AppState) -> Result<Bytes, WebError> {
+    let mut multipart = axum::extract::Multipart::from_request(req, state)
+        .await
+        .map_err(|e| WebError::BadForm(format!("the upload could not be read: {e}")))?;
+    let mut fields: Vec<(String, String)> = Vec::new();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| WebError::BadForm(format!("the upload could not be read: {e}")))?
+    {
+        let name = field.name().unwrap_or("").to_owned();
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| WebError::BadForm(format!("the upload could not be read: {e}")))?;
+        let text = String::from_utf8(data.to_vec()).map_err(|_| {
+            WebError::BadForm(format!(
+                "the file sent as {name:?} is not text; upload the public key (.pub) file"
+            ))
+        })?;
+        fields.push((name, text));
+    }
+    serde_urlencoded::to_string(&fields)
+        .map(Bytes::from)
+        .map_err(|e| WebError::BadForm(format!("the upload could not be read: {e}")))
 }

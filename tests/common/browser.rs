@@ -115,6 +115,29 @@ impl Browser {
         self.send(req).await
     }
 
+    /// A multipart form with one uploaded file, like `<input type=file>`.
+    pub async fn post_multipart(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: (&str, &str, Vec<u8>),
+    ) -> Page {
+        let mut form = reqwest::multipart::Form::new();
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        let (field, filename, bytes) = file;
+        form = form.part(
+            field.to_string(),
+            reqwest::multipart::Part::bytes(bytes).file_name(filename.to_string()),
+        );
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .multipart(form);
+        self.send(req).await
+    }
+
     /// A JSON API request on the browser session, with the CSRF header if given.
     pub async fn api(
         &mut self,

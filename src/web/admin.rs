@@ -1,0 +1,307 @@
+//! The policy page (with a preview of what a change would invalidate), the audit log, and
+//! personal API tokens.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::forms::{form_errors, parse_date, Errors, Shown};
+use super::servers::TokenCreatedPage;
+use super::session::Posted;
+use super::{page, redirect_with_flash, Chrome, Viewer, WebError};
+use crate::http::AppState;
+use crate::keys::{Algorithm, AlgorithmSet, Policy};
+use crate::service::audit::{AuditEvent, AuditFilter};
+use crate::service::keys::KeyView;
+use crate::service::tokens::TokenView;
+use crate::service::{Listing, ServiceError};
+
+#[derive(Template)]
+#[template(path = "policy.html")]
+struct PolicyPage {
+    chrome: Option<Chrome>,
+    policy: Policy,
+    /// Keys that the proposed policy would invalidate, after a preview.
+    preview: Option<Vec<KeyView>>,
+    errors: Errors,
+}
+
+impl PolicyPage {
+    fn algorithms(&self) -> Vec<(&'static str, bool)> {
+        Algorithm::ALL
+            .into_iter()
+            .map(|a| (a.as_str(), self.policy.allowed_algorithms.contains(a)))
+            .collect()
+    }
+}
+
+async fn render_policy(
+    viewer: &Viewer,
+    policy: Policy,
+    preview: Option<Vec<KeyView>>,
+    status: StatusCode,
+    errors: Errors,
+) -> Response {
+    let p = PolicyPage {
+        chrome: Some(viewer.chrome.clone()),
+        policy,
+        preview,
+        errors,
+    };
+    page(status, p.chrome.as_ref(), &p)
+}
+
+pub async fn policy(State(state): State<AppState>, viewer: Viewer) -> Result<Response, WebError> {
+    let policy = state.services.policy(viewer.ctx()).await?;
+    Ok(render_policy(&viewer, policy, None, StatusCode::OK, Errors::default()).await)
+}
+
+/// The policy form: repeated `allowed_algorithms` checkboxes, so read as pairs.
+fn policy_from_form(fields: &[(String, String)], base: &Policy) -> Result<Policy, Errors> {
+    let mut policy = base.clone();
+    let mut allowed = AlgorithmSet::empty();
+    for (name, value) in fields {
+        let number = |field: &'static str| {
+            value
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| Errors::one(field, format!("{value:?} is not a whole number")))
+        };
+        match name.as_str() {
+            "min_rsa_bits" => policy.min_rsa_bits = number("min_rsa_bits")?,
+            "max_rsa_bits" => policy.max_rsa_bits = number("max_rsa_bits")?,
+            "max_rsa_exponent_bits" => {
+                policy.max_rsa_exponent_bits = number("max_rsa_exponent_bits")?
+            }
+            "max_comment_bytes" => policy.max_comment_bytes = number("max_comment_bytes")? as usize,
+            "allowed_algorithms" => {
+                let a = Algorithm::ALL
+                    .into_iter()
+                    .find(|a| a.as_str() == value)
+                    .ok_or_else(|| {
+                        Errors::one("allowed_algorithms", format!("unknown algorithm {value:?}"))
+                    })?;
+                allowed.insert(a);
+            }
+            _ => {}
+        }
+    }
+    policy.allowed_algorithms = allowed;
+    Ok(policy)
+}
+
+pub async fn save_policy(
+    State(state): State<AppState>,
+    posted: Posted<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    let current = state.services.policy(viewer.ctx()).await?;
+    let proposed = match policy_from_form(&form, &current) {
+        Ok(p) => p,
+        Err(errors) => {
+            return Ok(render_policy(
+                &viewer,
+                current,
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                errors,
+            )
+            .await)
+        }
+    };
+    let preview_only = form.iter().any(|(k, v)| k == "action" && v == "preview");
+    let outcome = if preview_only {
+        state
+            .services
+            .policy_preview(viewer.ctx(), &proposed)
+            .await
+            .map(Some)
+    } else {
+        state
+            .services
+            .set_policy(viewer.ctx(), proposed.clone())
+            .await
+            .map(|_| None)
+    };
+    match outcome {
+        Ok(Some(affected)) => Ok(render_policy(
+            &viewer,
+            proposed,
+            Some(affected),
+            StatusCode::OK,
+            Errors::default(),
+        )
+        .await),
+        Ok(None) => Ok(redirect_with_flash("/policy", "ok", "Policy saved")),
+        Err(e) => {
+            let errors = form_errors(e)?;
+            Ok(render_policy(
+                &viewer,
+                proposed,
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                errors,
+            )
+            .await)
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    chrome: Option<Chrome>,
+    events: Listing<AuditEvent>,
+    actor: String,
+    action: String,
+    target: String,
+}
+
+#[derive(serde::Deserialize)]
+pub struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    cursor: Option<String>,
+}
+
+fn filled(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, WebError> {
+    let filter = AuditFilter {
+        actor: filled(&q.actor),
+        action: filled(&q.action),
+        target: filled(&q.target),
+        limit: Some(50),
+        cursor: q.cursor.clone(),
+    };
+    let events = state.services.audit(viewer.ctx(), &filter).await?;
+    let p = AuditPage {
+        chrome: Some(viewer.chrome.clone()),
+        events,
+        actor: filter.actor.unwrap_or_default(),
+        action: filter.action.unwrap_or_default(),
+        target: filter.target.unwrap_or_default(),
+    };
+    Ok(page(StatusCode::OK, p.chrome.as_ref(), &p))
+}
+
+#[derive(Template)]
+#[template(path = "tokens.html")]
+struct TokensPage {
+    chrome: Option<Chrome>,
+    tokens: Vec<TokenView>,
+    errors: Errors,
+}
+
+async fn render_tokens(
+    state: &AppState,
+    viewer: &Viewer,
+    status: StatusCode,
+    errors: Errors,
+) -> Result<Response, WebError> {
+    let tokens = state.services.list_tokens(viewer.ctx()).await?;
+    let p = TokensPage {
+        chrome: Some(viewer.chrome.clone()),
+        tokens,
+        errors,
+    };
+    Ok(page(status, p.chrome.as_ref(), &p))
+}
+
+pub async fn tokens(State(state): State<AppState>, viewer: Viewer) -> Result<Response, WebError> {
+    render_tokens(&state, &viewer, StatusCode::OK, Errors::default()).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct NewTokenForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    expires_on: String,
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    posted: Posted<NewTokenForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    let result: Result<(), Errors> = match parse_date("expires_on", &form.expires_on) {
+        Err(e) => Err(e),
+        Ok(expires_at) => match state
+            .services
+            .create_token(viewer.ctx(), &form.name, expires_at)
+            .await
+        {
+            Ok(token) => {
+                let p = TokenCreatedPage {
+                    chrome: Some(viewer.chrome.clone()),
+                    token,
+                    back: "/tokens".into(),
+                    for_server: false,
+                };
+                return Ok(page(StatusCode::OK, p.chrome.as_ref(), &p));
+            }
+            Err(e) => Err(form_errors(e)?),
+        },
+    };
+    render_tokens(
+        &state,
+        &viewer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        result.err().unwrap_or_default(),
+    )
+    .await
+}
+
+#[derive(serde::Deserialize)]
+pub struct Empty {}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted<Empty>,
+) -> Result<Response, WebError> {
+    let id = id
+        .parse()
+        .map_err(|_| WebError::Service(ServiceError::NotFound { what: "token" }))?;
+    state.services.revoke_token(posted.viewer.ctx(), id).await?;
+    Ok(redirect_with_flash("/tokens", "ok", "Token revoked"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_form_reads_numbers_and_checkboxes() {
+        let fields: Vec<(String, String)> = [
+            ("min_rsa_bits", "3072"),
+            ("allowed_algorithms", "ssh-ed25519"),
+            ("allowed_algorithms", "ssh-rsa"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let p = policy_from_form(&fields, &Policy::default()).unwrap();
+        assert_eq!(p.min_rsa_bits, 3072);
+        assert_eq!(p.allowed_algorithms.iter().count(), 2);
+        let bad = vec![("min_rsa_bits".to_string(), "lots".to_string())];
+        assert_eq!(
+            policy_from_form(&bad, &Policy::default())
+                .unwrap_err()
+                .get("min_rsa_bits"),
+            Some("\"lots\" is not a whole number")
+        );
+    }
+}

@@ -1,0 +1,372 @@
+//! Servers pages: the list and create form, and a server's page with its grants, the sshd
+//! setup that makes it fetch keys from here, and server tokens.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::forms::{form_errors, parse_date, Errors, Shown};
+use super::session::Posted;
+use super::{page, redirect_with_flash, Chrome, Viewer, WebError};
+use crate::http::AppState;
+use crate::service::grants::{GrantView, NewGrant};
+use crate::service::servers::ServerView;
+use crate::service::tokens::NewToken;
+use crate::service::{Listing, ServiceError};
+
+#[derive(Template)]
+#[template(path = "servers.html")]
+struct ServersPage {
+    chrome: Option<Chrome>,
+    q: String,
+    servers: Listing<ServerView>,
+    form: ServerForm,
+    errors: Errors,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ServerForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    hostname: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    q: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn render_list(
+    state: &AppState,
+    viewer: &Viewer,
+    q: Option<&str>,
+    cursor: Option<&str>,
+    status: StatusCode,
+    form: ServerForm,
+    errors: Errors,
+) -> Result<Response, WebError> {
+    let q = q.map(str::trim).filter(|q| !q.is_empty());
+    let servers = state
+        .services
+        .list_servers(viewer.ctx(), q, Some(50), cursor)
+        .await?;
+    let p = ServersPage {
+        chrome: Some(viewer.chrome.clone()),
+        q: q.unwrap_or("").to_owned(),
+        servers,
+        form,
+        errors,
+    };
+    Ok(page(status, p.chrome.as_ref(), &p))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, WebError> {
+    render_list(
+        &state,
+        &viewer,
+        q.q.as_deref(),
+        q.cursor.as_deref(),
+        StatusCode::OK,
+        ServerForm::default(),
+        Errors::default(),
+    )
+    .await
+}
+
+fn optional(s: &str) -> Option<&str> {
+    let s = s.trim();
+    (!s.is_empty()).then_some(s)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    posted: Posted<ServerForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    match state
+        .services
+        .create_server(
+            viewer.ctx(),
+            form.name.trim(),
+            optional(&form.hostname),
+            optional(&form.description),
+        )
+        .await
+    {
+        Ok(server) => Ok(redirect_with_flash(
+            &format!("/servers/{}", server.name),
+            "ok",
+            format!("Server {} created", server.name),
+        )),
+        Err(e) => {
+            let errors = form_errors(e)?;
+            render_list(
+                &state,
+                &viewer,
+                None,
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                form,
+                errors,
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "server.html")]
+struct ServerPage {
+    chrome: Option<Chrome>,
+    server: ServerView,
+    grants: Listing<GrantView>,
+    portal: String,
+    grant_form: GrantForm,
+    errors: Errors,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct GrantForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    key_id: String,
+    #[serde(default)]
+    options: String,
+    #[serde(default)]
+    expires_on: String,
+}
+
+/// The portal's address as servers should use it: the configured public URL, or the address
+/// this page was asked for.
+fn portal_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.web.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("keyportal.example");
+    format!("http://{host}")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn render_server(
+    state: &AppState,
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    name: &str,
+    cursor: Option<&str>,
+    status: StatusCode,
+    grant_form: GrantForm,
+    errors: Errors,
+) -> Result<Response, WebError> {
+    let server = state.services.get_server(viewer.ctx(), name).await?;
+    let grants = state
+        .services
+        .list_grants(viewer.ctx(), name, None, Some(100), cursor)
+        .await?;
+    let p = ServerPage {
+        chrome: Some(viewer.chrome.clone()),
+        server,
+        grants,
+        portal: portal_url(state, headers),
+        grant_form,
+        errors,
+    };
+    Ok(page(status, p.chrome.as_ref(), &p))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, WebError> {
+    render_server(
+        &state,
+        &viewer,
+        &headers,
+        &name,
+        q.cursor.as_deref(),
+        StatusCode::OK,
+        GrantForm::default(),
+        Errors::default(),
+    )
+    .await
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    posted: Posted<ServerForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    match state
+        .services
+        .update_server(
+            viewer.ctx(),
+            &name,
+            Some(form.hostname.trim()),
+            Some(form.description.trim()),
+        )
+        .await
+    {
+        Ok(server) => Ok(redirect_with_flash(
+            &format!("/servers/{}", server.name),
+            "ok",
+            "Server saved",
+        )),
+        Err(e) => {
+            let errors = form_errors(e)?;
+            render_server(
+                &state,
+                &viewer,
+                &headers,
+                &name,
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                GrantForm::default(),
+                errors,
+            )
+            .await
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct Empty {}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    posted: Posted<Empty>,
+) -> Result<Response, WebError> {
+    state
+        .services
+        .delete_server(posted.viewer.ctx(), &name)
+        .await?;
+    Ok(redirect_with_flash(
+        "/servers",
+        "ok",
+        format!("Server {name} deleted, with its grants and tokens"),
+    ))
+}
+
+pub async fn add_grant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    posted: Posted<GrantForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    let key_id = match optional(&form.key_id).map(str::parse::<uuid::Uuid>) {
+        None => Ok(None),
+        Some(Ok(id)) => Ok(Some(id)),
+        Some(Err(_)) => Err(Errors::one(
+            "key_id",
+            "a key id looks like 0f8c…-…; leave it empty for all of the user's keys",
+        )),
+    };
+    let result: Result<(), Errors> = match (key_id, parse_date("expires_on", &form.expires_on)) {
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        (Ok(key_id), Ok(expires_at)) => {
+            let new = NewGrant {
+                username: form.username.trim().to_owned(),
+                login: form.login.trim().to_owned(),
+                key_id,
+                options: optional(&form.options).map(str::to_owned),
+                expires_at,
+            };
+            match state.services.create_grant(viewer.ctx(), &name, new).await {
+                Ok(g) => {
+                    return Ok(redirect_with_flash(
+                        &format!("/servers/{name}"),
+                        "ok",
+                        format!("{} may now log in as {}", g.username, g.login),
+                    ))
+                }
+                Err(e) => Err(form_errors(e)?),
+            }
+        }
+    };
+    render_server(
+        &state,
+        &viewer,
+        &headers,
+        &name,
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        form,
+        result.err().unwrap_or_default(),
+    )
+    .await
+}
+
+pub async fn delete_grant(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted<ServerName>,
+) -> Result<Response, WebError> {
+    let id = id
+        .parse()
+        .map_err(|_| WebError::Service(ServiceError::NotFound { what: "grant" }))?;
+    state.services.delete_grant(posted.viewer.ctx(), id).await?;
+    Ok(redirect_with_flash(
+        &format!("/servers/{}", posted.form.server),
+        "ok",
+        "Grant removed",
+    ))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ServerName {
+    server: String,
+}
+
+#[derive(Template)]
+#[template(path = "token_created.html")]
+pub struct TokenCreatedPage {
+    pub chrome: Option<Chrome>,
+    pub token: NewToken,
+    pub back: String,
+    pub for_server: bool,
+}
+
+#[derive(serde::Deserialize)]
+pub struct TokenForm {
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    posted: Posted<TokenForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    let token = state
+        .services
+        .create_server_token(viewer.ctx(), &name, optional(&form.name))
+        .await?;
+    let p = TokenCreatedPage {
+        chrome: Some(viewer.chrome.clone()),
+        token,
+        back: format!("/servers/{name}"),
+        for_server: true,
+    };
+    Ok(page(StatusCode::OK, p.chrome.as_ref(), &p))
+}

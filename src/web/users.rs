@@ -1,0 +1,336 @@
+//! Users pages: the list with search and the create form (admins), a user's profile with
+//! its edit and password forms (admins, and each user for themselves).
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::forms::{form_errors, Errors, Shown};
+use super::session::Posted;
+use super::{page, redirect_with_flash, see_other, Chrome, Viewer, WebError};
+use crate::domain::Role;
+use crate::http::AppState;
+use crate::service::users::{NewUser, UserPatch, UserView};
+use crate::service::{Caller, Listing};
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    chrome: Option<Chrome>,
+    q: String,
+    users: Listing<UserView>,
+    form: CreateUserForm,
+    errors: Errors,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CreateUserForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(serde::Deserialize)]
+pub struct UsersQuery {
+    q: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn render_list(
+    state: &AppState,
+    viewer: &Viewer,
+    q: Option<&str>,
+    cursor: Option<&str>,
+    status: StatusCode,
+    form: CreateUserForm,
+    errors: Errors,
+) -> Result<Response, WebError> {
+    let q = q.map(str::trim).filter(|q| !q.is_empty());
+    let users = state
+        .services
+        .list_users(viewer.ctx(), q, Some(50), cursor)
+        .await?;
+    let p = UsersPage {
+        chrome: Some(viewer.chrome.clone()),
+        q: q.unwrap_or("").to_owned(),
+        users,
+        form,
+        errors,
+    };
+    Ok(page(status, p.chrome.as_ref(), &p))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<UsersQuery>,
+) -> Result<Response, WebError> {
+    render_list(
+        &state,
+        &viewer,
+        q.q.as_deref(),
+        q.cursor.as_deref(),
+        StatusCode::OK,
+        CreateUserForm::default(),
+        Errors::default(),
+    )
+    .await
+}
+
+fn parse_role(text: &str) -> Result<Option<Role>, Errors> {
+    match text {
+        "" => Ok(None),
+        "member" => Ok(Some(Role::Member)),
+        "admin" => Ok(Some(Role::Admin)),
+        other => Err(Errors::one("role", format!("{other:?} is not a role"))),
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    posted: Posted<CreateUserForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, mut form } = posted;
+    let result: Result<(), Errors> = match parse_role(&form.role) {
+        Err(e) => Err(e),
+        Ok(role) => {
+            let new = NewUser {
+                username: form.username.trim().to_owned(),
+                display_name: non_empty(&form.display_name),
+                email: non_empty(&form.email),
+                role,
+                password: Some(form.password.clone()).filter(|p| !p.is_empty()),
+            };
+            match state.services.create_user(viewer.ctx(), new).await {
+                Ok(user) => {
+                    return Ok(redirect_with_flash(
+                        &format!("/users/{}", user.username),
+                        "ok",
+                        format!("User {} created", user.username),
+                    ))
+                }
+                Err(e) => Err(form_errors(e)?),
+            }
+        }
+    };
+    form.password.clear();
+    render_list(
+        &state,
+        &viewer,
+        None,
+        None,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        form,
+        result.err().unwrap_or_default(),
+    )
+    .await
+}
+
+#[derive(Template)]
+#[template(path = "user.html")]
+struct UserPage {
+    chrome: Option<Chrome>,
+    user: UserView,
+    own: bool,
+    errors: Errors,
+}
+
+/// "My account": the signed-in user's profile page.
+pub async fn account(viewer: Viewer) -> Response {
+    match &viewer.ctx().caller {
+        Caller::User { username, .. } => see_other(&format!("/users/{username}")),
+        _ => see_other("/"),
+    }
+}
+
+async fn render_user(
+    state: &AppState,
+    viewer: &Viewer,
+    username: &str,
+    status: StatusCode,
+    errors: Errors,
+) -> Result<Response, WebError> {
+    let user = state.services.get_user(viewer.ctx(), username).await?;
+    let p = UserPage {
+        chrome: Some(viewer.chrome.clone()),
+        own: viewer.chrome.username == user.username,
+        user,
+        errors,
+    };
+    Ok(page(status, p.chrome.as_ref(), &p))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(username): Path<String>,
+) -> Result<Response, WebError> {
+    render_user(
+        &state,
+        &viewer,
+        &username,
+        StatusCode::OK,
+        Errors::default(),
+    )
+    .await
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ProfileForm {
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    email: String,
+    /// Admins only; absent from the form members see.
+    role: Option<String>,
+    /// Admins only: the checkbox is sent when ticked, with `disabled_shown` always sent.
+    disabled: Option<String>,
+    disabled_shown: Option<String>,
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(username): Path<String>,
+    posted: Posted<ProfileForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    let role = match parse_role(form.role.as_deref().unwrap_or("")) {
+        Ok(r) => r,
+        Err(errors) => {
+            return render_user(
+                &state,
+                &viewer,
+                &username,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                errors,
+            )
+            .await
+        }
+    };
+    let patch = UserPatch {
+        display_name: Some(form.display_name.trim().to_owned()),
+        email: Some(non_empty(&form.email)),
+        role,
+        disabled: form
+            .disabled_shown
+            .as_ref()
+            .map(|_| form.disabled.is_some()),
+        password: None,
+    };
+    match state
+        .services
+        .update_user(viewer.ctx(), &username, patch)
+        .await
+    {
+        Ok(user) => Ok(redirect_with_flash(
+            &format!("/users/{}", user.username),
+            "ok",
+            "Profile saved",
+        )),
+        Err(e) => {
+            let errors = form_errors(e)?;
+            render_user(
+                &state,
+                &viewer,
+                &username,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                errors,
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+pub async fn set_password(
+    State(state): State<AppState>,
+    Path(username): Path<String>,
+    posted: Posted<PasswordForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    if form.password != form.confirm {
+        let errors = Errors::one("confirm", "the two passwords differ");
+        return render_user(
+            &state,
+            &viewer,
+            &username,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            errors,
+        )
+        .await;
+    }
+    let patch = UserPatch {
+        password: Some(form.password),
+        ..UserPatch::default()
+    };
+    match state
+        .services
+        .update_user(viewer.ctx(), &username, patch)
+        .await
+    {
+        Ok(user) => Ok(redirect_with_flash(
+            &format!("/users/{}", user.username),
+            "ok",
+            "Password changed; other sessions of this account have been signed out",
+        )),
+        Err(e) => {
+            let errors = form_errors(e)?;
+            render_user(
+                &state,
+                &viewer,
+                &username,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                errors,
+            )
+            .await
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct Empty {}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(username): Path<String>,
+    posted: Posted<Empty>,
+) -> Result<Response, WebError> {
+    let viewer = posted.viewer;
+    match state.services.delete_user(viewer.ctx(), &username).await {
+        Ok(()) => Ok(redirect_with_flash(
+            "/users",
+            "ok",
+            format!("User {username} deleted"),
+        )),
+        Err(e) => {
+            let errors = form_errors(e)?;
+            render_user(&state, &viewer, &username, StatusCode::CONFLICT, errors).await
+        }
+    }
+}
+
+impl UserPage {
+    fn created(&self) -> String {
+        self.user.created_at.shown()
+    }
+}
