@@ -28,7 +28,15 @@ pub fn check_key(
     if !policy.allowed_algorithms.contains(algorithm) {
         return Err(KeyRejection::new(
             KeyErrorCode::AlgorithmDisallowed,
-            format!("{algorithm} keys are not allowed by this portal's policy; use an ssh-ed25519 key (ssh-keygen -t ed25519)"),
+            format!(
+                "{algorithm} keys are not allowed by this portal's policy; allowed: {}",
+                policy
+                    .allowed_algorithms
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         )
         .with_bits(bits));
     }

@@ -1,0 +1,370 @@
+//! End-to-end UI flows in headless Chromium (Debian `chromium` + `chromium-driver`), driven
+//! over WebDriver, against a real `keyportal serve` process. Each flow saves screenshots under
+//! `target/tmp/ui-screenshots/`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::served::Served;
+use common::{corpus, corpus_key, TestDb};
+use fantoccini::{Client, ClientBuilder, Locator};
+use keyportal::domain::Role;
+use keyportal::service::users::NewUser;
+use keyportal::service::{Ctx, Services};
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// chromedriver on a free local port, stopped on drop.
+struct Driver {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = tokio::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver: apt-get install chromium chromium-driver");
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        // Wait until chromedriver answers its status endpoint.
+        for _ in 0..200 {
+            if client
+                .get(format!("{url}/status"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Driver { child, url };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("chromedriver did not start");
+    }
+
+    async fn browser(&self, profile: &std::path::Path) -> Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-dev-shm-usage", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    "--window-size=1280,1000",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }),
+        );
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// A real `serve` on a fresh database, with admin `boss` and member `alice`.
+struct Portal {
+    _served: Served,
+    _data: tempfile::TempDir,
+    base: String,
+    db: TestDb,
+}
+
+async fn portal() -> Portal {
+    let db = TestDb::new().await;
+    let services = Services::new(db.pool.clone());
+    for (name, role) in [("boss", Role::Admin), ("alice", Role::Member)] {
+        services
+            .create_user(
+                &Ctx::command_line(),
+                NewUser {
+                    username: name.into(),
+                    role: Some(role),
+                    password: Some(PASSWORD.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let data = tempfile::tempdir().unwrap();
+    let (served, addr) = Served::start(data.path(), &[("DATABASE_URL", db.url.as_str())]);
+    Portal {
+        _served: served,
+        _data: data,
+        base: format!("http://{addr}"),
+        db,
+    }
+}
+
+struct Shots {
+    dir: PathBuf,
+}
+
+impl Shots {
+    fn new(flow: &str) -> Shots {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("ui-screenshots")
+            .join(flow);
+        std::fs::create_dir_all(&dir).unwrap();
+        Shots { dir }
+    }
+
+    async fn take(&self, b: &Client, name: &str) {
+        let png = b.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(self.dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+async fn text_of(b: &Client, css: &str) -> String {
+    b.wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn fill(b: &Client, css: &str, value: &str) {
+    let field = b.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Submits with the button at `css` and waits until the browser has left that page (the
+/// button has gone stale), so the next lookup sees the answer, not the form.
+async fn submit(b: &Client, css: &str) {
+    let button = b.find(Locator::Css(css)).await.unwrap();
+    button.click().await.unwrap();
+    for _ in 0..400 {
+        if button.is_displayed().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("submitting {css} did not load a new page");
+}
+
+async fn sign_in(b: &Client, base: &str, user: &str) {
+    b.goto(&format!("{base}/login")).await.unwrap();
+    fill(b, "#username", user).await;
+    fill(b, "#password", PASSWORD).await;
+    submit(b, "form[action='/login'] button[type=submit]").await;
+    assert_eq!(text_of(b, "[data-testid=current-user]").await, user);
+}
+
+/// Pastes `key` into the add-key form and submits it.
+async fn add_key(b: &Client, key: &str) {
+    // send_keys types newlines as Enter, which is fine in a textarea.
+    fill(b, "#key", key.trim_end()).await;
+    submit(b, "form[action$='/keys'] button[type=submit]").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_adds_keys_grants_access_and_sees_policy_changes() {
+    let portal = portal().await;
+    let driver = Driver::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = driver.browser(profile.path()).await;
+    let shots = Shots::new("admin");
+    let base = &portal.base;
+
+    sign_in(&b, base, "boss").await;
+    assert_eq!(text_of(&b, "[data-testid=current-role]").await, "admin");
+    shots.take(&b, "01-dashboard").await;
+
+    // A valid key: its fingerprint is shown.
+    let ed25519 = corpus()
+        .into_iter()
+        .find(|c| c.file == "valid/ed25519.pub")
+        .unwrap();
+    b.goto(&format!("{base}/keys")).await.unwrap();
+    add_key(&b, &corpus_key("valid/ed25519.pub")).await;
+    let flash = text_of(&b, ".flash").await;
+    assert!(flash.contains(&ed25519.sha256), "{flash}");
+    let table = text_of(&b, "#keys").await;
+    assert!(table.contains(&ed25519.sha256), "{table}");
+    assert!(table.contains("ssh-ed25519"));
+    shots.take(&b, "02-key-added").await;
+
+    // An invalid key: the validator's reason next to the field, the text kept.
+    let bad = corpus_key("invalid/ecdsa-256-not-on-curve.pub");
+    add_key(&b, &bad).await;
+    let reason = text_of(&b, "#key-error").await;
+    assert!(reason.contains("ecdsa_point_invalid"), "{reason}");
+    let kept = b
+        .find(Locator::Css("#key"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(kept.trim(), bad.trim());
+    shots.take(&b, "03-key-rejected").await;
+
+    // A server and a grant.
+    b.goto(&format!("{base}/servers")).await.unwrap();
+    fill(&b, "#name", "web1").await;
+    fill(&b, "#hostname", "web1.example.net").await;
+    submit(
+        &b,
+        "form[action='/servers'][method=post] button[type=submit]",
+    )
+    .await;
+    let h1 = text_of(&b, "h1").await;
+    assert!(h1.contains("web1"), "{h1}: {}", b.source().await.unwrap());
+    fill(&b, "#username", "boss").await;
+    fill(&b, "#login", "deploy").await;
+    fill(&b, "#options", "no-port-forwarding").await;
+    submit(&b, "form[action$='/grants'] button[type=submit]").await;
+    let grants = text_of(&b, "#grants").await;
+    assert!(
+        grants.contains("deploy") && grants.contains("no-port-forwarding"),
+        "{grants}"
+    );
+    let sshd = text_of(&b, "#sshd-lines").await;
+    assert!(sshd.contains("--server web1"), "{sshd}");
+    shots.take(&b, "04-server-with-grant").await;
+
+    // The server's authorized_keys now holds the key.
+    b.goto(&format!(
+        "{base}/api/v1/servers/web1/authorized_keys?login=deploy"
+    ))
+    .await
+    .unwrap();
+    let lines = text_of(&b, "body").await;
+    let blob = corpus_key("valid/ed25519.pub");
+    let blob = blob.split_whitespace().nth(1).unwrap();
+    assert!(
+        lines.starts_with("no-port-forwarding ssh-ed25519 "),
+        "{lines}"
+    );
+    assert!(lines.contains(blob));
+
+    // Raise the policy (no more Ed25519): the preview names the key, saving flags it.
+    b.goto(&format!("{base}/policy")).await.unwrap();
+    click(&b, "input[name=allowed_algorithms][value='ssh-ed25519']").await;
+    submit(&b, "button[value=preview]").await;
+    let preview = text_of(&b, "#policy-preview").await;
+    assert!(
+        preview.contains("1 key(s) valid today would become invalid"),
+        "{preview}"
+    );
+    assert!(preview.contains(&ed25519.sha256));
+    shots.take(&b, "05-policy-preview").await;
+    submit(&b, "button[value=save]").await;
+    assert!(text_of(&b, ".flash").await.contains("Policy saved"));
+    b.goto(&format!("{base}/keys")).await.unwrap();
+    assert_eq!(text_of(&b, "[data-testid=key-status]").await, "invalid");
+    assert!(text_of(&b, "[data-testid=key-problem]")
+        .await
+        .contains("algorithm_disallowed"));
+    shots.take(&b, "06-key-flagged").await;
+    b.goto(&format!("{base}/")).await.unwrap();
+    assert!(text_of(&b, "#attention").await.contains(&ed25519.sha256));
+    b.goto(&format!(
+        "{base}/api/v1/servers/web1/authorized_keys?login=deploy"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        text_of(&b, "body").await.trim(),
+        "",
+        "the key left authorized_keys"
+    );
+
+    // Sign out: back to the sign-in page, and the session is gone.
+    b.goto(&format!("{base}/")).await.unwrap();
+    submit(&b, "form[action='/logout'] button").await;
+    b.wait()
+        .for_element(Locator::Css("#password"))
+        .await
+        .unwrap();
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+        .fetch_one(&portal.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(sessions, 0);
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_sees_only_their_own_pages() {
+    let portal = portal().await;
+    let driver = Driver::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = driver.browser(profile.path()).await;
+    let shots = Shots::new("member");
+    let base = &portal.base;
+
+    // A wrong password first: the same calm message, no session.
+    b.goto(&format!("{base}/login")).await.unwrap();
+    fill(&b, "#username", "alice").await;
+    fill(&b, "#password", "not my password").await;
+    submit(&b, "form[action='/login'] button[type=submit]").await;
+    assert!(text_of(&b, "#login-error").await.contains("not right"));
+    shots.take(&b, "01-sign-in-failed").await;
+
+    sign_in(&b, base, "alice").await;
+    assert_eq!(text_of(&b, "[data-testid=current-role]").await, "member");
+    let nav = text_of(&b, "header nav").await;
+    assert!(!nav.contains("Users") && !nav.contains("Audit"), "{nav}");
+    shots.take(&b, "02-member-dashboard").await;
+
+    for page in ["/users", "/audit"] {
+        b.goto(&format!("{base}{page}")).await.unwrap();
+        let h1 = text_of(&b, "h1").await;
+        assert!(h1.contains("403"), "{page}: {h1}");
+    }
+    shots.take(&b, "03-admin-page-refused").await;
+    b.goto(&format!("{base}/users/boss/keys")).await.unwrap();
+    assert!(text_of(&b, "h1").await.contains("404"), "no name leaks");
+
+    // Their own keys page works, and the copy button is there (JavaScript is on).
+    b.goto(&format!("{base}/keys")).await.unwrap();
+    add_key(&b, &corpus_key("valid/ecdsa-384.pub")).await;
+    assert!(text_of(&b, ".flash").await.contains("Key added"));
+    assert!(b
+        .find(Locator::Css("button[data-copy]"))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap());
+    shots.take(&b, "04-member-keys").await;
+    b.close().await.unwrap();
+}
