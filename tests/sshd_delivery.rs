@@ -41,9 +41,13 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// A temp dir sshd's `nobody` can traverse, holding host key, client keys, token and cache.
+/// A temp dir sshd's `nobody` can traverse, holding host key, client keys, token and cache,
+/// and a copy of `keyportal` where sshd accepts to run it.
 struct Lab {
     dir: tempfile::TempDir,
+    /// sshd runs an AuthorizedKeysCommand only if it and every directory above it are root's
+    /// and not writable by others; the build may live under /tmp, so the binary is copied here.
+    bin_dir: tempfile::TempDir,
 }
 
 impl Lab {
@@ -51,9 +55,23 @@ impl Lab {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
-        let lab = Lab { dir };
+        let bin_dir = tempfile::Builder::new()
+            .prefix("keyportal-sshd-test")
+            .tempdir_in("/run")
+            .unwrap();
+        std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::copy(
+            env!("CARGO_BIN_EXE_keyportal"),
+            bin_dir.path().join("keyportal"),
+        )
+        .unwrap();
+        let lab = Lab { dir, bin_dir };
         lab.keygen("host", "ed25519", "");
         lab
+    }
+
+    fn keyportal(&self) -> PathBuf {
+        self.bin_dir.path().join("keyportal")
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -128,7 +146,7 @@ impl Sshd {
                  LogLevel VERBOSE\n",
                 host = lab.path("host").display(),
                 pid = lab.path(&format!("sshd.{name}.pid")).display(),
-                bin = env!("CARGO_BIN_EXE_keyportal"),
+                bin = lab.keyportal().display(),
                 token = token_file.display(),
             ),
         )
