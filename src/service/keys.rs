@@ -279,14 +279,10 @@ impl Services {
             .filter_map(|v| v.result.as_ref().ok().map(|k| k.fingerprint_sha256.clone()))
             .collect();
         let mut tx = self.pool.begin().await?;
-        let registered: HashSet<String> = sqlx::query_scalar(
-            "SELECT fingerprint_sha256 FROM ssh_keys WHERE fingerprint_sha256 = ANY($1)",
-        )
-        .bind(&fingerprints)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
+        let registered: HashSet<String> = store::keys::registered(&mut *tx, &fingerprints)
+            .await?
+            .into_iter()
+            .collect();
         let mut seen = HashSet::new();
         let mut lines = Vec::with_capacity(verdicts.len());
         let mut added = 0;

@@ -141,3 +141,14 @@ pub async fn counts(db: impl PgExecutor<'_>) -> Result<(i64, i64, i64, i64), sql
     .fetch_one(db)
     .await
 }
+
+/// Which of these fingerprints are already registered (by anyone).
+pub async fn registered(
+    db: impl PgExecutor<'_>,
+    fingerprints: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT fingerprint_sha256 FROM ssh_keys WHERE fingerprint_sha256 = ANY($1)")
+        .bind(fingerprints)
+        .fetch_all(db)
+        .await
+}
