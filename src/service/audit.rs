@@ -14,15 +14,13 @@ pub(crate) async fn record(
     target: &str,
     detail: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    store::audit::record(
+    record_by(
         db,
-        store::audit::NewEvent {
-            actor: &ctx.caller.actor(),
-            action,
-            target,
-            detail,
-            request_id: ctx.request_id.as_deref(),
-        },
+        &ctx.caller.actor(),
+        ctx.request_id.as_deref(),
+        action,
+        target,
+        detail,
     )
     .await
 }

@@ -67,11 +67,7 @@ impl Services {
         proposed: &Policy,
     ) -> Result<Vec<KeyView>, ServiceError> {
         authorize(&ctx.caller, Action::EditPolicy)?;
-        proposed.check().map_err(|detail| ServiceError::Invalid {
-            code: "policy_invalid",
-            field: "policy",
-            detail,
-        })?;
+        super::policy::check(proposed)?;
         let current = super::policy::current(&self.pool).await?;
         let now = OffsetDateTime::now_utc();
         Ok(store::keys::all(&self.pool, None)

@@ -14,6 +14,15 @@ pub async fn current(db: impl PgExecutor<'_>) -> Result<Policy, ServiceError> {
         .map_err(|e| ServiceError::Internal(format!("the stored policy cannot be read: {e}")))
 }
 
+/// A policy an admin proposes must be coherent (min ≤ max, a comment cap the schema can hold).
+pub(crate) fn check(policy: &Policy) -> Result<(), ServiceError> {
+    policy.check().map_err(|detail| ServiceError::Invalid {
+        code: "policy_invalid",
+        field: "policy",
+        detail,
+    })
+}
+
 impl Services {
     pub async fn policy(&self, ctx: &Ctx) -> Result<Policy, ServiceError> {
         authorize(&ctx.caller, Action::ReadPolicy)?;
@@ -22,11 +31,7 @@ impl Services {
 
     pub async fn set_policy(&self, ctx: &Ctx, new: Policy) -> Result<Policy, ServiceError> {
         authorize(&ctx.caller, Action::EditPolicy)?;
-        new.check().map_err(|detail| ServiceError::Invalid {
-            code: "policy_invalid",
-            field: "policy",
-            detail,
-        })?;
+        check(&new)?;
         let mut tx = self.pool.begin().await?;
         let old = current(&mut *tx).await?;
         let settings =

@@ -9,6 +9,7 @@ use axum::response::Response;
 use super::forms::{form_errors, parse_date, Errors, Shown};
 use super::servers::TokenCreatedPage;
 use super::session::Posted;
+use super::Empty;
 use super::{page, redirect_with_flash, Chrome, Viewer, WebError};
 use crate::http::AppState;
 use crate::keys::{Algorithm, AlgorithmSet, Policy};
@@ -263,9 +264,6 @@ pub async fn create_token(
     )
     .await
 }
-
-#[derive(serde::Deserialize)]
-pub struct Empty {}
 
 pub async fn revoke_token(
     State(state): State<AppState>,

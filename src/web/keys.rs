@@ -7,6 +7,7 @@ use axum::response::Response;
 
 use super::forms::{form_errors, parse_date, Errors, Shown};
 use super::session::Posted;
+use super::Empty;
 use super::{page, redirect_with_flash, see_other, Chrome, Viewer, WebError};
 use crate::http::AppState;
 use crate::keys::KeyErrorCode;
@@ -179,9 +180,6 @@ pub async fn add(
     )
     .await
 }
-
-#[derive(serde::Deserialize)]
-pub struct Empty {}
 
 pub async fn delete(
     State(state): State<AppState>,

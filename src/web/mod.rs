@@ -146,6 +146,10 @@ impl IntoResponse for WebError {
     }
 }
 
+/// A form with no fields but its CSRF token (delete, revoke, sign out).
+#[derive(serde::Deserialize)]
+pub struct Empty {}
+
 /// A one-time message shown on the next page after a redirect.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Flash {

@@ -13,7 +13,7 @@ use super::session::{
     cookie_value, set_cookie, tokens_match, MaybeSignedIn, Posted, LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
 };
-use super::{local_path, page, parse_form, see_other, Chrome, Viewer, WebError};
+use super::{local_path, page, parse_form, see_other, Chrome, Empty, Viewer, WebError};
 use crate::http::AppState;
 use crate::service::dashboard::{Dashboard, EXPIRING_SOON_DAYS};
 use crate::service::sessions::SignInAttempt;
@@ -161,9 +161,6 @@ pub async fn login(
         Err(e) => Err(e.into()),
     }
 }
-
-#[derive(serde::Deserialize)]
-pub struct Empty {}
 
 pub async fn logout(
     State(state): State<AppState>,

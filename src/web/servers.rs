@@ -8,6 +8,7 @@ use axum::response::Response;
 
 use super::forms::{form_errors, parse_date, Errors, Shown};
 use super::session::Posted;
+use super::Empty;
 use super::{page, redirect_with_flash, Chrome, Viewer, WebError};
 use crate::http::AppState;
 use crate::service::grants::{GrantView, NewGrant};
@@ -246,9 +247,6 @@ pub async fn update(
         }
     }
 }
-
-#[derive(serde::Deserialize)]
-pub struct Empty {}
 
 pub async fn delete(
     State(state): State<AppState>,

@@ -8,6 +8,7 @@ use axum::response::Response;
 
 use super::forms::{form_errors, Errors, Shown};
 use super::session::Posted;
+use super::Empty;
 use super::{page, redirect_with_flash, see_other, Chrome, Viewer, WebError};
 use crate::domain::Role;
 use crate::http::AppState;
@@ -230,22 +231,34 @@ pub async fn update(
             .map(|_| form.disabled.is_some()),
         password: None,
     };
+    apply(&state, &viewer, &username, patch, "Profile saved").await
+}
+
+/// Saves a profile or password change: back to the profile with a message, or the form again
+/// with what is wrong.
+async fn apply(
+    state: &AppState,
+    viewer: &Viewer,
+    username: &str,
+    patch: UserPatch,
+    done: &str,
+) -> Result<Response, WebError> {
     match state
         .services
-        .update_user(viewer.ctx(), &username, patch)
+        .update_user(viewer.ctx(), username, patch)
         .await
     {
         Ok(user) => Ok(redirect_with_flash(
             &format!("/users/{}", user.username),
             "ok",
-            "Profile saved",
+            done,
         )),
         Err(e) => {
             let errors = form_errors(e)?;
             render_user(
-                &state,
-                &viewer,
-                &username,
+                state,
+                viewer,
+                username,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 errors,
             )
@@ -283,32 +296,15 @@ pub async fn set_password(
         password: Some(form.password),
         ..UserPatch::default()
     };
-    match state
-        .services
-        .update_user(viewer.ctx(), &username, patch)
-        .await
-    {
-        Ok(user) => Ok(redirect_with_flash(
-            &format!("/users/{}", user.username),
-            "ok",
-            "Password changed; other sessions of this account have been signed out",
-        )),
-        Err(e) => {
-            let errors = form_errors(e)?;
-            render_user(
-                &state,
-                &viewer,
-                &username,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                errors,
-            )
-            .await
-        }
-    }
+    apply(
+        &state,
+        &viewer,
+        &username,
+        patch,
+        "Password changed; other sessions of this account have been signed out",
+    )
+    .await
 }
-
-#[derive(serde::Deserialize)]
-pub struct Empty {}
 
 pub async fn delete(
     State(state): State<AppState>,
