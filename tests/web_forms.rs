@@ -535,3 +535,77 @@ async fn every_form_without_its_csrf_token_is_refused() {
     }
     assert_eq!(count(&app, "audit_events").await, before, "nothing changed");
 }
+
+#[tokio::test]
+async fn edits_and_deletes_of_things_that_are_not_there_or_not_right_are_refused() {
+    let (app, mut admin, csrf, mut alice, alice_csrf) = setup().await;
+    assert_eq!(
+        admin
+            .post_form("/servers", &[("csrf_token", &csrf), ("name", "web1")])
+            .await
+            .status,
+        303
+    );
+    let long = "h".repeat(300);
+    let res = admin
+        .post_form(
+            "/servers/web1",
+            &[
+                ("csrf_token", &csrf),
+                ("hostname", &long),
+                ("description", ""),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 422);
+    assert!(field_error(&res).contains("at most 253 characters"));
+    let hostname: String = sqlx::query_scalar("SELECT hostname FROM servers")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(hostname, "");
+
+    let ghost = "0f8c0000-0000-4000-8000-000000000000";
+    for path in [
+        format!("/keys/{ghost}/delete"),
+        "/keys/not-a-uuid/delete".to_owned(),
+        format!("/tokens/{ghost}/revoke"),
+        format!("/grants/{ghost}/delete"),
+        "/servers/nowhere/delete".to_owned(),
+        "/users/ghost/delete".to_owned(),
+    ] {
+        let res = admin
+            .post_form(&path, &[("csrf_token", &csrf), ("server", "web1")])
+            .await;
+        assert_eq!(res.status, 404, "{path}: {}", res.body);
+        assert!(res.body.contains("Not Found"), "{path}");
+    }
+
+    // An admin cannot delete their own account from the UI either.
+    let res = admin
+        .post_form("/users/boss/delete", &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(res.status, 409);
+    assert!(res.body.contains("cannot delete your own account"));
+
+    // A member cannot delete someone else's key: it is simply not there for them.
+    let key = app
+        .services
+        .add_key(
+            &keyportal::service::Ctx::command_line(),
+            "boss",
+            corpus_key("valid/ed25519.pub").as_bytes(),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let res = alice
+        .post_form(
+            &format!("/keys/{}/delete", key.id),
+            &[("csrf_token", &alice_csrf)],
+        )
+        .await;
+    assert_eq!(res.status, 404);
+    assert_eq!(count(&app, "ssh_keys").await, 1);
+}
