@@ -3,6 +3,8 @@
 #   1. authorized_keys for one server with 10,000 granted keys (every key validated on each read)
 #   2. the fingerprint= lookup (AuthorizedKeysCommand %f) over random fingerprints of those keys
 #   3. key submission throughput (POST /users/{u}/keys, each request a new key)
+#   4. the browser side: sign-in (argon2id), a user's keys page in HTML next to the same 50
+#      keys as JSON, and the admin dashboard (validates every stored key)
 # Keys come from ../shared/keys/gen_bulk.py (bench/out/keys-100000.txt, made by compare.sh).
 # Usage: bench/api_load.sh [seconds per run]
 set -euo pipefail
@@ -22,7 +24,7 @@ KEYPORTAL_LISTEN=127.0.0.1:$PORT "$KP" serve 2>"$DIR/serve.log" &
 SERVE=$!
 trap 'kill -TERM $SERVE 2>/dev/null; wait $SERVE 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$DIR"' EXIT
 until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.2; done
-"$KP" admin create --username bench >/dev/null 2>&1
+echo "bench passphrase 123" | "$KP" admin create --username bench --password-stdin >/dev/null 2>&1
 TOKEN=$("$KP" token create --username bench --name load 2>/dev/null)
 API=http://127.0.0.1:$PORT/api/v1
 H=(-H "Authorization: Bearer $TOKEN")
@@ -84,3 +86,32 @@ echo; echo "== 3. key submission, 8 connections"
 wrk -t2 -c8 -d"${SECS}s" --latency -s "$DIR/keys.lua" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT" | sed -n '/Latency Distribution/,$p'
 ADDED=$(psql -XtA -h "$DIR/data/run" -U postgres keyportal -c "select count(*) from ssh_keys" 2>/dev/null || echo "?")
 echo "keys stored after the run: $ADDED (10000 before)"
+
+echo; echo "== 4. browser pages"
+JAR=$DIR/cookies
+curl -sf -c "$JAR" "http://127.0.0.1:$PORT/login" -o "$DIR/login.html"
+LOGIN_CSRF=$(grep -o 'name="csrf_token" value="[^"]*"' "$DIR/login.html" | sed 's/.*value="//; s/"$//')
+python3 - "$PORT" "$LOGIN_CSRF" "$JAR" <<'PY'
+import subprocess, sys, time, statistics
+port, token, jar = sys.argv[1:4]
+times = []
+for _ in range(20):
+    t = time.perf_counter()
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-b", jar,
+        "--data-urlencode", "username=bench", "--data-urlencode", "password=bench passphrase 123",
+        "--data-urlencode", "csrf_token=" + token, f"http://127.0.0.1:{port}/login"],
+        capture_output=True, text=True).stdout
+    times.append((time.perf_counter() - t) * 1000)
+    assert out == "303", out
+times.sort()
+print(f"sign-in (POST /login, 20 runs): p50 {statistics.median(times):.1f} ms, max {times[-1]:.1f} ms")
+PY
+curl -sf -c "$JAR" -b "$JAR" -o /dev/null \
+  --data-urlencode username=bench --data-urlencode "password=bench passphrase 123" \
+  --data-urlencode "csrf_token=$LOGIN_CSRF" "http://127.0.0.1:$PORT/login" || true
+SESSION=$(awk '$6 == "kp_session" { print $7 }' "$JAR")
+C=(-H "Cookie: kp_session=$SESSION")
+for target in "/users/u00/keys" "/api/v1/users/u00/keys?limit=50" "/"; do
+  echo "-- GET $target (1 connection)"
+  wrk -t1 -c1 -d"${SECS}s" --latency "${C[@]}" "http://127.0.0.1:$PORT$target" | sed -n '/50%/p;/99%/p;/Requests\/sec/p;/Non-2xx/p'
+done

