@@ -534,6 +534,17 @@ async fn every_form_without_its_csrf_token_is_refused() {
         assert_eq!(res.status, 403, "{path}");
     }
     assert_eq!(count(&app, "audit_events").await, before, "nothing changed");
+
+    // Without a session a form post goes to sign in, and back home afterwards (a post
+    // cannot be replayed); a page comes back to itself.
+    let mut stranger = app.browser();
+    let res = stranger
+        .post_form("/users/alice/keys", &[("key", "ssh-ed25519 AAAA")])
+        .await;
+    assert_eq!(res.location(), Some("/login?next=%2F"));
+    let res = stranger.get("/users/alice/keys").await;
+    assert_eq!(res.location(), Some("/login?next=%2Fusers%2Falice%2Fkeys"));
+    assert_eq!(count(&app, "ssh_keys").await, 0);
 }
 
 #[tokio::test]

@@ -86,11 +86,12 @@ impl FromRequestParts<AppState> for SignedIn {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
         match live_session(parts, state).await? {
             Some(live) => Ok(SignedIn(live)),
+            // Back to the page after sign-in; a form post cannot be replayed, so it goes home.
             None => Err(WebError::SignInRequired {
-                next: parts
-                    .uri
-                    .path_and_query()
-                    .map_or("/".to_owned(), |p| p.to_string()),
+                next: match (&parts.method, parts.uri.path_and_query()) {
+                    (&axum::http::Method::GET, Some(p)) => p.to_string(),
+                    _ => "/".to_owned(),
+                },
             }),
         }
     }
