@@ -137,6 +137,17 @@ async fn unknown_user_and_wrong_password_get_the_same_answer_and_are_audited() {
     .await
     .unwrap();
     assert_eq!(reasons, ["wrong_password", "unknown_user", "disabled"]);
+    let addrs: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT detail->>'client_addr' FROM audit_events WHERE action LIKE 'session.%'",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        addrs,
+        ["127.0.0.1"],
+        "the client's address is what is counted"
+    );
 }
 
 #[tokio::test]
