@@ -124,8 +124,3 @@ pub struct ListQuery {
     pub q: Option<String>,
     pub username: Option<String>,
 }
-
-/// Reads a `{...}` path segment that must be a UUID: anything else is simply not found.
-pub fn uuid_path(s: &str, what: &'static str) -> Result<uuid::Uuid, ApiError> {
-    s.parse().map_err(|_| ApiError::ObjectNotFound { what })
-}

@@ -24,9 +24,9 @@ use crate::service::keys::{ImportReport, KeyView};
 use crate::service::servers::ServerView;
 use crate::service::tokens::{NewToken, TokenView};
 use crate::service::users::UserView;
-use crate::service::Listing;
 use crate::service::{grants::NewGrant, users::NewUser, users::UserPatch};
-use extract::{uuid_path, ApiJson, ApiQuery, Auth, ListQuery};
+use crate::service::{object_id, Listing};
+use extract::{ApiJson, ApiQuery, Auth, ListQuery};
 
 /// The OpenAPI document of this API.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
@@ -278,7 +278,7 @@ async fn get_key(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     Ok(Json(
-        s.services.get_key(&ctx, uuid_path(&id, "key")?).await?,
+        s.services.get_key(&ctx, object_id(&id, "key")?).await?,
     ))
 }
 
@@ -288,7 +288,7 @@ async fn delete_key(
     Auth(ctx): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    s.services.delete_key(&ctx, uuid_path(&id, "key")?).await?;
+    s.services.delete_key(&ctx, object_id(&id, "key")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -428,7 +428,7 @@ async fn delete_grant(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     s.services
-        .delete_grant(&ctx, uuid_path(&id, "grant")?)
+        .delete_grant(&ctx, object_id(&id, "grant")?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -560,7 +560,7 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     s.services
-        .revoke_token(&ctx, uuid_path(&id, "token")?)
+        .revoke_token(&ctx, object_id(&id, "token")?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

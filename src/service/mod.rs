@@ -70,6 +70,11 @@ impl ServiceError {
     }
 }
 
+/// An object id from a URL path: anything that is not a UUID is simply not found.
+pub fn object_id(text: &str, what: &'static str) -> Result<uuid::Uuid, ServiceError> {
+    text.parse().map_err(|_| ServiceError::NotFound { what })
+}
+
 /// Turns a constraint violation into the conflict it means; other errors pass through.
 pub(crate) fn on_constraint(
     e: sqlx::Error,

@@ -15,8 +15,9 @@ use crate::http::AppState;
 use crate::keys::{Algorithm, AlgorithmSet, Policy};
 use crate::service::audit::{AuditEvent, AuditFilter};
 use crate::service::keys::KeyView;
+use crate::service::object_id;
 use crate::service::tokens::TokenView;
-use crate::service::{Listing, ServiceError};
+use crate::service::Listing;
 
 #[derive(Template)]
 #[template(path = "policy.html")]
@@ -270,9 +271,7 @@ pub async fn revoke_token(
     Path(id): Path<String>,
     posted: Posted<Empty>,
 ) -> Result<Response, WebError> {
-    let id = id
-        .parse()
-        .map_err(|_| WebError::Service(ServiceError::NotFound { what: "token" }))?;
+    let id = object_id(&id, "token")?;
     state.services.revoke_token(posted.viewer.ctx(), id).await?;
     Ok(redirect_with_flash("/tokens", "ok", "Token revoked"))
 }

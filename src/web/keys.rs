@@ -12,6 +12,7 @@ use super::{page, redirect_with_flash, see_other, Chrome, Viewer, WebError};
 use crate::http::AppState;
 use crate::keys::KeyErrorCode;
 use crate::service::keys::{ImportReport, KeyView};
+use crate::service::object_id;
 use crate::service::{Caller, Listing, ServiceError};
 
 #[derive(Template)]
@@ -54,9 +55,8 @@ pub async fn my_keys(viewer: Viewer) -> Response {
 }
 
 /// The add-key form as it is shown again: what was typed, and what is wrong with it.
-#[derive(Default)]
 struct FormAgain {
-    status: Option<StatusCode>,
+    status: StatusCode,
     form: AddKeyForm,
     errors: Errors,
     private_key_warning: bool,
@@ -75,7 +75,6 @@ async fn render(
         errors,
         private_key_warning,
     } = shown;
-    let status = status.unwrap_or(StatusCode::OK);
     let keys = state
         .services
         .list_keys(viewer.ctx(), username, Some(50), cursor)
@@ -105,7 +104,7 @@ pub async fn list(
         &username,
         q.cursor.as_deref(),
         FormAgain {
-            status: Some(StatusCode::OK),
+            status: StatusCode::OK,
             form: AddKeyForm::default(),
             errors: Errors::default(),
             private_key_warning: false,
@@ -125,15 +124,16 @@ pub async fn add(
     } else {
         std::mem::take(&mut form.file)
     };
-    let result: Result<(), Errors> = match parse_date("expires_on", &form.expires_on) {
+    let mut private_key_warning = false;
+    let outcome: Result<(), Errors> = match parse_date("expires_on", &form.expires_on) {
         Err(errors) => Err(errors),
         Ok(expires_at) => {
             let title = Some(form.title.as_str()).filter(|t| !t.trim().is_empty());
-            match state
+            let added = state
                 .services
                 .add_key(viewer.ctx(), &username, input.as_bytes(), title, expires_at)
-                .await
-            {
+                .await;
+            match added {
                 Ok(key) => {
                     return Ok(redirect_with_flash(
                         &format!("/users/{username}/keys"),
@@ -141,44 +141,26 @@ pub async fn add(
                         format!("Key added: {} {}", key.algorithm, key.fingerprint_sha256),
                     ))
                 }
-                Err(ServiceError::KeyRejected(r)) if r.code == KeyErrorCode::PrivateKey => {
+                Err(e) => {
                     // Never echo a private key back into the page.
-                    form.key.clear();
-                    return render(
-                        &state,
-                        &viewer,
-                        &username,
-                        None,
-                        FormAgain {
-                            status: Some(StatusCode::UNPROCESSABLE_ENTITY),
-                            form,
-                            errors: Errors::one(
-                                "key",
-                                format!("{} ({})", r.message, r.code.as_str()),
-                            ),
-                            private_key_warning: true,
-                        },
-                    )
-                    .await;
+                    private_key_warning = matches!(&e,
+                        ServiceError::KeyRejected(r) if r.code == KeyErrorCode::PrivateKey);
+                    if private_key_warning {
+                        form.key.clear();
+                    }
+                    Err(form_errors(e)?)
                 }
-                Err(e) => Err(form_errors(e)?),
             }
         }
     };
-    let errors = result.err().unwrap_or_default();
-    render(
-        &state,
-        &viewer,
-        &username,
-        None,
-        FormAgain {
-            status: Some(StatusCode::UNPROCESSABLE_ENTITY),
-            form,
-            errors,
-            private_key_warning: false,
-        },
-    )
-    .await
+    let errors = outcome.err().unwrap_or_default();
+    let again = FormAgain {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        form,
+        errors,
+        private_key_warning,
+    };
+    render(&state, &viewer, &username, None, again).await
 }
 
 pub async fn delete(
@@ -186,9 +168,7 @@ pub async fn delete(
     Path(id): Path<String>,
     posted: Posted<Empty>,
 ) -> Result<Response, WebError> {
-    let id = id
-        .parse()
-        .map_err(|_| WebError::Service(ServiceError::NotFound { what: "key" }))?;
+    let id = object_id(&id, "key")?;
     let viewer = posted.viewer;
     let key = state.services.get_key(viewer.ctx(), id).await?;
     state.services.delete_key(viewer.ctx(), id).await?;
@@ -250,7 +230,7 @@ pub async fn import(
                 &username,
                 None,
                 FormAgain {
-                    status: Some(StatusCode::UNPROCESSABLE_ENTITY),
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
                     form: AddKeyForm::default(),
                     errors,
                     private_key_warning: false,

@@ -12,9 +12,10 @@ use super::Empty;
 use super::{page, redirect_with_flash, Chrome, Viewer, WebError};
 use crate::http::AppState;
 use crate::service::grants::{GrantView, NewGrant};
+use crate::service::object_id;
 use crate::service::servers::ServerView;
 use crate::service::tokens::NewToken;
-use crate::service::{Listing, ServiceError};
+use crate::service::Listing;
 
 #[derive(Template)]
 #[template(path = "servers.html")]
@@ -319,9 +320,7 @@ pub async fn delete_grant(
     Path(id): Path<String>,
     posted: Posted<ServerName>,
 ) -> Result<Response, WebError> {
-    let id = id
-        .parse()
-        .map_err(|_| WebError::Service(ServiceError::NotFound { what: "grant" }))?;
+    let id = object_id(&id, "grant")?;
     state.services.delete_grant(posted.viewer.ctx(), id).await?;
     Ok(redirect_with_flash(
         &format!("/servers/{}", posted.form.server),
