@@ -42,6 +42,9 @@ pub enum ApiError {
     SignInFailed,
     #[error("rate limited for {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// Every password-hashing slot is taken (a flood of sign-ins); try again shortly.
+    #[error("busy for {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
     /// A state-changing request on a browser session without the session's CSRF token.
     #[error("missing or wrong CSRF token")]
     CsrfRejected,
@@ -177,6 +180,13 @@ impl ApiError {
                 "rate_limited",
                 format!("too many failed sign-ins; try again in {retry_after_secs} seconds"),
             ),
+            ApiError::Busy { retry_after_secs } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!(
+                    "too many passwords are being checked at once; try again in {retry_after_secs} seconds"
+                ),
+            ),
             ApiError::CsrfRejected => Problem::new(
                 StatusCode::FORBIDDEN,
                 "csrf_token_invalid",
@@ -217,7 +227,9 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let ApiError::RateLimited { retry_after_secs } = self {
+        if let ApiError::RateLimited { retry_after_secs } | ApiError::Busy { retry_after_secs } =
+            self
+        {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
@@ -248,6 +260,7 @@ impl From<crate::service::ServiceError> for ApiError {
             S::Internal(e) => ApiError::Internal(e),
             S::SignInFailed => ApiError::SignInFailed,
             S::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
+            S::Busy { retry_after_secs } => ApiError::Busy { retry_after_secs },
         }
     }
 }

@@ -165,9 +165,11 @@ async fn problem_for_bare_errors(res: axum::response::Response) -> axum::respons
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    // The timeout's answer has no body; a handler's 503 (a page, "busy") has its own.
+    let is_bare = !res.headers().contains_key(axum::http::header::CONTENT_TYPE);
     match res.status() {
         StatusCode::PAYLOAD_TOO_LARGE if !is_problem => ApiError::PayloadTooLarge.into_response(),
-        StatusCode::SERVICE_UNAVAILABLE if !is_problem => Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE if is_bare => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "timeout",
             "the request took too long and was stopped",

@@ -11,6 +11,7 @@ pub mod authorized_keys;
 pub mod dashboard;
 pub mod grants;
 pub mod keys;
+pub mod passwords;
 pub mod policy;
 pub mod servers;
 pub mod sessions;
@@ -54,6 +55,9 @@ pub enum ServiceError {
     SignInFailed,
     #[error("too many failed sign-ins; try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// Every password-hashing slot is taken; answered at once rather than queued.
+    #[error("too many sign-ins at once; try again in {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("internal: {0}")]
@@ -122,12 +126,13 @@ impl Metrics {
     }
 }
 
-/// The service layer's handle: the pool and the counters.
+/// The service layer's handle: the pool, the counters, and the bound on password hashing.
 #[derive(Clone)]
 pub struct Services {
     pub pool: PgPool,
     pub metrics: Arc<Metrics>,
     pub sessions: sessions::SessionSettings,
+    pub passwords: Arc<passwords::PasswordHashing>,
 }
 
 impl Services {
@@ -136,6 +141,7 @@ impl Services {
             pool,
             metrics: Arc::new(Metrics::default()),
             sessions: sessions::SessionSettings::default(),
+            passwords: Arc::new(passwords::PasswordHashing::default()),
         }
     }
 }

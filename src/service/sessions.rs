@@ -7,9 +7,9 @@
 //!   limit the answer is "rate limited" until the oldest failure leaves the window.
 //! - Unknown user, wrong password, no password and disabled user get one and the same answer,
 //!   after the same argon2 work.
+//! - An attempt is counted before its password is checked, and the check runs under the one
+//!   bound on password hashing ([`super::passwords`]); when that is full the answer is `Busy`.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
@@ -84,22 +84,6 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Checks `password` against `hash`, or burns the same argon2 work when there is no hash, so
-/// that the answer's timing does not tell whether the account exists.
-fn password_matches(password: &str, hash: Option<&str>) -> bool {
-    let argon2 = Argon2::default();
-    match hash.and_then(|h| PasswordHash::new(h).ok()) {
-        Some(parsed) => argon2.verify_password(password.as_bytes(), &parsed).is_ok(),
-        None => {
-            let salt = SaltString::encode_b64(b"keyportal-nobody").ok();
-            if let Some(salt) = salt {
-                let _ = argon2.hash_password(password.as_bytes(), &salt);
-            }
-            false
-        }
-    }
-}
-
 fn retry_after(secs: Option<f64>) -> u64 {
     secs.map_or(1, |s| s.ceil().max(1.0) as u64)
 }
@@ -111,6 +95,13 @@ impl Services {
         let settings = &self.sessions;
         let username: String = attempt.username.trim().chars().take(200).collect();
         let client_addr: String = attempt.client_addr.chars().take(64).collect();
+        // Insert first, then count: the attempt is counted before any password work, so
+        // concurrent attempts cannot all read the same count and all go on (each sees every
+        // attempt committed before its count). Chosen over advisory locks because nothing is
+        // held during the argon2 work (no pooled connection pinned per attempt) and the count
+        // holds across every keyportal process on the database.
+        let attempt_id =
+            store::sessions::record_attempt(&self.pool, &username, &client_addr).await?;
         let recent = store::sessions::recent_failures(
             &self.pool,
             &username,
@@ -118,26 +109,30 @@ impl Services {
             settings.window.whole_seconds(),
         )
         .await?;
-        if recent.for_account >= settings.max_failures_per_account {
+        let limited = if recent.for_account > settings.max_failures_per_account {
+            Some(recent.account_retry_secs)
+        } else if recent.from_address > settings.max_failures_per_address {
+            Some(recent.address_retry_secs)
+        } else {
+            None
+        };
+        if let Some(secs) = limited {
+            // Refused attempts are not failures: they must not keep the lock going forever.
+            store::sessions::forget_attempt(&self.pool, attempt_id).await?;
             return Err(ServiceError::RateLimited {
-                retry_after_secs: retry_after(recent.account_retry_secs),
-            });
-        }
-        if recent.from_address >= settings.max_failures_per_address {
-            return Err(ServiceError::RateLimited {
-                retry_after_secs: retry_after(recent.address_retry_secs),
+                retry_after_secs: retry_after(secs),
             });
         }
 
         let user = store::users::by_username(&self.pool, &username).await?;
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-        let password = attempt.password.to_owned();
-        let matches =
-            tokio::task::spawn_blocking(move || password_matches(&password, hash.as_deref()))
-                .await
-                .map_err(|e| {
-                    ServiceError::Internal(format!("password check did not finish: {e}"))
-                })?;
+        let matches = match self.passwords.verify(attempt.password, hash).await {
+            Ok(m) => m,
+            Err(e) => {
+                store::sessions::forget_attempt(&self.pool, attempt_id).await?;
+                return Err(e);
+            }
+        };
 
         let user = match user {
             Some(u) if matches && !u.disabled => u,
@@ -148,10 +143,9 @@ impl Services {
                     Some(u) if u.disabled && matches => "disabled",
                     Some(_) => "wrong_password",
                 };
-                let mut tx = self.pool.begin().await?;
-                store::sessions::record_failure(&mut *tx, &username, &client_addr).await?;
+                // The attempt's row stays: it is the failure.
                 super::audit::record_by(
-                    &mut *tx,
+                    &self.pool,
                     "anonymous",
                     attempt.request_id,
                     "session.sign_in_failed",
@@ -159,7 +153,6 @@ impl Services {
                     json!({ "client_addr": client_addr, "reason": reason }),
                 )
                 .await?;
-                tx.commit().await?;
                 return Err(ServiceError::SignInFailed);
             }
         };
@@ -169,6 +162,7 @@ impl Services {
         let expires_at = OffsetDateTime::now_utc() + settings.absolute;
         let mut tx = self.pool.begin().await?;
         store::sessions::delete_expired(&mut *tx).await?;
+        store::sessions::forget_attempt(&mut *tx, attempt_id).await?;
         store::sessions::clear_failures(&mut *tx, &user.username).await?;
         store::sessions::insert(&mut *tx, &id.0, user.id, &random_token(), expires_at).await?;
         super::audit::record_by(
@@ -243,18 +237,6 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_password_matches_only_its_own_hash() {
-        let hash = super::super::users::hash_password("correct horse battery").unwrap();
-        assert!(password_matches("correct horse battery", Some(&hash)));
-        assert!(!password_matches("correct horse batterY", Some(&hash)));
-        assert!(!password_matches("correct horse battery", None));
-        assert!(!password_matches(
-            "correct horse battery",
-            Some("not a hash")
-        ));
-    }
 
     #[test]
     fn session_ids_are_hashes_of_distinct_secrets() {

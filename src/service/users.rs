@@ -1,8 +1,5 @@
 //! Users: admins manage everyone; members read and edit their own profile.
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHasher, SaltString};
-use argon2::Argon2;
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -65,19 +62,23 @@ pub fn generate_password() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// argon2id with a random salt; the hash string carries its parameters.
-pub fn hash_password(password: &str) -> Result<String, ServiceError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ServiceError::invalid(
-            "password",
-            format!("the password must have at least {MIN_PASSWORD_CHARS} characters"),
-        ));
+impl Services {
+    /// The stored hash of a new password, after its length check (under the hashing bound).
+    async fn hash_new_password(
+        &self,
+        password: Option<&str>,
+    ) -> Result<Option<String>, ServiceError> {
+        let Some(password) = password else {
+            return Ok(None);
+        };
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(ServiceError::invalid(
+                "password",
+                format!("the password must have at least {MIN_PASSWORD_CHARS} characters"),
+            ));
+        }
+        self.passwords.hash(password).await.map(Some)
     }
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| ServiceError::Internal(format!("password hashing failed: {e}")))
 }
 
 fn check_profile(display_name: Option<&str>, email: Option<&str>) -> Result<(), ServiceError> {
@@ -173,7 +174,7 @@ impl Services {
         let username =
             Username::parse(&new.username).map_err(|e| ServiceError::invalid("username", e))?;
         check_profile(new.display_name.as_deref(), new.email.as_deref())?;
-        let password_hash = new.password.as_deref().map(hash_password).transpose()?;
+        let password_hash = self.hash_new_password(new.password.as_deref()).await?;
         let role = new.role.unwrap_or(Role::Member);
         let mut tx = self.pool.begin().await?;
         let row = store::users::insert(
@@ -220,7 +221,7 @@ impl Services {
             patch.display_name.as_deref(),
             patch.email.as_ref().and_then(|e| e.as_deref()),
         )?;
-        let password_hash = patch.password.as_deref().map(hash_password).transpose()?;
+        let password_hash = self.hash_new_password(patch.password.as_deref()).await?;
         let mut tx = self.pool.begin().await?;
         let loses_admin = row.role == Role::Admin
             && !row.disabled

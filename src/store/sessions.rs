@@ -128,20 +128,31 @@ pub async fn recent_failures(
     .await
 }
 
-pub async fn record_failure(
+/// Counts a sign-in attempt as a failure before any password work is done; returns its id so
+/// that the attempt can be forgotten if it turns out not to be one (success, refused, busy).
+/// Inserted on its own (committed) so that every concurrent attempt counts it.
+pub async fn record_attempt(
     db: impl PgExecutor<'_>,
     username: &str,
     client_addr: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
         "WITH pruned AS (DELETE FROM sign_in_failures WHERE at < now() - interval '1 day')
-         INSERT INTO sign_in_failures (username, client_addr) VALUES ($1, $2)",
+         INSERT INTO sign_in_failures (username, client_addr) VALUES ($1, $2) RETURNING id",
     )
     .bind(username)
     .bind(client_addr)
-    .execute(db)
+    .fetch_one(db)
     .await
-    .map(|_| ())
+}
+
+/// Removes one attempt from the count.
+pub async fn forget_attempt(db: impl PgExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sign_in_failures WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await
+        .map(|_| ())
 }
 
 /// A successful sign-in clears the account's failures (not the address's).

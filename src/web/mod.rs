@@ -104,7 +104,8 @@ impl IntoResponse for WebError {
                 api.log();
                 let p = api.problem();
                 let retry = match api {
-                    ApiError::RateLimited { retry_after_secs } => Some(retry_after_secs),
+                    ApiError::RateLimited { retry_after_secs }
+                    | ApiError::Busy { retry_after_secs } => Some(retry_after_secs),
                     _ => None,
                 };
                 (

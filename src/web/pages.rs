@@ -158,6 +158,18 @@ pub async fn login(
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             Ok(res)
         }
+        Err(ServiceError::Busy { retry_after_secs }) => {
+            let mut res = login_form(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                form.username,
+                &next,
+                Some("Too many sign-ins at once. Please try again in a moment.".into()),
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            Ok(res)
+        }
         Err(e) => Err(e.into()),
     }
 }
