@@ -1,6 +1,7 @@
 //! The HTTP application: routes, middleware, and `serve` with graceful shutdown.
 //!
-//! Middleware, outermost first: request id (taken from `x-request-id` or generated) → trace span
+//! Middleware, outermost first: request id (taken from `x-request-id` if it is short and plain,
+//! else generated) → trace span
 //! carrying that id → the id echoed on the response → panic guard → compression → problem
 //! documents for middleware errors → body limit → timeout. Security headers (CSP without inline
 //! script, no framing, nosniff, referrer policy) are set on every response that has none.
@@ -124,6 +125,7 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
         .layer(axum::middleware::map_response(problem_for_bare_errors))
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::map_request(drop_unusable_request_id))
                 .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
@@ -150,6 +152,28 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
                     "same-origin",
                 )),
         )
+}
+
+/// A client's `x-request-id` is kept (logs, audit events) only if it is 1-128 characters of
+/// `[A-Za-z0-9._:-]`; otherwise it is removed, so the next layer makes a fresh one.
+async fn drop_unusable_request_id<B>(mut req: Request<B>) -> Request<B> {
+    let usable = |v: &[u8]| {
+        (1..=128).contains(&v.len())
+            && v.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
+    };
+    let headers = req.headers().get_all(&REQUEST_ID_HEADER);
+    let mut sent = headers.iter();
+    let keep = match (sent.next(), sent.next()) {
+        (Some(only), None) => usable(only.as_bytes()),
+        (None, _) => true,
+        // Several ids: none of them is the request's.
+        (Some(_), Some(_)) => false,
+    };
+    if !keep {
+        req.headers_mut().remove(&REQUEST_ID_HEADER);
+    }
+    req
 }
 
 fn security_header(

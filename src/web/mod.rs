@@ -262,12 +262,58 @@ pub fn parse_form<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, WebError> {
         .map_err(|e| WebError::BadForm(format!("the form does not fit this page: {e}")))
 }
 
-/// Only local paths are followed after sign-in, so `next` cannot send anyone elsewhere.
+/// Only same-site paths are followed after sign-in, so `next` cannot send anyone elsewhere;
+/// anything else is `/`.
 pub fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        Some(p) if is_same_site_path(p) => p,
         _ => "/",
     }
+}
+
+/// A path that starts with one `/` and has no `\`, control or white-space characters, raw or
+/// (in the path part) percent-decoded. Browsers drop tabs and newlines from URLs and read `\`
+/// as `/`, so `/\t/evil.example/` would become `//evil.example/`: another site. The query may
+/// hold an encoded space (a search), which cannot make the path another site's.
+fn is_same_site_path(p: &str) -> bool {
+    let raw = p.as_bytes();
+    let path_end = raw
+        .iter()
+        .position(|c| matches!(c, b'?' | b'#'))
+        .unwrap_or(raw.len());
+    let decoded = percent_decoded(&raw[..path_end]);
+    let plain = |b: &[u8]| {
+        b.first() == Some(&b'/')
+            && b.get(1) != Some(&b'/')
+            && !b
+                .iter()
+                .any(|c| *c == b'\\' || c.is_ascii_whitespace() || c.is_ascii_control())
+    };
+    // The raw text goes into a Location header: visible ASCII only.
+    raw.iter().all(|c| c.is_ascii_graphic()) && plain(raw) && plain(&decoded)
+}
+
+/// `%XX` decoded once; anything else kept as it is.
+fn percent_decoded(s: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let pair = (s[i] == b'%')
+            .then(|| Some((hex(*s.get(i + 1)?)?, hex(*s.get(i + 2)?)?)))
+            .flatten();
+        match pair {
+            Some((hi, lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            None => {
+                out.push(s[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -307,5 +353,39 @@ mod tests {
         assert_eq!(local_path(Some("https://evil.example")), "/");
         assert_eq!(local_path(Some("/\\evil.example")), "/");
         assert_eq!(local_path(None), "/");
+    }
+
+    #[test]
+    fn paths_that_browsers_would_turn_into_another_site_are_not_followed() {
+        for bad in [
+            "/\t/evil.example/",
+            "/\n/evil.example/",
+            "/\r/evil.example",
+            "/ /evil.example",
+            "/\x0b/evil.example",
+            "/%09/evil.example/",
+            "/%0a/evil.example/",
+            "/%0D%0A/evil.example/",
+            "/%5cevil.example",
+            "/%2F/evil.example",
+            "/%20/evil.example",
+            "/%7f/evil.example",
+            "/\u{a0}/evil.example",
+            "",
+            "evil.example",
+            "javascript:alert(1)",
+            "https:/evil.example",
+        ] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad:?}");
+        }
+        for good in [
+            "/",
+            "/keys",
+            "/users/alice/keys?page=2&q=a%20b",
+            "/servers/web-1.example.com",
+            "/x%2Fy",
+        ] {
+            assert_eq!(local_path(Some(good)), good);
+        }
     }
 }
