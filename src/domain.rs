@@ -5,22 +5,57 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Why a name was refused: a stable `code` for the API, and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct NameError {
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl From<NameError> for String {
+    fn from(e: NameError) -> String {
+        e.detail
+    }
+}
+
+/// Names that would be mistaken for keyportal itself in the audit trail (`cli` and
+/// `anonymous` are actors there already). The schema refuses them too (migration 0003).
+pub const RESERVED_USERNAMES: [&str; 4] = ["cli", "anonymous", "system", "keyportal"];
+
 macro_rules! name_type {
     ($name:ident, $what:literal, $check:expr, $rule:literal) => {
+        name_type!($name, $what, $check, $rule, []);
+    };
+    ($name:ident, $what:literal, $check:expr, $rule:literal, $reserved:expr) => {
         #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
         impl $name {
-            pub fn parse(s: &str) -> Result<Self, String> {
+            pub fn parse(s: &str) -> Result<Self, NameError> {
                 let check: fn(&str) -> bool = $check;
-                if check(s) {
-                    Ok($name(s.to_owned()))
+                let reserved: &[&str] = &$reserved;
+                if !check(s) {
+                    Err(NameError {
+                        code: "invalid_field",
+                        detail: format!(concat!("{:?} is not a valid ", $what, ": ", $rule), s),
+                    })
+                } else if reserved.contains(&s) {
+                    Err(NameError {
+                        code: "name_reserved",
+                        detail: format!(
+                            concat!(
+                                "{:?} is reserved and cannot be a ",
+                                $what,
+                                " (reserved: {})"
+                            ),
+                            s,
+                            reserved.join(", ")
+                        ),
+                    })
                 } else {
-                    Err(format!(
-                        concat!("{:?} is not a valid ", $what, ": ", $rule),
-                        s
-                    ))
+                    Ok($name(s.to_owned()))
                 }
             }
 
@@ -30,8 +65,8 @@ macro_rules! name_type {
         }
 
         impl TryFrom<String> for $name {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, String> {
+            type Error = NameError;
+            fn try_from(s: String) -> Result<Self, NameError> {
                 Self::parse(&s)
             }
         }
@@ -63,7 +98,8 @@ name_type!(
     Username,
     "username",
     unix_name,
-    "1-32 characters, lower-case letters, digits, '_', '.', '-', starting with a letter or '_'"
+    "1-32 characters, lower-case letters, digits, '_', '.', '-', starting with a letter or '_'",
+    RESERVED_USERNAMES
 );
 name_type!(
     LoginName,
@@ -120,5 +156,19 @@ mod tests {
         assert!(ServerName::parse("web_1").is_err());
         assert!(LoginName::parse("root").is_ok());
         assert!(LoginName::parse("root\n").is_err());
+    }
+
+    #[test]
+    fn usernames_of_keyportal_itself_are_reserved() {
+        for name in RESERVED_USERNAMES {
+            let e = Username::parse(name).unwrap_err();
+            assert_eq!(e.code, "name_reserved");
+            assert!(e.detail.contains("reserved"), "{e}");
+            // A Unix login of that name is still fine.
+            assert!(LoginName::parse(name).is_ok());
+        }
+        assert_eq!(Username::parse("1x").unwrap_err().code, "invalid_field");
+        assert!(Username::parse("root").is_ok());
+        assert!(Username::parse("cli2").is_ok());
     }
 }

@@ -136,3 +136,123 @@ async fn a_request_id_that_is_too_long_or_has_odd_characters_is_replaced_by_a_fr
         assert_eq!(stored.as_deref(), Some(sent));
     }
 }
+
+#[tokio::test]
+async fn usernames_of_keyportal_itself_are_refused_by_the_api_the_form_and_the_database() {
+    let app = TestApp::spawn().await;
+    for name in ["cli", "anonymous", "system", "keyportal"] {
+        let (status, body) =
+            answer(app.post(&app.admin, "/api/v1/users", json!({ "username": name }))).await;
+        assert_eq!(status, 422, "{name}: {body}");
+        assert_eq!(body["code"], "name_reserved", "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("reserved"),
+            "{body}"
+        );
+    }
+
+    // The form says so next to the field, and creates nothing.
+    app.user_with_password("admin2", Role::Admin, PASSWORD)
+        .await;
+    let mut b = app.browser();
+    let csrf = b.signed_in("admin2", PASSWORD).await;
+    let res = b
+        .post_form(
+            "/users",
+            &[
+                ("csrf_token", &csrf),
+                ("username", "cli"),
+                ("role", "member"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 422, "{}", res.body);
+    assert!(res.body.contains("is reserved"), "{}", res.body);
+    // `root` is not reserved (the test app's admin is `root`); a look-alike name is fine too.
+    let res = b
+        .post_form(
+            "/users",
+            &[
+                ("csrf_token", &csrf),
+                ("username", "cli-ops"),
+                ("role", "member"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    let (status, _) = answer(app.get(&app.admin, "/api/v1/users/root")).await;
+    assert_eq!(status, 200);
+
+    // The schema refuses them too, whatever writes the row.
+    let err = sqlx::query("INSERT INTO users (username) VALUES ('system')")
+        .execute(&app.db.pool)
+        .await
+        .unwrap_err();
+    let db = err.as_database_error().expect("a database error");
+    assert_eq!(db.constraint(), Some("users_username_not_reserved"));
+    let reserved: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM users WHERE username IN ('cli', 'anonymous', 'system', 'keyportal')",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(reserved, 0);
+}
+
+#[tokio::test]
+async fn the_reserved_names_migration_renames_existing_accounts_instead_of_failing() {
+    use sqlx::Executor;
+    let db = common::TestDb::empty().await;
+    let migrations: Vec<_> = keyportal::db::MIGRATOR.iter().collect();
+    let reserved_names = migrations
+        .iter()
+        .position(|m| m.version == 3)
+        .expect("migration 0003");
+    for m in &migrations[..reserved_names] {
+        db.pool.execute(m.sql.as_ref()).await.unwrap();
+    }
+    // A database from before: accounts named like keyportal's actors, and a name in the way.
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO users (username) VALUES ('cli'), ('anonymous'), ('alice') RETURNING id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO users (username) VALUES ($1)")
+        .bind(format!("_cli_{}", ids[0]))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    db.pool
+        .execute(migrations[reserved_names].sql.as_ref())
+        .await
+        .expect("migration 0003 on a database with reserved names");
+
+    let name_of = |id: i64| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT username FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(name_of(ids[0]).await, format!("_cli_{}_", ids[0]));
+    assert_eq!(name_of(ids[1]).await, format!("_anonymous_{}", ids[1]));
+    assert_eq!(name_of(ids[2]).await, "alice");
+    let renames: Vec<(String, String)> = sqlx::query_as(
+        "SELECT actor, detail->>'from' FROM audit_events WHERE action = 'user.rename' ORDER BY id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        renames,
+        [
+            ("system".to_owned(), "cli".to_owned()),
+            ("system".to_owned(), "anonymous".to_owned())
+        ]
+    );
+}

@@ -171,8 +171,11 @@ impl Services {
 
     pub async fn create_user(&self, ctx: &Ctx, new: NewUser) -> Result<UserView, ServiceError> {
         authorize(&ctx.caller, Action::ManageUsers)?;
-        let username =
-            Username::parse(&new.username).map_err(|e| ServiceError::invalid("username", e))?;
+        let username = Username::parse(&new.username).map_err(|e| ServiceError::Invalid {
+            code: e.code,
+            field: "username",
+            detail: e.detail,
+        })?;
         check_profile(new.display_name.as_deref(), new.email.as_deref())?;
         let password_hash = self.hash_new_password(new.password.as_deref()).await?;
         let role = new.role.unwrap_or(Role::Member);
