@@ -256,3 +256,70 @@ async fn the_reserved_names_migration_renames_existing_accounts_instead_of_faili
         ]
     );
 }
+
+fn content_encoding(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn pages_and_fresh_secrets_are_never_compressed_but_json_lists_are() {
+    let app = TestApp::spawn().await;
+    app.user_with_password("alice", Role::Member, PASSWORD)
+        .await;
+    let mut b = app.browser();
+    b.signed_in("alice", PASSWORD).await;
+    let cookies: String = b
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+
+    // Pages hold the CSRF token next to reflected query text: never compressed.
+    for (path, signed_in) in [
+        ("/login?next=%2Fkeys%3Fq%3Dguess", false),
+        ("/keys?q=guess-the-token", true),
+        ("/users/alice/keys", true),
+        ("/servers/no-such-server?q=guess", true),
+    ] {
+        let mut req = app
+            .client
+            .get(app.url(path))
+            .header("accept-encoding", "gzip");
+        if signed_in {
+            req = req.header("cookie", &cookies);
+        }
+        let res = req.send().await.unwrap();
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        assert_eq!(content_encoding(&res), None, "{path}");
+    }
+
+    // A token's secret is shown once, not stored by caches, and not compressed.
+    let res = app
+        .post(&app.admin, "/api/v1/tokens", json!({ "name": "laptop" }))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert_eq!(content_encoding(&res), None);
+
+    // JSON lists stay compressed.
+    let res = app
+        .get(&app.admin, "/api/v1/users")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(content_encoding(&res).as_deref(), Some("gzip"));
+}

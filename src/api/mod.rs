@@ -77,6 +77,16 @@ fn created<T: serde::Serialize>(body: T) -> impl IntoResponse {
     (StatusCode::CREATED, Json(body))
 }
 
+/// 201 with a secret shown once: never stored by caches, and so never compressed either
+/// (compression beside reflected input would leak it, BREACH).
+fn created_secret<T: serde::Serialize>(body: T) -> impl IntoResponse {
+    (
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(body),
+    )
+}
+
 /// `Some(None)` for an explicit JSON null, `None` for an absent field.
 fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
@@ -477,7 +487,7 @@ async fn create_server_token(
             detail: format!("the JSON body does not fit this request: {e}"),
         })?
     };
-    Ok(created(
+    Ok(created_secret(
         s.services
             .create_server_token(&ctx, &name, b.name.as_deref())
             .await?,
@@ -548,7 +558,7 @@ async fn create_token(
     Auth(ctx): Auth,
     ApiJson(b): ApiJson<CreateToken>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(created(
+    Ok(created_secret(
         s.services.create_token(&ctx, &b.name, b.expires_at).await?,
     ))
 }

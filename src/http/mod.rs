@@ -2,7 +2,8 @@
 //!
 //! Middleware, outermost first: request id (taken from `x-request-id` if it is short and plain,
 //! else generated) → trace span
-//! carrying that id → the id echoed on the response → panic guard → compression → problem
+//! carrying that id → the id echoed on the response → panic guard → compression (never of
+//! pages or `no-store` answers, which carry secrets) → problem
 //! documents for middleware errors → body limit → timeout. Security headers (CSP without inline
 //! script, no framing, nosniff, referrer policy) are set on every response that has none.
 
@@ -17,6 +18,7 @@ use axum::Router;
 use sqlx::PgPool;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
@@ -138,7 +140,11 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
                     )
                     .into_response()
                 }))
-                .layer(CompressionLayer::new())
+                .layer(CompressionLayer::new().compress_when(
+                    DefaultPredicate::new()
+                        .and(NotForContentType::const_new("text/html"))
+                        .and(not_marked_no_store),
+                ))
                 .layer(security_header(
                     header::CONTENT_SECURITY_POLICY,
                     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -174,6 +180,23 @@ async fn drop_unusable_request_id<B>(mut req: Request<B>) -> Request<B> {
         req.headers_mut().remove(&REQUEST_ID_HEADER);
     }
     req
+}
+
+/// Pages carry the CSRF token beside text reflected from the request, and `no-store` answers
+/// carry fresh secrets: compressed, their size would leak the secret byte by byte (BREACH).
+/// So neither is compressed; JSON lists and authorized_keys still are.
+fn not_marked_no_store(
+    _: StatusCode,
+    _: axum::http::Version,
+    headers: &axum::http::HeaderMap,
+    _: &axum::http::Extensions,
+) -> bool {
+    !headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-store"))
 }
 
 fn security_header(
