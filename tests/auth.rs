@@ -82,7 +82,10 @@ async fn the_session_cookie_is_secure_when_the_portal_is_served_over_https() {
         .await;
     let mut b = app.browser();
     let res = b.sign_in("alice", PASSWORD).await;
-    assert!(res.set_cookie("kp_session").unwrap().contains("Secure"));
+    assert!(res
+        .set_cookie("__Host-kp_session")
+        .unwrap()
+        .contains("Secure"));
 }
 
 #[tokio::test]

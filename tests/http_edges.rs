@@ -8,6 +8,8 @@ use keyportal::domain::Role;
 use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery staple";
+const ED25519_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICT2ivHtj5gwd8pkmmJaTIPJZXnN36avCt+4HUyczqR2 laptop";
 
 /// `next` values a browser would follow to another site (tab, newline and other control
 /// characters, raw or percent-encoded, `//`, `/\`, a scheme), as they arrive after decoding.
@@ -322,4 +324,75 @@ async fn pages_and_fresh_secrets_are_never_compressed_but_json_lists_are() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(content_encoding(&res).as_deref(), Some("gzip"));
+}
+
+/// Checks a `Set-Cookie` for a `__Host-` cookie: Secure, Path=/, no Domain.
+fn assert_host_cookie(set_cookie: &str) {
+    assert!(set_cookie.starts_with("__Host-"), "{set_cookie}");
+    let attrs: Vec<String> = set_cookie
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_ascii_lowercase())
+        .collect();
+    assert!(attrs.contains(&"secure".to_owned()), "{set_cookie}");
+    assert!(attrs.contains(&"path=/".to_owned()), "{set_cookie}");
+    assert!(
+        !attrs.iter().any(|a| a.starts_with("domain")),
+        "{set_cookie}"
+    );
+}
+
+#[tokio::test]
+async fn over_https_every_cookie_is_a_host_cookie_and_signing_in_and_posting_forms_work() {
+    let app = TestApp::spawn_with(|s| s.web.secure_cookies = true).await;
+    app.user_with_password("alice", Role::Member, PASSWORD)
+        .await;
+    let mut b = app.browser();
+
+    let form = b.get("/login").await;
+    assert!(!form.set_cookies.is_empty());
+    for c in &form.set_cookies {
+        assert_host_cookie(c);
+    }
+    assert!(form.set_cookie("__Host-kp_login_csrf").is_some());
+
+    let res = b.sign_in("alice", PASSWORD).await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    for c in &res.set_cookies {
+        assert_host_cookie(c);
+    }
+    assert!(res
+        .set_cookie("__Host-kp_session")
+        .unwrap()
+        .contains("HttpOnly"));
+    let home = b.get("/").await;
+    assert_eq!(home.status, 200);
+    let csrf = home.csrf_token();
+
+    // A form post, its flash message (a cookie too) and the JSON API on the session.
+    let res = b
+        .post_form(
+            "/users/alice/keys",
+            &[
+                ("csrf_token", &csrf),
+                ("key", ED25519_KEY),
+                ("title", "laptop"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    assert_host_cookie(res.set_cookie("__Host-kp_flash").expect("flash cookie"));
+    let keys = b.get("/users/alice/keys").await;
+    assert!(keys.body.contains("Key added"), "{}", keys.body);
+    assert_host_cookie(keys.set_cookie("__Host-kp_flash").expect("flash cleared"));
+    let me = b.api(reqwest::Method::GET, "/api/v1/me", None, None).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+
+    // The plain name, which any sibling host or http page could set, is not read.
+    let mut planted = app.browser();
+    planted
+        .cookies
+        .insert("kp_session".into(), b.cookies["__Host-kp_session"].clone());
+    assert_eq!(planted.get("/").await.status, 303);
+    assert_eq!(planted.get("/api/v1/me").await.status, 401);
 }

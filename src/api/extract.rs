@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::service::Ctx;
-use crate::web::session::{cookie_value, tokens_match, SESSION_COOKIE};
+use crate::web::session::{cookie_value, tokens_match};
 
 /// The authenticated caller and the request id: every API handler starts from this.
 pub struct Auth(pub Ctx);
@@ -37,8 +37,8 @@ impl FromRequestParts<AppState> for Auth {
             }));
         }
         // Without a bearer token, the browser session; its writes need the CSRF header.
-        let secret =
-            cookie_value(&parts.headers, SESSION_COOKIE).ok_or(ApiError::Unauthenticated)?;
+        let secret = cookie_value(&parts.headers, state.web.cookies().session())
+            .ok_or(ApiError::Unauthenticated)?;
         let live = state.services.session(secret, request_id).await?;
         if !parts.method.is_safe() {
             let sent = parts

@@ -69,10 +69,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestIdText {
 /// Browser-facing settings.
 #[derive(Debug, Clone, Default)]
 pub struct WebSettings {
-    /// Mark cookies `Secure` (the portal is reached over https).
+    /// Mark cookies `Secure` and name them `__Host-…` (the portal is reached over https).
     pub secure_cookies: bool,
     /// The portal's address as servers reach it, for the sshd setup shown per server.
     pub public_url: Option<String>,
+}
+
+impl WebSettings {
+    /// The cookies' names and attributes for this portal.
+    pub fn cookies(&self) -> crate::web::session::Cookies {
+        crate::web::session::Cookies::new(self.secure_cookies)
+    }
 }
 
 impl AppState {
@@ -116,6 +123,10 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
         .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            crate::web::session::write_flash_cookie,
+        ))
         .with_state(state)
         // Inner layers (last added runs first): their bare error answers pass through the
         // problem mapper.

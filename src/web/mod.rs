@@ -24,7 +24,7 @@ use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::service::sessions::LiveSession;
 use crate::service::{Caller, ServiceError};
-use session::{set_cookie, FLASH_COOKIE};
+use session::FlashCookie;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -206,7 +206,7 @@ impl FromRequestParts<AppState> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
         let session::SignedIn(live) = session::SignedIn::from_request_parts(parts, state).await?;
-        let flash = session::cookie_value(&parts.headers, FLASH_COOKIE)
+        let flash = session::cookie_value(&parts.headers, state.web.cookies().flash())
             .and_then(|v| serde_urlencoded::from_str::<Flash>(v).ok());
         Ok(Viewer::new(live, flash))
     }
@@ -218,10 +218,7 @@ pub fn page<T: Template>(status: StatusCode, chrome: Option<&Chrome>, t: &T) -> 
         Ok(html) => {
             let mut res = (status, axum::response::Html(html)).into_response();
             if chrome.is_some_and(|c| c.flash.is_some()) {
-                res.headers_mut().append(
-                    header::SET_COOKIE,
-                    set_cookie(FLASH_COOKIE, String::new(), None, false),
-                );
+                res.extensions_mut().insert(FlashCookie::Clear);
             }
             res.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -248,10 +245,7 @@ pub fn redirect_with_flash(to: &str, kind: &str, text: impl Into<String>) -> Res
         text: text.into(),
     };
     if let Ok(value) = serde_urlencoded::to_string(&flash) {
-        res.headers_mut().append(
-            header::SET_COOKIE,
-            set_cookie(FLASH_COOKIE, value, Some(time::Duration::minutes(5)), false),
-        );
+        res.extensions_mut().insert(FlashCookie::Set(value));
     }
     res
 }

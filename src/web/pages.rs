@@ -9,10 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
 use super::forms::Shown;
-use super::session::{
-    cookie_value, set_cookie, tokens_match, MaybeSignedIn, Posted, LOGIN_CSRF_COOKIE,
-    SESSION_COOKIE,
-};
+use super::session::{cookie_value, tokens_match, MaybeSignedIn, Posted};
 use super::{local_path, page, parse_form, see_other, Chrome, Empty, Viewer, WebError};
 use crate::http::AppState;
 use crate::service::dashboard::{Dashboard, EXPIRING_SOON_DAYS};
@@ -51,13 +48,13 @@ fn login_form(
         error,
     };
     let mut res = page(status, None, &form);
+    let cookies = state.web.cookies();
     res.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(
-            LOGIN_CSRF_COOKIE,
+        cookies.set(
+            cookies.login_csrf(),
             csrf_token,
             Some(time::Duration::hours(1)),
-            state.web.secure_cookies,
         ),
     );
     res
@@ -95,7 +92,8 @@ pub async fn login(
 ) -> Result<Response, WebError> {
     let form: LoginForm = parse_form(&body)?;
     let next = local_path(form.next.as_deref()).to_owned();
-    let expected = cookie_value(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
+    let cookies = state.web.cookies();
+    let expected = cookie_value(&headers, cookies.login_csrf()).unwrap_or("");
     if !tokens_match(&form.csrf_token, expected) {
         return Ok(login_form(
             &state,
@@ -118,21 +116,15 @@ pub async fn login(
             let h = res.headers_mut();
             h.append(
                 header::SET_COOKIE,
-                set_cookie(
-                    SESSION_COOKIE,
+                cookies.set(
+                    cookies.session(),
                     session.secret,
                     Some(state.services.sessions.absolute),
-                    state.web.secure_cookies,
                 ),
             );
             h.append(
                 header::SET_COOKIE,
-                set_cookie(
-                    LOGIN_CSRF_COOKIE,
-                    String::new(),
-                    None,
-                    state.web.secure_cookies,
-                ),
+                cookies.set(cookies.login_csrf(), String::new(), None),
             );
             Ok(res)
         }
@@ -180,14 +172,10 @@ pub async fn logout(
 ) -> Result<Response, WebError> {
     state.services.sign_out(posted.viewer.ctx()).await?;
     let mut res = see_other("/login");
+    let cookies = state.web.cookies();
     res.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(
-            SESSION_COOKIE,
-            String::new(),
-            None,
-            state.web.secure_cookies,
-        ),
+        cookies.set(cookies.session(), String::new(), None),
     );
     Ok(res)
 }

@@ -2,6 +2,11 @@
 //!
 //! - `kp_session`: the session secret (`HttpOnly`, `SameSite=Lax`, `Secure` over https).
 //! - `kp_login_csrf`: a double-submit token for the sign-in form, which has no session yet.
+//! - `kp_flash`: the message for the next page after a redirect.
+//! - Over https every name gets the `__Host-` prefix: the browser then accepts the cookie only
+//!   with `Secure`, `Path=/` and no `Domain`, so neither a sibling host nor a plain-http page
+//!   can plant one (a planted sign-in token would defeat the double submit). Over plain http the
+//!   bare names are used, as browsers refuse `__Host-` without `Secure`.
 //! - Every state-changing form carries the session's `csrf_token` (synchronizer token);
 //!   [`Posted`] refuses a form without it before the handler runs, so no handler can forget.
 
@@ -17,9 +22,75 @@ use super::{Viewer, WebError};
 use crate::http::{request_id, AppState};
 use crate::service::sessions::LiveSession;
 
-pub const SESSION_COOKIE: &str = "kp_session";
-pub const LOGIN_CSRF_COOKIE: &str = "kp_login_csrf";
-pub const FLASH_COOKIE: &str = "kp_flash";
+/// The portal's cookies as named and marked on this portal: `__Host-` and `Secure` over https.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cookies {
+    secure: bool,
+}
+
+impl Cookies {
+    pub fn new(secure: bool) -> Cookies {
+        Cookies { secure }
+    }
+
+    pub fn session(self) -> &'static str {
+        self.name("__Host-kp_session", "kp_session")
+    }
+
+    pub fn login_csrf(self) -> &'static str {
+        self.name("__Host-kp_login_csrf", "kp_login_csrf")
+    }
+
+    pub fn flash(self) -> &'static str {
+        self.name("__Host-kp_flash", "kp_flash")
+    }
+
+    fn name(self, prefixed: &'static str, plain: &'static str) -> &'static str {
+        if self.secure {
+            prefixed
+        } else {
+            plain
+        }
+    }
+
+    /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, path `/`, no domain, `Secure` over
+    /// https; `max_age` `None` deletes it.
+    pub fn set(
+        self,
+        name: &'static str,
+        value: String,
+        max_age: Option<time::Duration>,
+    ) -> HeaderValue {
+        set_cookie(name, value, max_age, self.secure)
+    }
+}
+
+/// A flash message to set or clear, left on a response by handlers that have no state at
+/// hand; [`write_flash_cookie`] turns it into the cookie under this portal's name.
+#[derive(Debug, Clone)]
+pub enum FlashCookie {
+    Set(String),
+    Clear,
+}
+
+/// Writes the response's [`FlashCookie`], if any, as a `Set-Cookie`.
+pub async fn write_flash_cookie(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut res: axum::response::Response,
+) -> axum::response::Response {
+    let cookies = state.web.cookies();
+    let header = match res.extensions_mut().remove::<FlashCookie>() {
+        Some(FlashCookie::Set(value)) => {
+            Some(cookies.set(cookies.flash(), value, Some(time::Duration::minutes(5))))
+        }
+        Some(FlashCookie::Clear) => Some(cookies.set(cookies.flash(), String::new(), None)),
+        None => None,
+    };
+    if let Some(h) = header {
+        res.headers_mut().append(header::SET_COOKIE, h);
+    }
+    res
+}
 
 /// The value of cookie `name` in the request, if sent.
 pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -33,8 +104,7 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, path `/`; `max_age` `None` deletes it.
-pub fn set_cookie(
+fn set_cookie(
     name: &'static str,
     value: String,
     max_age: Option<time::Duration>,
@@ -64,7 +134,7 @@ pub async fn live_session(
     parts: &Parts,
     state: &AppState,
 ) -> Result<Option<LiveSession>, WebError> {
-    let Some(secret) = cookie_value(&parts.headers, SESSION_COOKIE) else {
+    let Some(secret) = cookie_value(&parts.headers, state.web.cookies().session()) else {
         return Ok(None);
     };
     match state.services.session(secret, request_id(parts)).await {
