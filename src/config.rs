@@ -14,6 +14,10 @@ pub struct DatabaseConfig {
     /// Directory for keyportal's own data (the private PostgreSQL cluster lives in it).
     #[arg(long, env = "KEYPORTAL_DATA_DIR", default_value = "./keyportal-data")]
     pub data_dir: PathBuf,
+    /// As root: the system account the private cluster runs as (created when missing). Never
+    /// `nobody`, `postgres`, or the account sshd runs `fetch-keys` as.
+    #[arg(long, env = "KEYPORTAL_CLUSTER_ACCOUNT", default_value = crate::db::private_cluster::DEFAULT_ACCOUNT)]
+    pub cluster_account: String,
     /// Directory holding PostgreSQL's server programs (initdb, pg_ctl); found automatically when unset.
     #[arg(long, env = "KEYPORTAL_PG_BIN")]
     pub pg_bin: Option<PathBuf>,

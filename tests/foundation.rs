@@ -203,6 +203,7 @@ async fn own_cluster() -> (tempfile::TempDir, PrivateCluster) {
     let cluster = PrivateCluster::ensure(
         &dir.path().join("pg"),
         None,
+        keyportal::db::private_cluster::DEFAULT_ACCOUNT,
         keyportal::db::private_cluster::TEST_SERVER_SETTINGS,
     )
     .await

@@ -43,8 +43,13 @@ impl Database {
                 (opts.application_name("keyportal"), None)
             }
             None => {
-                let cluster =
-                    PrivateCluster::ensure(&cfg.data_dir, cfg.pg_bin.as_deref(), &[]).await?;
+                let cluster = PrivateCluster::ensure(
+                    &cfg.data_dir,
+                    cfg.pg_bin.as_deref(),
+                    &cfg.cluster_account,
+                    &[],
+                )
+                .await?;
                 ensure_database(&cluster, "keyportal").await?;
                 (cluster.connect_options("keyportal"), Some(cluster))
             }

@@ -1,22 +1,49 @@
 //! keyportal's own PostgreSQL cluster, used when no `DATABASE_URL` is configured.
 //!
-//! The cluster lives in `<data dir>/pgdata`, listens only on a Unix socket in `<data dir>/run`
-//! (no TCP port to clash with), and is created with the machine's PostgreSQL server programs.
-//! `initdb` refuses to run as root, so as root the cluster is owned and run by the unprivileged
-//! `postgres` (or `nobody`) account. If the cluster is already running (another keyportal, or a
-//! test binary of the same run) it is reused, not started twice. At exit, the last keyportal
-//! connected to it stops it; one that leaves while others are connected leaves it running.
+//! Whoever reaches this database can grant themselves root on every server, so the cluster is
+//! owner-only:
+//! - It listens on no TCP port, only on a Unix socket (mode 0700) in `run/`; the cluster
+//!   directory, `pgdata/` and `run/` are 0700 and owned by the account PostgreSQL runs as, so no
+//!   other local account can even reach the socket.
+//! - Authentication is `peer` with an ident map that lets exactly that account, and root when
+//!   keyportal runs as root, connect as the role `postgres`. There is no password to store, read
+//!   or leak. `pg_hba.conf` and `pg_ident.conf` are rewritten and the modes tightened at every
+//!   start, so a cluster made by an older keyportal (`trust`, a 0777 socket) is fixed in place.
+//! - `initdb` refuses root, so as root PostgreSQL runs as a dedicated system account
+//!   (`keyportal-db` unless configured, created with `useradd --system` when missing): never
+//!   `nobody`, whose processes other daemons share, nor the distribution's `postgres`.
+//! - Directories are created and checked without following symbolic links; a data or socket
+//!   directory that another account owns, or that group or others can write, is refused.
+//!
+//! Where it lives: in the data directory itself, except as root when that account could not
+//! traverse the path to it (a checkout in `/root`): then under `/var/lib/keyportal/<id>`, and the
+//! file `cluster-location` in the data directory names it.
+//!
+//! If the cluster is already running (another keyportal, or a test binary of the same run) it is
+//! reused, not started twice. At exit, the last keyportal connected to it stops it; one that
+//! leaves while others are connected leaves it running.
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{AtFlags, Flock, FlockArg};
 use nix::unistd::{Gid, Uid, User};
+use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use tokio::process::Command;
+
+/// The account the cluster runs as when keyportal runs as root, unless configured otherwise.
+pub const DEFAULT_ACCOUNT: &str = "keyportal-db";
+/// Where clusters go whose data directory the cluster's account cannot reach.
+pub const RELOCATED_BASE: &str = "/var/lib/keyportal";
+/// The file in a data directory that names its relocated cluster.
+pub const LOCATION_FILE: &str = "cluster-location";
+/// Accounts the cluster must never run as: shared with other software, or root itself.
+const FORBIDDEN_ACCOUNTS: &[&str] = &["root", "nobody", "postgres"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -28,14 +55,28 @@ pub enum ClusterError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("running as root, but there is no unprivileged account (postgres or nobody) to run PostgreSQL as")]
-    NoUnprivilegedUser,
-    #[error("the PostgreSQL cluster directory {path} cannot be reached by the account {user}: {blocker} is not searchable by it; choose a KEYPORTAL_DATA_DIR under a world-searchable path, or set DATABASE_URL")]
+    #[error("the private cluster must not run as {0:?}: other software shares that account; choose a dedicated one with KEYPORTAL_CLUSTER_ACCOUNT (default keyportal-db)")]
+    ForbiddenAccount(String),
+    #[error("cannot create the system account {account:?} for the private cluster: {detail}")]
+    CreateAccount { account: String, detail: String },
+    #[error("the account this process runs as (uid {0}) has no name in the user database; PostgreSQL's peer authentication needs one")]
+    NamelessUser(u32),
+    #[error("the PostgreSQL cluster directory {path} cannot be reached by the account {user}: {blocker} is not searchable by it")]
     Unreachable {
         path: PathBuf,
         user: String,
         blocker: PathBuf,
     },
+    #[error("{0} is a symbolic link; keyportal creates and uses its data directories only as real directories (remove the link, or point KEYPORTAL_DATA_DIR at the real directory)")]
+    Symlink(PathBuf),
+    #[error("{0} exists but is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("{path} is owned by uid {owner}, not by this account or the cluster's; refusing to keep the database there (remove it, or choose another KEYPORTAL_DATA_DIR)")]
+    NotOwned { path: PathBuf, owner: u32 },
+    #[error("{path} can be written by group or others (mode {mode:o}); another account could replace the database or its socket: run `chmod go-w {path}` or choose another KEYPORTAL_DATA_DIR")]
+    OthersCanWrite { path: PathBuf, mode: u32 },
+    #[error("{pointer} names {target}, which is not a cluster directory under /var/lib/keyportal; remove {pointer} (and the cluster it meant, if any)")]
+    BadLocation { pointer: PathBuf, target: String },
     #[error("the socket path {0} is too long for a Unix socket (limit 107 bytes); choose a shorter KEYPORTAL_DATA_DIR")]
     SocketPathTooLong(PathBuf),
     #[error("{program} failed ({status}): {output}")]
@@ -62,6 +103,17 @@ fn io<'a>(
     }
 }
 
+/// The OS account PostgreSQL runs as, and the accounts allowed to connect through the socket.
+#[derive(Debug, Clone)]
+struct Accounts {
+    /// Set when keyportal runs as root and hands the cluster to another account.
+    run_as: Option<(Uid, Gid)>,
+    /// Owner of the cluster's files.
+    owner: (Uid, Gid),
+    /// OS user names that `pg_ident.conf` maps to the role `postgres`.
+    peers: Vec<String>,
+}
+
 /// A running private cluster.
 #[derive(Debug)]
 pub struct PrivateCluster {
@@ -69,7 +121,7 @@ pub struct PrivateCluster {
     pgdata: PathBuf,
     socket_dir: PathBuf,
     bin_dir: PathBuf,
-    run_as: Option<(Uid, Gid)>,
+    accounts: Accounts,
     started_here: bool,
 }
 
@@ -82,21 +134,22 @@ pub const TEST_SERVER_SETTINGS: &[&str] = &[
 ];
 
 impl PrivateCluster {
-    /// Creates the cluster if needed and starts it unless it is already running.
+    /// Creates the cluster for `data_dir` if needed and starts it unless it is already running.
+    /// `account` is the system account it runs as when keyportal runs as root.
     pub async fn ensure(
-        root: &Path,
+        data_dir: &Path,
         pg_bin: Option<&Path>,
+        account: &str,
         settings: &[&str],
     ) -> Result<Self, ClusterError> {
         let bin_dir = find_server_binaries(pg_bin).ok_or(ClusterError::BinariesNotFound)?;
-        fs::create_dir_all(root).map_err(io("cannot create", root))?;
-        let root = fs::canonicalize(root).map_err(io("cannot resolve", root))?;
+        let accounts = accounts(account)?;
+        let root = locate(data_dir, &accounts)?;
         let pgdata = root.join("pgdata");
         let socket_dir = root.join("run");
         if socket_dir.join(".s.PGSQL.5432").as_os_str().len() > 107 {
             return Err(ClusterError::SocketPathTooLong(socket_dir));
         }
-        let run_as = unprivileged_account(&root)?;
 
         // One process at a time creates or starts the cluster; the others then find it running.
         let lock_path = root.join("cluster.lock");
@@ -104,6 +157,8 @@ impl PrivateCluster {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&lock_path)
             .map_err(io("cannot open", &lock_path))?;
         let lock =
@@ -125,16 +180,23 @@ impl PrivateCluster {
             pgdata,
             socket_dir,
             bin_dir,
-            run_as,
+            accounts,
             started_here: false,
         };
+        let initialized = cluster.pgdata.join("PG_VERSION").exists();
+        if initialized {
+            cluster.secure_existing()?;
+        }
         if cluster.accepts_connections().await {
+            // Started by another keyportal: have it read the rewritten authentication files.
+            cluster.reload().await;
             drop(lock);
             return Ok(cluster);
         }
-        if !cluster.pgdata.join("PG_VERSION").exists() {
+        if !initialized {
             cluster.init().await?;
         }
+        cluster.write_auth_files()?;
         cluster.start(settings).await?;
         cluster.started_here = true;
         drop(lock);
@@ -151,8 +213,14 @@ impl PrivateCluster {
             .application_name(&format!("keyportal-{}", std::process::id()))
     }
 
+    /// The cluster directory (`pgdata/`, `run/`, `postgres.log`).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The directory holding the cluster's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
     }
 
     /// Whether this process started the cluster (and so stops it at exit).
@@ -191,28 +259,83 @@ impl PrivateCluster {
         })
     }
 
-    fn prepare_dir(&self, dir: &Path, mode: u32) -> Result<(), ClusterError> {
-        fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-            .map_err(io("cannot set permissions of", dir))?;
-        if let Some((uid, gid)) = self.run_as {
-            nix::unistd::chown(dir, Some(uid), Some(gid)).map_err(|e| ClusterError::Io {
-                action: "cannot hand over",
-                path: dir.to_owned(),
-                source: e.into(),
-            })?;
+    /// Tightens a cluster made earlier (perhaps by an older keyportal, with 0755 directories
+    /// owned by another account) to the layout described at the top of this file.
+    fn secure_existing(&self) -> Result<(), ClusterError> {
+        let (uid, gid) = self.accounts.owner;
+        let meta =
+            fs::symlink_metadata(&self.pgdata).map_err(io("cannot inspect", &self.pgdata))?;
+        if meta.uid() != uid.as_raw() {
+            tracing::info!(pgdata = %self.pgdata.display(), "handing the private cluster to its account");
+            reown_tree(&self.root, uid, gid)?;
         }
-        Ok(())
+        private_dir(&self.pgdata, Some((uid, gid)))?;
+        private_dir(&self.socket_dir, Some((uid, gid)))?;
+        self.write_auth_files()
+    }
+
+    /// Peer authentication on the socket, for the accounts in the ident map only.
+    fn write_auth_files(&self) -> Result<(), ClusterError> {
+        let mut ident =
+            String::from("# Written by keyportal at every start: who may connect as postgres.\n");
+        for peer in &self.accounts.peers {
+            ident.push_str(&format!("keyportal {peer} postgres\n"));
+        }
+        let hba =
+            "# Written by keyportal at every start: the Unix socket only, peer-authenticated, \
+                   mapped by pg_ident.conf.\nlocal all all peer map=keyportal\n";
+        self.write_owned(&self.pgdata.join("pg_ident.conf"), &ident)?;
+        self.write_owned(&self.pgdata.join("pg_hba.conf"), hba)
+    }
+
+    /// Replaces a file in `pgdata` with `text`, mode 0600, owned by the cluster's account.
+    fn write_owned(&self, path: &Path, text: &str) -> Result<(), ClusterError> {
+        let tmp = path.with_extension("keyportal-new");
+        let _ = fs::remove_file(&tmp);
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("cannot write", &tmp))?;
+        file.write_all(text.as_bytes())
+            .map_err(io("cannot write", &tmp))?;
+        let (uid, gid) = self.accounts.owner;
+        nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(&file), Some(uid), Some(gid)).map_err(
+            |e| ClusterError::Io {
+                action: "cannot hand over",
+                path: tmp.clone(),
+                source: e.into(),
+            },
+        )?;
+        fs::rename(&tmp, path).map_err(io("cannot replace", path))
+    }
+
+    /// Asks a running server to read its authentication files again.
+    async fn reload(&self) {
+        if let Ok(mut conn) =
+            sqlx::PgConnection::connect_with(&self.connect_options("postgres")).await
+        {
+            if let Err(e) = sqlx::query("SELECT pg_reload_conf()")
+                .execute(&mut conn)
+                .await
+            {
+                tracing::warn!(error = %e, "could not reload the private cluster's configuration");
+            }
+            let _ = conn.close().await;
+        }
     }
 
     async fn init(&self) -> Result<(), ClusterError> {
         tracing::info!(pgdata = %self.pgdata.display(), "creating the private PostgreSQL cluster");
-        self.prepare_dir(&self.pgdata, 0o700)?;
+        private_dir(&self.pgdata, Some(self.accounts.owner))?;
         let mut cmd = self.command("initdb");
         cmd.arg("-D").arg(&self.pgdata).args([
             "-U",
             "postgres",
-            "--auth=trust",
+            // Replaced before the first start by write_auth_files; never trust.
+            "--auth-local=peer",
+            "--auth-host=reject",
             "-E",
             "UTF8",
             "--locale=C",
@@ -222,16 +345,13 @@ impl PrivateCluster {
     }
 
     async fn start(&self, settings: &[&str]) -> Result<(), ClusterError> {
-        self.prepare_dir(&self.socket_dir, 0o755)?;
+        private_dir(&self.socket_dir, Some(self.accounts.owner))?;
         let log = self.root.join("postgres.log");
-        if !log.exists() {
-            fs::write(&log, b"").map_err(io("cannot create", &log))?;
-        }
-        if let Some((uid, gid)) = self.run_as {
-            let _ = nix::unistd::chown(&log, Some(uid), Some(gid));
+        if fs::symlink_metadata(&log).is_err() {
+            self.write_owned(&log, "")?;
         }
         let mut server_opts = format!(
-            "-c listen_addresses= -c unix_socket_directories='{}' -c unix_socket_permissions=0777",
+            "-c listen_addresses= -c unix_socket_directories='{}' -c unix_socket_permissions=0700",
             self.socket_dir.display()
         );
         for s in settings {
@@ -315,7 +435,7 @@ impl PrivateCluster {
             // which keyportal stops itself, in order, after its last request.
             .process_group(0)
             .kill_on_drop(false);
-        if let Some((uid, gid)) = self.run_as {
+        if let Some((uid, gid)) = self.accounts.run_as {
             cmd.uid(uid.as_raw()).gid(gid.as_raw());
         }
         cmd
@@ -358,37 +478,302 @@ fn process_alive(pid: u32) -> bool {
     )
 }
 
-/// As root, the account PostgreSQL runs as; otherwise none (it runs as the current user).
-fn unprivileged_account(root: &Path) -> Result<Option<(Uid, Gid)>, ClusterError> {
-    if !Uid::effective().is_root() {
-        return Ok(None);
+/// Who runs the cluster and who may connect: as root, the dedicated `account` (created when
+/// missing) and root; otherwise the current user alone.
+fn accounts(account: &str) -> Result<Accounts, ClusterError> {
+    let me = Uid::effective();
+    if !me.is_root() {
+        let user = User::from_uid(me)
+            .ok()
+            .flatten()
+            .ok_or(ClusterError::NamelessUser(me.as_raw()))?;
+        return Ok(Accounts {
+            run_as: None,
+            owner: (user.uid, user.gid),
+            peers: vec![user.name],
+        });
     }
-    let user = ["postgres", "nobody"]
+    if FORBIDDEN_ACCOUNTS.contains(&account)
+        || account.is_empty()
+        || !account
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(ClusterError::ForbiddenAccount(account.to_owned()));
+    }
+    let user = match User::from_name(account).ok().flatten() {
+        Some(u) => u,
+        None => create_system_account(account)?,
+    };
+    if user.uid.is_root() {
+        return Err(ClusterError::ForbiddenAccount(account.to_owned()));
+    }
+    Ok(Accounts {
+        run_as: Some((user.uid, user.gid)),
+        owner: (user.uid, user.gid),
+        peers: vec![user.name, "root".to_owned()],
+    })
+}
+
+/// `useradd --system` for the cluster's account: no home, no login shell.
+fn create_system_account(name: &str) -> Result<User, ClusterError> {
+    let shell = ["/usr/sbin/nologin", "/sbin/nologin"]
         .into_iter()
-        .find_map(|name| User::from_name(name).ok().flatten())
-        .ok_or(ClusterError::NoUnprivilegedUser)?;
-    // Every ancestor must be searchable by that account, or PostgreSQL cannot reach its data.
-    let mut dir = Some(root);
-    while let Some(d) = dir {
-        let meta = fs::metadata(d).map_err(io("cannot inspect", d))?;
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("/bin/false");
+    let out = std::process::Command::new("useradd")
+        .args(["--system", "--user-group", "--no-create-home"])
+        .args(["--home-dir", "/nonexistent", "--shell", shell])
+        .args(["--comment", "keyportal private PostgreSQL cluster"])
+        .arg(name)
+        .output();
+    // Another keyportal may have created it a moment ago: look again before failing.
+    if let Some(user) = User::from_name(name).ok().flatten() {
+        tracing::info!(
+            account = name,
+            "created the system account the private cluster runs as"
+        );
+        return Ok(user);
+    }
+    let detail = match out {
+        Ok(o) => format!(
+            "useradd exited with {}: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => format!("cannot run useradd: {e}"),
+    };
+    Err(ClusterError::CreateAccount {
+        account: name.to_owned(),
+        detail,
+    })
+}
+
+/// The cluster directory for `data_dir`, created or checked (see the top of this file).
+fn locate(data_dir: &Path, accounts: &Accounts) -> Result<PathBuf, ClusterError> {
+    let me = (Uid::effective(), Gid::effective());
+    // The data directory itself: ours, or (as root) already the cluster account's.
+    let created = checked_dir(data_dir, &[me.0, accounts.owner.0])?;
+    let data_dir = fs::canonicalize(data_dir).map_err(io("cannot resolve", data_dir))?;
+    let pointer = data_dir.join(LOCATION_FILE);
+    if let Some(target) = read_location(&pointer)? {
+        relocated_base()?;
+        private_dir(&target, Some(accounts.owner))?;
+        return Ok(target);
+    }
+    let Some((uid, gid)) = accounts.run_as else {
+        private_dir(&data_dir, None)?;
+        return Ok(data_dir);
+    };
+    let meta = fs::symlink_metadata(&data_dir).map_err(io("cannot inspect", &data_dir))?;
+    // In place when the account can reach the data directory (which it is then handed), and
+    // the directory is new, already the account's, or holds a cluster of an older keyportal.
+    let reachable = data_dir
+        .parent()
+        .is_none_or(|p| unreachable_ancestor(p, uid, gid).is_none());
+    let in_place =
+        reachable && (created || meta.uid() == uid.as_raw() || data_dir.join("pgdata").exists());
+    if in_place {
+        private_dir(&data_dir, Some((uid, gid)))?;
+        return Ok(data_dir);
+    }
+    // Root's data directory stays root's; the cluster moves where its account can reach it.
+    private_dir(&data_dir, None)?;
+    let digest = Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    let id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let base = relocated_base()?;
+    let target = base.join(id);
+    if let Some(blocker) = unreachable_ancestor(&base, uid, gid) {
+        return Err(ClusterError::Unreachable {
+            path: target,
+            user: format!("uid {uid}"),
+            blocker,
+        });
+    }
+    checked_dir(&target, &[uid])?;
+    private_dir(&target, Some((uid, gid)))?;
+    let text = format!("{}\n", target.display());
+    let tmp = data_dir.join(format!("{LOCATION_FILE}.new"));
+    let _ = fs::remove_file(&tmp);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(io("cannot write", &tmp))?;
+    fs::rename(&tmp, &pointer).map_err(io("cannot write", &pointer))?;
+    tracing::info!(
+        cluster = %target.display(),
+        data_dir = %data_dir.display(),
+        "the private PostgreSQL cluster lives outside the data directory, which its account cannot reach; {} names it",
+        pointer.display()
+    );
+    Ok(target)
+}
+
+/// `/var/lib/keyportal`, root's and not writable by others, created when missing.
+fn relocated_base() -> Result<PathBuf, ClusterError> {
+    let base = PathBuf::from(RELOCATED_BASE);
+    if fs::symlink_metadata(&base).is_err() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&base)
+            .map_err(io("cannot create", &base))?;
+    }
+    checked_dir(&base, &[Uid::from_raw(0)])?;
+    Ok(base)
+}
+
+/// The cluster a data directory's `cluster-location` names, if it has one. Only a direct
+/// child of `/var/lib/keyportal` is followed, from a file no other account could have written.
+fn read_location(pointer: &Path) -> Result<Option<PathBuf>, ClusterError> {
+    let meta = match fs::symlink_metadata(pointer) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("cannot inspect", pointer)(e)),
+    };
+    let text = fs::read_to_string(pointer).map_err(io("cannot read", pointer))?;
+    let target = PathBuf::from(text.trim());
+    let bad = || ClusterError::BadLocation {
+        pointer: pointer.to_owned(),
+        target: text.trim().to_owned(),
+    };
+    if !meta.file_type().is_file()
+        || meta.mode() & 0o022 != 0
+        || (meta.uid() != 0 && meta.uid() != Uid::effective().as_raw())
+    {
+        return Err(bad());
+    }
+    let name_ok = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.len() == 16 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+    if target.parent() != Some(Path::new(RELOCATED_BASE)) || !name_ok {
+        return Err(bad());
+    }
+    Ok(Some(target))
+}
+
+/// Makes `path` a directory if it is missing (mode 0700, not following links); otherwise checks
+/// it is a real directory owned by one of `owners` that group and others cannot write.
+/// Returns whether it was created.
+fn checked_dir(path: &Path, owners: &[Uid]) -> Result<bool, ClusterError> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(parent)
+                    .map_err(io("cannot create", parent))?;
+            }
+            match fs::DirBuilder::new().mode(0o700).create(path) {
+                Ok(()) => Ok(true),
+                // Made by another keyportal a moment ago: check it like any other.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    checked_dir(path, owners).map(|_| false)
+                }
+                Err(e) => Err(io("cannot create", path)(e)),
+            }
+        }
+        Err(e) => Err(io("cannot inspect", path)(e)),
+        Ok(meta) => {
+            if meta.file_type().is_symlink() {
+                return Err(ClusterError::Symlink(path.to_owned()));
+            }
+            if !meta.is_dir() {
+                return Err(ClusterError::NotADirectory(path.to_owned()));
+            }
+            if !owners.iter().any(|o| o.as_raw() == meta.uid()) {
+                return Err(ClusterError::NotOwned {
+                    path: path.to_owned(),
+                    owner: meta.uid(),
+                });
+            }
+            if meta.mode() & 0o022 != 0 {
+                return Err(ClusterError::OthersCanWrite {
+                    path: path.to_owned(),
+                    mode: meta.mode() & 0o7777,
+                });
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// A directory only its owner can enter: created or checked as by [`checked_dir`], then handed
+/// to `owner` (without following links) and set to 0700.
+fn private_dir(path: &Path, owner: Option<(Uid, Gid)>) -> Result<(), ClusterError> {
+    let me = Uid::effective();
+    let owners: Vec<Uid> = owner.map_or(vec![me], |(uid, _)| vec![me, uid]);
+    checked_dir(path, &owners)?;
+    if let Some((uid, gid)) = owner {
+        nix::unistd::fchownat(
+            None,
+            path,
+            Some(uid),
+            Some(gid),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| ClusterError::Io {
+            action: "cannot hand over",
+            path: path.to_owned(),
+            source: e.into(),
+        })?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+        .map_err(io("cannot set permissions of", path))
+}
+
+/// Hands a whole tree to `uid`/`gid`, links included but never followed (a cluster made by an
+/// older keyportal, as the distribution's `postgres` account).
+fn reown_tree(dir: &Path, uid: Uid, gid: Gid) -> Result<(), ClusterError> {
+    let chown = |p: &Path| {
+        nix::unistd::fchownat(None, p, Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(
+            |e| ClusterError::Io {
+                action: "cannot hand over",
+                path: p.to_owned(),
+                source: e.into(),
+            },
+        )
+    };
+    chown(dir)?;
+    for entry in fs::read_dir(dir).map_err(io("cannot read", dir))? {
+        let entry = entry.map_err(io("cannot read", dir))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(io("cannot inspect", &path))?;
+        if kind.is_dir() {
+            reown_tree(&path, uid, gid)?;
+        } else {
+            chown(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The first directory on the way to `dir` (itself included) that `uid`/`gid` cannot search.
+fn unreachable_ancestor(dir: &Path, uid: Uid, gid: Gid) -> Option<PathBuf> {
+    let mut next = Some(dir);
+    while let Some(d) = next {
+        let Ok(meta) = fs::metadata(d) else {
+            return Some(d.to_owned());
+        };
         let mode = meta.mode();
-        let searchable = if meta.uid() == user.uid.as_raw() {
+        let searchable = if meta.uid() == uid.as_raw() {
             mode & 0o100 != 0
-        } else if meta.gid() == user.gid.as_raw() {
+        } else if meta.gid() == gid.as_raw() {
             mode & 0o010 != 0
         } else {
             mode & 0o001 != 0
         };
         if !searchable {
-            return Err(ClusterError::Unreachable {
-                path: root.to_owned(),
-                user: user.name,
-                blocker: d.to_owned(),
-            });
+            return Some(d.to_owned());
         }
-        dir = d.parent();
+        next = d.parent();
     }
-    Ok(Some((user.uid, user.gid)))
+    None
 }
 
 /// Finds the directory holding `initdb` and `pg_ctl`.

@@ -23,12 +23,16 @@ pub struct TestServer {
     /// Options for the maintenance database (`postgres`), from which test databases are made.
     pub admin: PgConnectOptions,
     pub template: String,
+    /// The private cluster's socket directory, when the tests run on one.
+    pub socket_dir: Option<PathBuf>,
 }
 
 static SERVER: OnceLock<TestServer> = OnceLock::new();
 
-/// Where the shared test cluster lives: outside the work tree, under a world-searchable
-/// directory (as root the cluster runs as `postgres`, which must reach it).
+/// Where the shared test cluster lives: outside the work tree, at a fixed path so every test
+/// binary of a run (and later runs) finds it. The name is predictable, so the cluster code's
+/// own checks guard it: it is created 0700 without following links, and a directory or link
+/// planted there by another account is refused, never used.
 pub fn test_cluster_dir() -> PathBuf {
     let uid = nix::unistd::Uid::effective();
     std::env::temp_dir().join(format!("keyportal-test-pg-{uid}"))
@@ -50,22 +54,24 @@ pub fn server() -> &'static TestServer {
 }
 
 async fn setup() -> TestServer {
-    let admin = match std::env::var("DATABASE_URL") {
-        Ok(url) => url.parse::<PgConnectOptions>().expect("DATABASE_URL"),
+    let (admin, socket_dir) = match std::env::var("DATABASE_URL") {
+        Ok(url) => (url.parse::<PgConnectOptions>().expect("DATABASE_URL"), None),
         Err(_) => {
-            let dir = test_cluster_dir();
-            std::fs::create_dir_all(&dir).expect("create test cluster dir");
             let cluster = PrivateCluster::ensure(
-                &dir,
+                &test_cluster_dir(),
                 None,
+                keyportal::db::private_cluster::DEFAULT_ACCOUNT,
                 keyportal::db::private_cluster::TEST_SERVER_SETTINGS,
             )
             .await
             .unwrap_or_else(|e| panic!("cannot start the test PostgreSQL cluster: {e}"));
-            cluster.connect_options("postgres")
+            (
+                cluster.connect_options("postgres"),
+                Some(cluster.socket_dir().to_owned()),
+            )
         }
-    }
-    .disable_statement_logging();
+    };
+    let admin = admin.disable_statement_logging();
 
     // The template is named after the migrations, so a changed migration gets a new template.
     let mut digest = 0u64;
@@ -108,7 +114,11 @@ async fn setup() -> TestServer {
         .await
         .expect("unlock");
     let _ = conn.close().await;
-    TestServer { admin, template }
+    TestServer {
+        admin,
+        template,
+        socket_dir,
+    }
 }
 
 /// A fresh, migrated database of its own; dropped when the value is dropped.
@@ -164,7 +174,11 @@ impl TestDb {
             }
             Err(_) => format!(
                 "postgres://postgres@localhost/{name}?host={}",
-                test_cluster_dir().join("run").display()
+                server
+                    .socket_dir
+                    .as_ref()
+                    .expect("the test cluster's socket")
+                    .display()
             ),
         };
         TestDb {
