@@ -496,3 +496,46 @@ async fn fetch_keys_prints_only_valid_lines_and_fails_closed() {
     assert_eq!((code, out.as_str()), (Some(1), ""));
     assert!(err.contains("chmod 600"), "{err}");
 }
+
+/// Plain HTTP to another machine is refused before any packet is sent: inside an empty network
+/// namespace a refusal and a connection error read differently, so the test tells them apart.
+#[tokio::test]
+async fn fetch_keys_refuses_plain_http_to_another_host_unless_allowed() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "kp_some-token\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = |extra: &'static [&'static str]| {
+        let token = token.clone();
+        async move {
+            let out = Command::new("unshare")
+                .args(["-n", "--", env!("CARGO_BIN_EXE_keyportal"), "fetch-keys"])
+                .args(["--portal", "http://192.0.2.1:1", "--server", "web1"])
+                .arg("--token-file")
+                .arg(&token)
+                .args(["--timeout", "2"])
+                .args(extra)
+                .arg("root")
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+
+    let (code, out, err) = run(&[]).await;
+    assert_eq!((code, out.as_str()), (Some(1), ""), "{err}");
+    assert!(err.contains("plain HTTP"), "{err}");
+    assert!(err.contains("use https"), "{err}");
+    assert!(!err.contains("could not be reached"), "{err}");
+
+    let (code, out, err) = run(&["--allow-insecure-http"]).await;
+    assert_eq!((code, out.as_str()), (Some(1), ""), "{err}");
+    assert!(err.contains("could not be reached"), "{err}");
+    assert!(!err.contains("plain HTTP"), "{err}");
+}

@@ -43,6 +43,10 @@ pub struct FetchKeysArgs {
     pub login: String,
     /// The SHA256 fingerprint of the offered key (`%f`), to ask for just that key.
     pub fingerprint: Option<String>,
+    /// Allow a plain `http://` portal that is not on this machine. Anyone on the path then
+    /// reads the server token and can inject keys; only for a network you fully trust.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
 }
 
 /// Why fetching failed; each variant says what to fix.
@@ -50,6 +54,12 @@ pub struct FetchKeysArgs {
 enum FetchError {
     #[error("{0}")]
     Usage(String),
+    #[error(
+        "--portal {0:?} is plain HTTP to another machine: anyone on the path could read the \
+         server token and inject any key for any login; use https, or pass \
+         --allow-insecure-http if the network is fully trusted"
+    )]
+    InsecurePortal(String),
     #[error("token file {path}: {reason}")]
     TokenFile { path: String, reason: String },
     /// The portal could not be asked (network, timeout, 5xx, 429): a cache may stand in.
@@ -119,8 +129,50 @@ fn read_token(path: &Path) -> Result<String, FetchError> {
     Ok(token.to_owned())
 }
 
+/// The address to ask: https, or plain http only to this machine (or when explicitly allowed),
+/// since over plain http the token and the answer are open to anyone on the path.
+fn portal_url(args: &FetchKeysArgs) -> Result<reqwest::Url, FetchError> {
+    let mut url = reqwest::Url::parse(args.portal.trim_end_matches('/'))
+        .map_err(|e| FetchError::Usage(format!("--portal {:?}: {e}", args.portal)))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if args.allow_insecure_http || is_loopback(&url) => {}
+        "http" => return Err(FetchError::InsecurePortal(args.portal.clone())),
+        other => {
+            return Err(FetchError::Usage(format!(
+                "--portal {:?}: scheme {other:?} is not supported; use https",
+                args.portal
+            )))
+        }
+    }
+    url.path_segments_mut()
+        .map_err(|()| FetchError::Usage(format!("--portal {:?} is not a base URL", args.portal)))?
+        .extend(["api", "v1", "servers", &args.server, "authorized_keys"]);
+    url.query_pairs_mut().append_pair("login", &args.login);
+    if let Some(fp) = &args.fingerprint {
+        url.query_pairs_mut().append_pair("fingerprint", fp);
+    }
+    Ok(url)
+}
+
+/// 127.0.0.0/8, ::1 or `localhost`: traffic that never leaves this machine.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The portal's answer for this login (and key).
-async fn ask_portal(args: &FetchKeysArgs, token: &str) -> Result<Vec<u8>, FetchError> {
+async fn ask_portal(
+    args: &FetchKeysArgs,
+    url: reqwest::Url,
+    token: &str,
+) -> Result<Vec<u8>, FetchError> {
     const MAX_BODY: usize = 64 * 1024 * 1024;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(args.timeout))
@@ -129,15 +181,6 @@ async fn ask_portal(args: &FetchKeysArgs, token: &str) -> Result<Vec<u8>, FetchE
         .user_agent(concat!("keyportal-fetch-keys/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| FetchError::Usage(format!("cannot set up the HTTP client: {e}")))?;
-    let mut url = reqwest::Url::parse(args.portal.trim_end_matches('/'))
-        .map_err(|e| FetchError::Usage(format!("--portal {:?}: {e}", args.portal)))?;
-    url.path_segments_mut()
-        .map_err(|()| FetchError::Usage(format!("--portal {:?} is not a base URL", args.portal)))?
-        .extend(["api", "v1", "servers", &args.server, "authorized_keys"]);
-    url.query_pairs_mut().append_pair("login", &args.login);
-    if let Some(fp) = &args.fingerprint {
-        url.query_pairs_mut().append_pair("fingerprint", fp);
-    }
     let mut res = client
         .get(url)
         .bearer_auth(token)
@@ -253,8 +296,9 @@ async fn fetch(args: &FetchKeysArgs) -> Result<String, FetchError> {
             )));
         }
     }
+    let url = portal_url(args)?;
     let token = read_token(&args.token_file)?;
-    match ask_portal(args, &token).await {
+    match ask_portal(args, url, &token).await {
         Ok(body) => {
             let (lines, dropped) = valid_lines(&body, args.fingerprint.as_deref());
             if dropped > 0 {
@@ -347,6 +391,54 @@ mod tests {
             Some("SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
         );
         assert_eq!((lines.as_str(), dropped), ("", 1));
+    }
+
+    fn args(portal: &str, allow_insecure_http: bool) -> FetchKeysArgs {
+        FetchKeysArgs {
+            portal: portal.into(),
+            server: "web1".into(),
+            token_file: PathBuf::from("/nonexistent"),
+            timeout: 1,
+            cache_dir: None,
+            cache_max_age: 0,
+            login: "root".into(),
+            fingerprint: None,
+            allow_insecure_http,
+        }
+    }
+
+    #[test]
+    fn plain_http_is_allowed_only_to_this_machine_or_by_flag() {
+        for ok in [
+            "https://keys.example.com",
+            "http://127.0.0.1:8080",
+            "http://127.9.8.7",
+            "http://[::1]:8080/",
+            "http://localhost:1",
+            "http://LOCALHOST",
+        ] {
+            assert!(portal_url(&args(ok, false)).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://keys.example.com",
+            "http://192.0.2.1:1",
+            "http://[::ffff:127.0.0.1]",
+            "http://localhost.example.com",
+            "http://128.0.0.1",
+        ] {
+            assert!(
+                matches!(
+                    portal_url(&args(refused, false)),
+                    Err(FetchError::InsecurePortal(_))
+                ),
+                "{refused}"
+            );
+            assert!(portal_url(&args(refused, true)).is_ok(), "{refused}");
+        }
+        assert!(matches!(
+            portal_url(&args("ftp://keys.example.com", true)),
+            Err(FetchError::Usage(_))
+        ));
     }
 
     #[test]
