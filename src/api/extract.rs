@@ -55,17 +55,24 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// A JSON body; malformed JSON and wrong fields are 400 problem documents.
+/// A JSON body; malformed JSON, wrong fields and NUL in any string are 400 problem documents.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(json_rejection)?;
+        crate::http::input::check_json(&value)?;
+        // Typed from the same value, so the field path still names what did not fit.
+        serde_path_to_error::deserialize(value)
+            .map(ApiJson)
+            .map_err(|e| ApiError::BadRequest {
+                code: "invalid_body",
+                detail: format!("the JSON body does not fit this request: {e}"),
+            })
     }
 }
 

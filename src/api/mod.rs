@@ -240,6 +240,9 @@ async fn import_keys(
     Path(username): Path<String>,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
+    if body.contains(&0) {
+        return Err(crate::http::input::nul_in_body());
+    }
     Ok(Json(s.services.import_keys(&ctx, &username, &body).await?))
 }
 
@@ -482,7 +485,13 @@ async fn create_server_token(
     let b: CreateServerToken = if body.iter().all(u8::is_ascii_whitespace) {
         CreateServerToken::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+                code: "invalid_json",
+                detail: format!("the body is not valid JSON: {e}"),
+            })?;
+        crate::http::input::check_json(&value)?;
+        serde_json::from_value(value).map_err(|e| ApiError::BadRequest {
             code: "invalid_body",
             detail: format!("the JSON body does not fit this request: {e}"),
         })?

@@ -1,14 +1,15 @@
 //! The HTTP application: routes, middleware, and `serve` with graceful shutdown.
 //!
 //! Middleware, outermost first: request id (taken from `x-request-id` if it is short and plain,
-//! else generated) → trace span
-//! carrying that id → the id echoed on the response → panic guard → compression (never of
-//! pages or `no-store` answers, which carry secrets) → problem
-//! documents for middleware errors → body limit → timeout. Security headers (CSP without inline
+//! else generated) → trace span carrying that id → the id echoed on the response → panic guard
+//! → compression (never of pages or `no-store` answers, which carry secrets) → problem documents
+//! for middleware errors → body limit → timeout → control characters in the path or query
+//! refused (`input`). Security headers (CSP without inline
 //! script, no framing, nosniff, referrer policy) are set on every response that has none.
 
 pub mod error;
 mod health;
+pub mod input;
 
 use std::time::Duration;
 
@@ -128,6 +129,7 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
             crate::web::session::write_flash_cookie,
         ))
         .with_state(state)
+        .layer(axum::middleware::from_fn(input::reject_control_characters))
         // Inner layers (last added runs first): their bare error answers pass through the
         // problem mapper.
         .layer(TimeoutLayer::with_status_code(

@@ -76,7 +76,7 @@ impl Services {
         f: &AuditFilter,
     ) -> Result<Listing<AuditEvent>, ServiceError> {
         authorize(&ctx.caller, Action::ReadAudit)?;
-        let page = page(f.limit, f.cursor.as_deref())?;
+        let page = page(f.limit, f.cursor.as_deref(), crate::store::CursorShape::Id)?;
         let rows = store::audit::list(
             &self.pool,
             f.actor.as_deref(),

@@ -98,7 +98,7 @@ impl Services {
             _ => None,
         };
         let username = member.or(username);
-        let page = page(limit, cursor)?;
+        let page = page(limit, cursor, crate::store::CursorShape::TimeId)?;
         let rows = store::grants::list(&self.pool, server.id, username, &page).await?;
         let (rows, next_cursor) = store::split_page(rows, page.limit, |r| {
             store::keys::time_id_key(r.created_at, r.id)

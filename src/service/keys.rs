@@ -151,7 +151,7 @@ impl Services {
         let user = self
             .visible_user(ctx, username, |id| Action::ManageKeysOf { user_id: id })
             .await?;
-        let page = page(limit, cursor)?;
+        let page = page(limit, cursor, crate::store::CursorShape::TimeId)?;
         let policy = super::policy::current(&self.pool).await?;
         let rows = store::keys::list(&self.pool, Some(user.id), &page).await?;
         let (rows, next_cursor) = store::split_page(rows, page.limit, |r| {

@@ -173,8 +173,13 @@ pub struct Listing<T> {
     pub next_cursor: Option<String>,
 }
 
-/// List parameters as the API receives them: `limit` (default 50, at most 500), `cursor`.
-pub fn page(limit: Option<i64>, cursor: Option<&str>) -> Result<Page, ServiceError> {
+/// List parameters as the API receives them: `limit` (default 50, at most 500), `cursor`, which
+/// must be one this list could have returned (`shape`).
+pub fn page(
+    limit: Option<i64>,
+    cursor: Option<&str>,
+    shape: crate::store::CursorShape,
+) -> Result<Page, ServiceError> {
     let limit = limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ServiceError::invalid(
@@ -182,14 +187,16 @@ pub fn page(limit: Option<i64>, cursor: Option<&str>) -> Result<Page, ServiceErr
             "limit must be between 1 and 500",
         ));
     }
-    let after = match cursor {
-        None | Some("") => None,
-        Some(c) => Some(
-            crate::store::decode_cursor(c).ok_or_else(|| ServiceError::Malformed {
-                code: "invalid_cursor",
-                detail: "the cursor is not one this API returned; start again without it".into(),
-            })?,
-        ),
-    };
+    let after =
+        match cursor {
+            None | Some("") => None,
+            Some(c) => Some(crate::store::decode_cursor(c, shape).ok_or_else(|| {
+                ServiceError::Malformed {
+                    code: "invalid_cursor",
+                    detail: "the cursor is not one this API returned; start again without it"
+                        .into(),
+                }
+            })?),
+        };
     Ok(Page { limit, after })
 }

@@ -73,7 +73,7 @@ impl Services {
         cursor: Option<&str>,
     ) -> Result<Listing<ServerView>, ServiceError> {
         authorize(&ctx.caller, Action::ListServers)?;
-        let page = page(limit, cursor)?;
+        let page = page(limit, cursor, crate::store::CursorShape::Name)?;
         let visible_to = if ctx.caller.is_admin() {
             None
         } else {

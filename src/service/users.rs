@@ -153,7 +153,7 @@ impl Services {
         cursor: Option<&str>,
     ) -> Result<Listing<UserView>, ServiceError> {
         authorize(&ctx.caller, Action::ManageUsers)?;
-        let page = page(limit, cursor)?;
+        let page = page(limit, cursor, crate::store::CursorShape::Name)?;
         let rows = store::users::list(&self.pool, q, &page).await?;
         let (rows, next_cursor) = store::split_page(rows, page.limit, |r| r.username.clone());
         Ok(Listing {

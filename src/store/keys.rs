@@ -96,6 +96,10 @@ pub fn time_id_key(at: OffsetDateTime, id: Uuid) -> String {
 pub fn parse_time_id(s: &str) -> Option<(OffsetDateTime, Uuid)> {
     let (at, id) = s.split_once('/')?;
     let at = OffsetDateTime::from_unix_timestamp_nanos(at.parse().ok()?).ok()?;
+    // Only years PostgreSQL's timestamptz holds (and ours ever were): others fail the query.
+    if !(1..=9999).contains(&at.year()) {
+        return None;
+    }
     Some((at, id.parse().ok()?))
 }
 

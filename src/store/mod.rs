@@ -36,11 +36,35 @@ pub fn encode_cursor(key: &str) -> String {
     URL_SAFE_NO_PAD.encode(key)
 }
 
-pub fn decode_cursor(cursor: &str) -> Option<String> {
-    URL_SAFE_NO_PAD
+pub fn decode_cursor(cursor: &str, shape: CursorShape) -> Option<String> {
+    if cursor.len() > 400 {
+        return None;
+    }
+    let key = URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
-        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())?;
+    // PostgreSQL refuses NUL in text: a cursor is checked here, before any query sees it.
+    if key.chars().any(char::is_control) {
+        return None;
+    }
+    let fits = match shape {
+        CursorShape::Name => true,
+        CursorShape::Id => key.parse::<i64>().is_ok(),
+        CursorShape::TimeId => keys::parse_time_id(&key).is_some(),
+    };
+    fits.then_some(key)
+}
+
+/// What the sort key in a list's cursor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorShape {
+    /// A unique name (users, servers).
+    Name,
+    /// A row id (audit events).
+    Id,
+    /// A creation time and a UUID (keys, grants).
+    TimeId,
 }
 
 /// Takes one row more than asked for, to know whether there is a next page.

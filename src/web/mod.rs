@@ -252,6 +252,9 @@ pub fn redirect_with_flash(to: &str, kind: &str, text: impl Into<String>) -> Res
 
 /// A form body without a session (the sign-in form).
 pub fn parse_form<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, WebError> {
+    if crate::http::input::form_has_nul(bytes) {
+        return Err(WebError::BadForm(crate::http::input::FORM_NUL.into()));
+    }
     serde_urlencoded::from_bytes(bytes)
         .map_err(|e| WebError::BadForm(format!("the form does not fit this page: {e}")))
 }

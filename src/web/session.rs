@@ -204,6 +204,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Posted<T> {
                 .await
                 .map_err(|_| WebError::BadForm("the form could not be read".into()))?
         };
+        if crate::http::input::form_has_nul(&bytes) {
+            return Err(WebError::BadForm(crate::http::input::FORM_NUL.into()));
+        }
         let sent: CsrfField = serde_urlencoded::from_bytes(&bytes)
             .map_err(|e| WebError::BadForm(format!("the form could not be read: {e}")))?;
         if !tokens_match(&sent.csrf_token, &viewer.session.csrf_token) {
