@@ -241,7 +241,7 @@ async fn a_cursor_no_list_could_have_returned_is_400_invalid_cursor() {
     let b64 = |s: &[u8]| URL_SAFE_NO_PAD.encode(s);
     let uuid = uuid::Uuid::new_v4();
     // Refused by every list.
-    let everywhere = vec![
+    let everywhere = [
         "!!not base64!!".to_owned(),
         b64(b"\xff\xfe not utf-8"),
         b64(b"alice\0"),
@@ -249,7 +249,7 @@ async fn a_cursor_no_list_could_have_returned_is_400_invalid_cursor() {
         "A".repeat(2000),
     ];
     // Refused by the lists whose cursor is a number or a time and an id.
-    let typed = vec![
+    let typed = [
         b64(b"garbage"),
         b64(b"99999999999999999999999999999"),
         // Year 10000 and year 0: outside what PostgreSQL's timestamptz holds.
