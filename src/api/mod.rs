@@ -161,7 +161,7 @@ struct PatchUser {
     password: Option<String>,
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path, description = "user name")), request_body = PatchUser, responses((status = 200, description = "updated", body = UserView), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path, description = "user name")), request_body = PatchUser, responses((status = 200, description = "updated", body = UserView), (status = 409, description = "conflict: the last enabled admin cannot be demoted or disabled (`last_admin`)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn update_user(
     State(s): State<AppState>,
     Auth(ctx): Auth,
