@@ -32,6 +32,8 @@ struct World {
     key_id: String,
     grant_id: String,
     alice_token_id: String,
+    /// A spare server token of web1, for the revocation route.
+    server_token_id: String,
     policy: Value,
 }
 
@@ -70,15 +72,19 @@ async fn world() -> World {
         .await
         .unwrap();
     let s1 = s
-        .create_server_token(&cli, "web1", None)
+        .create_server_token(&cli, "web1", None, None)
         .await
         .unwrap()
         .secret;
     let s2 = s
-        .create_server_token(&cli, "db1", None)
+        .create_server_token(&cli, "db1", None, None)
         .await
         .unwrap()
         .secret;
+    let spare = s
+        .create_server_token(&cli, "web1", Some("spare"), None)
+        .await
+        .unwrap();
     let alice_token_id: String = sqlx::query_scalar(
         "SELECT t.id::text FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE u.username = 'alice'",
     )
@@ -130,6 +136,7 @@ async fn world() -> World {
         key_id: key.id.to_string(),
         grant_id: grant.id.to_string(),
         alice_token_id,
+        server_token_id: spare.token.id.to_string(),
         policy,
         app,
     }
@@ -331,11 +338,36 @@ fn routes() -> Vec<Route> {
             NoBody,
             [U, 200, 200, 200, 403, 403, U, U, U],
         ),
+        // A token never mints tokens: that needs a browser session or the CLI.
         route(
             M::POST,
             "/api/v1/tokens",
             Json(|_| json!({"name": "ci"})),
-            [U, 201, 201, 201, 403, 403, U, U, U],
+            [U, 403, 403, 403, 403, 403, U, U, U],
+        ),
+        route(
+            M::GET,
+            "/api/v1/servers/web1/tokens",
+            NoBody,
+            [U, 403, 403, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/servers/web1/tokens/{server_token}",
+            NoBody,
+            [U, 403, 403, 204, 403, 403, U, U, U],
+        ),
+        route(
+            M::GET,
+            "/api/v1/users/alice/tokens",
+            NoBody,
+            [U, 200, 404, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/users/alice/tokens/{alice_token}",
+            NoBody,
+            [U, 204, 404, 204, 403, 403, U, U, U],
         ),
         route(
             M::DELETE,
@@ -353,7 +385,8 @@ async fn cell(w: &World, route: &Route, caller: usize) -> Result<(), String> {
         .path
         .replace("{key}", &w.key_id)
         .replace("{grant}", &w.grant_id)
-        .replace("{alice_token}", &w.alice_token_id);
+        .replace("{alice_token}", &w.alice_token_id)
+        .replace("{server_token}", &w.server_token_id);
     let mut req = w.app.client.request(route.method.clone(), w.app.url(&path));
     if let Some(token) = &w.tokens[caller] {
         req = req.bearer_auth(token);

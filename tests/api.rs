@@ -879,9 +879,48 @@ async fn importing_an_authorized_keys_file_reports_every_line_and_adds_the_valid
 async fn personal_tokens_are_shown_once_listed_and_revoked() {
     let app = TestApp::spawn().await;
     let alice = app.user_with_token("alice", Role::Member).await;
-    let (status, made) =
+    // A token cannot mint tokens; a browser session can.
+    let (status, refused) =
         answer(app.post(&alice, "/api/v1/tokens", json!({ "name": "laptop" }))).await;
-    assert_eq!(status, 201);
+    assert_eq!(status, 403);
+    assert_eq!(refused["code"], "token_cannot_create_tokens");
+    app.services
+        .update_user(
+            &keyportal::service::Ctx::command_line(),
+            "alice",
+            keyportal::service::users::UserPatch {
+                password: Some("correct horse battery staple".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Setting her password revoked her old token: make a new one for the rest of the test.
+    let alice = app
+        .services
+        .create_token_for(
+            &keyportal::service::Ctx::command_line(),
+            "alice",
+            "cli",
+            None,
+        )
+        .await
+        .unwrap()
+        .secret;
+    let mut browser = app.browser();
+    let csrf = browser
+        .signed_in("alice", "correct horse battery staple")
+        .await;
+    let made = browser
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "name": "laptop" })),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let made: Value = serde_json::from_str(&made.body).unwrap();
     let secret = made["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("kp_"));
     assert_eq!(answer(app.get(&secret, "/api/v1/me")).await.0, 200);
@@ -914,11 +953,16 @@ async fn personal_tokens_are_shown_once_listed_and_revoked() {
         204
     );
     assert_eq!(answer(app.get(&secret, "/api/v1/me")).await.0, 401);
-    let (status, body) = answer(app.post(&alice, "/api/v1/tokens", json!({ "name": "" }))).await;
-    assert_eq!(
-        (status, body["errors"][0]["field"].as_str()),
-        (422, Some("name"))
-    );
+    let res = browser
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "name": "" })),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(res.status, 422, "{}", res.body);
+    assert!(res.body.contains(r#""field":"name""#), "{}", res.body);
 }
 
 #[tokio::test]
@@ -985,6 +1029,15 @@ async fn long_authorized_keys_lists_keep_each_verdict_with_its_own_key() {
     let bulk = app.user_with_token("bulk", Role::Member).await;
     let other = app.user_with_token("other", Role::Member).await;
     make_server(&app, "web1").await;
+    // More than the default quota of 100 keys per user.
+    let mut policy = answer(app.get(&app.admin, "/api/v1/policy")).await.1;
+    policy["max_keys_per_user"] = json!(1000);
+    assert_eq!(
+        answer(app.put(&app.admin, "/api/v1/policy", policy))
+            .await
+            .0,
+        200
+    );
     let file = generated_ed25519_keys(300).join("\n");
     let res = app
         .client

@@ -297,6 +297,38 @@ async fn changing_a_password_ends_the_other_sessions_but_not_this_one() {
             Some(&csrf),
         )
         .await;
+    assert_eq!(
+        res.status, 400,
+        "without the current password: {}",
+        res.body
+    );
+    assert!(
+        res.body.contains("current_password_required"),
+        "{}",
+        res.body
+    );
+    let res = laptop
+        .api(
+            Method::PATCH,
+            "/api/v1/users/alice",
+            Some(json!({ "password": "a brand new passphrase", "current_password": "wrong one entirely" })),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(
+        res.status, 403,
+        "with a wrong current password: {}",
+        res.body
+    );
+    assert_eq!(phone.get("/").await.status, 200, "nothing changed yet");
+    let res = laptop
+        .api(
+            Method::PATCH,
+            "/api/v1/users/alice",
+            Some(json!({ "password": "a brand new passphrase", "current_password": PASSWORD })),
+            Some(&csrf),
+        )
+        .await;
     assert_eq!(res.status, 200, "{}", res.body);
     assert_eq!(
         laptop.get("/").await.status,

@@ -110,7 +110,15 @@ async fn portal() -> Portal {
             .unwrap();
     }
     let data = tempfile::tempdir().unwrap();
-    let (served, addr) = Served::start(data.path(), &[("DATABASE_URL", db.url.as_str())]);
+    // The address servers would use; the page prints it in the sshd lines. (Plain http keeps
+    // cookies unprefixed for the browser on 127.0.0.1.)
+    let (served, addr) = Served::start(
+        data.path(),
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("KEYPORTAL_PUBLIC_URL", "http://portal.example.test"),
+        ],
+    );
     Portal {
         _served: served,
         _data: data,
@@ -258,6 +266,10 @@ async fn an_admin_adds_keys_grants_access_and_sees_policy_changes() {
     );
     let sshd = text_of(&b, "#sshd-lines").await;
     assert!(sshd.contains("--server web1"), "{sshd}");
+    assert!(
+        sshd.contains("--portal http://portal.example.test "),
+        "{sshd}"
+    );
     shots.take(&b, "04-server-with-grant").await;
 
     // The server's authorized_keys now holds the key.

@@ -106,13 +106,57 @@ async fn admin_and_token_commands_make_accounts_that_work_over_http() {
     )
     .await;
     assert_eq!(status, 403);
+    // The personal token got the policy's cap (90 days); the server token none.
+    let days: Vec<Option<f64>> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM expires_at - now())::float8 / 86400 FROM api_tokens ORDER BY created_at",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!((days[0].unwrap() - 90.0).abs() < 0.01, "{days:?}");
+    assert_eq!(days[1], None);
+
+    // A server token that expires: the secret alone on stdout, expiry stored.
+    let out = keyportal(
+        &db,
+        &[
+            "server",
+            "token",
+            "--server",
+            "web1",
+            "--expires-in-days",
+            "5",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    let days: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM expires_at - now())::float8 / 86400 FROM api_tokens ORDER BY created_at DESC LIMIT 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!((days - 5.0).abs() < 0.01, "{days}");
 
     // Every one of them is in the audit trail.
     let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_events ORDER BY id")
         .fetch_all(&db.pool)
         .await
         .unwrap();
-    assert_eq!(actions, ["user.create", "token.create", "token.create"]);
+    assert_eq!(
+        actions,
+        [
+            "user.create",
+            "token.create",
+            "token.create",
+            "token.create"
+        ]
+    );
     let actors: Vec<String> = sqlx::query_scalar("SELECT DISTINCT actor FROM audit_events")
         .fetch_all(&db.pool)
         .await

@@ -247,7 +247,7 @@ impl World {
             .unwrap();
         let token = app
             .services
-            .create_server_token(&cli, "web1", None)
+            .create_server_token(&cli, "web1", None, None)
             .await
             .unwrap()
             .secret;

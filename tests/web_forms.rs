@@ -320,6 +320,24 @@ async fn user_forms_explain_what_is_wrong_and_change_nothing() {
             "/users/alice/password",
             &[
                 ("csrf_token", &alice_csrf),
+                ("current_password", "not her password at all"),
+                ("password", "a long new passphrase"),
+                ("confirm", "a long new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 422, "a wrong current password: {}", res.body);
+    assert!(
+        res.body.contains("give your current password"),
+        "{}",
+        res.body
+    );
+    let res = alice
+        .post_form(
+            "/users/alice/password",
+            &[
+                ("csrf_token", &alice_csrf),
+                ("current_password", PASSWORD),
                 ("password", "a long new passphrase"),
                 ("confirm", "a long new passphrase"),
             ],
@@ -386,12 +404,11 @@ async fn server_grant_policy_and_token_forms_refuse_bad_input() {
     }
     assert_eq!(count(&app, "grants").await, 0);
 
-    // The server page shows the exact sshd lines for this server.
+    // Without a public URL the server page warns instead of printing a plain-http line.
     let page = admin.get("/servers/web1").await;
-    assert!(page.body.contains(&format!(
-        "AuthorizedKeysCommand /usr/local/bin/keyportal fetch-keys --portal {} --server web1 --token-file /etc/keyportal/token %u %f",
-        app.url("")
-    )));
+    assert!(page.body.contains("id=\"no-public-url\""), "{}", page.body);
+    assert!(page.body.contains("KEYPORTAL_PUBLIC_URL"));
+    assert!(!page.body.contains("fetch-keys --portal"), "{}", page.body);
 
     let res = admin
         .post_form(

@@ -46,6 +46,11 @@ pub fn router() -> Router<AppState> {
             get(list_keys).post(add_key),
         )
         .route("/api/v1/users/{username}/keys/import", post(import_keys))
+        .route("/api/v1/users/{username}/tokens", get(list_user_tokens))
+        .route(
+            "/api/v1/users/{username}/tokens/{id}",
+            delete(revoke_user_token),
+        )
         .route("/api/v1/keys/validate", post(validate_key))
         .route("/api/v1/keys/{id}", get(get_key).delete(delete_key))
         .route("/api/v1/servers", get(list_servers).post(create_server))
@@ -61,7 +66,14 @@ pub fn router() -> Router<AppState> {
             "/api/v1/servers/{name}/authorized_keys",
             get(authorized_keys),
         )
-        .route("/api/v1/servers/{name}/tokens", post(create_server_token))
+        .route(
+            "/api/v1/servers/{name}/tokens",
+            get(list_server_tokens).post(create_server_token),
+        )
+        .route(
+            "/api/v1/servers/{name}/tokens/{id}",
+            delete(revoke_server_token),
+        )
         .route("/api/v1/grants/{id}", delete(delete_grant))
         .route("/api/v1/policy", get(get_policy).put(put_policy))
         .route("/api/v1/audit", get(audit))
@@ -159,9 +171,11 @@ struct PatchUser {
     role: Option<Role>,
     disabled: Option<bool>,
     password: Option<String>,
+    /// Required with `password` when changing one's own password.
+    current_password: Option<String>,
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path, description = "user name")), request_body = PatchUser, responses((status = 200, description = "updated", body = UserView), (status = 409, description = "conflict: the last enabled admin cannot be demoted or disabled (`last_admin`)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path, description = "user name")), request_body = PatchUser, responses((status = 200, description = "updated", body = UserView), (status = 400, description = "malformed; `current_password_required` when changing one's own password without current_password", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed; `current_password_wrong` when changing one's own password with a wrong current_password", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflict: the last enabled admin cannot be demoted or disabled (`last_admin`)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn update_user(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -174,6 +188,7 @@ async fn update_user(
         role: b.role,
         disabled: b.disabled,
         password: b.password,
+        current_password: b.current_password,
     };
     Ok(Json(s.services.update_user(&ctx, &username, patch).await?))
 }
@@ -213,7 +228,7 @@ struct AddKey {
     expires_at: Option<OffsetDateTime>,
 }
 
-#[utoipa::path(post, path = "/api/v1/users/{username}/keys", tag = "keys", params(("username" = String, Path, description = "user name")), request_body = AddKey, responses((status = 201, description = "validated and stored", body = KeyView), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json"), (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/users/{username}/keys", tag = "keys", params(("username" = String, Path, description = "user name")), request_body = AddKey, responses((status = 201, description = "validated and stored", body = KeyView), (status = 409, description = "conflict: duplicate key (`duplicate_key`), or the user would pass the policy's max_keys_per_user (`key_quota_exceeded`; nothing is added)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json"), (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn add_key(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -233,16 +248,13 @@ async fn add_key(
     Ok(created(key))
 }
 
-#[utoipa::path(post, path = "/api/v1/users/{username}/keys/import", tag = "keys", params(("username" = String, Path, description = "user name")), request_body(content = String, content_type = "text/plain", description = "an authorized_keys file"), responses((status = 200, description = "per-line report; valid new keys added in one transaction", body = ImportReport), (status = 409, description = "conflict: name taken, duplicate key", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/users/{username}/keys/import", tag = "keys", params(("username" = String, Path, description = "user name")), request_body(content = String, content_type = "text/plain", description = "an authorized_keys file"), responses((status = 200, description = "per-line report; valid new keys added in one transaction", body = ImportReport), (status = 409, description = "conflict: duplicate key (`duplicate_key`), or the user would pass the policy's max_keys_per_user (`key_quota_exceeded`; nothing is added)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn import_keys(
     State(s): State<AppState>,
     Auth(ctx): Auth,
     Path(username): Path<String>,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    if body.contains(&0) {
-        return Err(crate::http::input::nul_in_body());
-    }
     Ok(Json(s.services.import_keys(&ctx, &username, &body).await?))
 }
 
@@ -472,6 +484,9 @@ async fn authorized_keys(
 #[serde(deny_unknown_fields)]
 struct CreateServerToken {
     name: Option<String>,
+    /// When the token stops working; none: until revoked.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
 }
 
 /// The body is optional: `{ "name": ... }` or nothing.
@@ -498,9 +513,59 @@ async fn create_server_token(
     };
     Ok(created_secret(
         s.services
-            .create_server_token(&ctx, &name, b.name.as_deref())
+            .create_server_token(&ctx, &name, b.name.as_deref(), b.expires_at)
             .await?,
     ))
+}
+
+#[utoipa::path(get, path = "/api/v1/servers/{name}/tokens", tag = "tokens", params(("name" = String, Path, description = "server name")), responses((status = 200, description = "the server's tokens that are not revoked (never their secrets)", body = Listing<TokenView>)), security(("bearer" = [])))]
+async fn list_server_tokens(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(name): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let items = s.services.list_server_tokens(&ctx, &name).await?;
+    Ok(Json(Listing {
+        items,
+        next_cursor: None,
+    }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/servers/{name}/tokens/{id}", tag = "tokens", params(("name" = String, Path, description = "server name"), ("id" = String, Path, description = "token id (UUID)")), responses((status = 204, description = "revoked: the next request made with it is refused")), security(("bearer" = [])))]
+async fn revoke_server_token(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.services
+        .revoke_server_token(&ctx, &name, object_id(&id, "token")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/users/{username}/tokens", tag = "tokens", params(("username" = String, Path, description = "user name")), responses((status = 200, description = "the user's personal tokens that are not revoked", body = Listing<TokenView>)), security(("bearer" = [])))]
+async fn list_user_tokens(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path(username): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let items = s.services.list_user_tokens(&ctx, &username).await?;
+    Ok(Json(Listing {
+        items,
+        next_cursor: None,
+    }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{username}/tokens/{id}", tag = "tokens", params(("username" = String, Path, description = "user name"), ("id" = String, Path, description = "token id (UUID)")), responses((status = 204, description = "revoked")), security(("bearer" = [])))]
+async fn revoke_user_token(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Path((username, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.services
+        .revoke_user_token(&ctx, &username, object_id(&id, "token")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- policy, audit, tokens, metrics
@@ -561,7 +626,7 @@ struct CreateToken {
     expires_at: Option<OffsetDateTime>,
 }
 
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateToken, responses((status = 201, description = "a personal token; the secret is shown once", body = NewToken), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateToken, responses((status = 201, description = "a personal token; the secret is shown once", body = NewToken), (status = 403, description = "`token_cannot_create_tokens`: only a browser session (or the CLI) may create tokens", body = Problem, content_type = "application/problem+json"), (status = 422, description = "well-formed but invalid (a rejected key carries the validator's code)", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 async fn create_token(
     State(s): State<AppState>,
     Auth(ctx): Auth,

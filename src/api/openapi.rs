@@ -14,7 +14,7 @@ use super::*;
         me, list_users, create_user, get_user, update_user, delete_user,
         list_keys, add_key, import_keys, validate_key, get_key, delete_key,
         list_servers, create_server, get_server, update_server, delete_server,
-        list_grants, create_grant, delete_grant, authorized_keys, create_server_token,
+        list_grants, create_grant, delete_grant, authorized_keys, create_server_token, list_server_tokens, revoke_server_token, list_user_tokens, revoke_user_token,
         get_policy, put_policy, audit, list_tokens, create_token, revoke_token,
     ),
     components(schemas(Problem, crate::http::error::FieldError, crate::keys::KeyErrorCode)),

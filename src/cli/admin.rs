@@ -39,6 +39,9 @@ pub struct ServerTokenArgs {
     pub server: String,
     #[arg(long, default_value = "sshd")]
     pub name: String,
+    /// The token stops working after this many days (default: until revoked).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub expires_in_days: Option<u32>,
 }
 
 async fn open(cfg: &DatabaseConfig) -> Result<(Database, Services), String> {
@@ -104,7 +107,13 @@ pub async fn token_create(args: TokenCreateArgs) -> Result<(), String> {
 pub async fn server_token(args: ServerTokenArgs) -> Result<(), String> {
     let (db, services) = open(&args.database).await?;
     let result = services
-        .create_server_token(&Ctx::command_line(), &args.server, Some(&args.name))
+        .create_server_token(
+            &Ctx::command_line(),
+            &args.server,
+            Some(&args.name),
+            args.expires_in_days
+                .map(|d| time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(d))),
+        )
         .await;
     db.close().await;
     super::print_stdout(&result.map_err(|e| e.to_string())?.secret)

@@ -26,6 +26,11 @@ pub enum ApiError {
     Unauthenticated,
     #[error("{0}")]
     Forbidden(&'static str),
+    #[error("{detail}")]
+    Refused {
+        code: &'static str,
+        detail: &'static str,
+    },
     #[error("{what} not found")]
     ObjectNotFound { what: &'static str },
     #[error("{detail}")]
@@ -144,6 +149,7 @@ impl ApiError {
                 "send a valid API token: Authorization: Bearer <token>",
             ),
             ApiError::Forbidden(why) => Problem::new(StatusCode::FORBIDDEN, "forbidden", *why),
+            ApiError::Refused { code, detail } => Problem::new(StatusCode::FORBIDDEN, code, *detail),
             ApiError::ObjectNotFound { what } => Problem::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -243,6 +249,7 @@ impl From<crate::service::ServiceError> for ApiError {
         match e {
             S::Unauthenticated => ApiError::Unauthenticated,
             S::Forbidden(why) => ApiError::Forbidden(why),
+            S::Refused { code, detail, .. } => ApiError::Refused { code, detail },
             S::NotFound { what } => ApiError::ObjectNotFound { what },
             S::Conflict { code, detail } => ApiError::Conflict { code, detail },
             S::Invalid {

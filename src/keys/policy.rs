@@ -23,6 +23,12 @@ pub struct Policy {
     pub max_comment_bytes: usize,
     /// Largest accepted input (one key, or one line of an authorized_keys file), in bytes.
     pub max_input_bytes: usize,
+    /// Most keys one user may hold. An account rule kept with the policy so one admin-edited
+    /// document holds every limit; the validator does not read it.
+    pub max_keys_per_user: u32,
+    /// Longest lifetime of a personal API token, in days; a token made without an expiry gets
+    /// this one. An account rule, not read by the validator.
+    pub max_token_days: u32,
 }
 
 impl Default for Policy {
@@ -37,6 +43,8 @@ impl Default for Policy {
                 .collect(),
             max_comment_bytes: 1024,
             max_input_bytes: 16 * 1024,
+            max_keys_per_user: 100,
+            max_token_days: 90,
         }
     }
 }
@@ -55,6 +63,12 @@ impl Policy {
         }
         if self.max_input_bytes < 256 || self.max_input_bytes > 1024 * 1024 {
             return Err("max_input_bytes must be between 256 and 1048576".into());
+        }
+        if !(1..=100_000).contains(&self.max_keys_per_user) {
+            return Err("max_keys_per_user must be between 1 and 100000".into());
+        }
+        if !(1..=3650).contains(&self.max_token_days) {
+            return Err("max_token_days must be between 1 and 3650".into());
         }
         if self.max_comment_bytes > self.max_input_bytes {
             return Err("max_comment_bytes cannot exceed max_input_bytes".into());

@@ -59,6 +59,20 @@ pub struct KeyProblem {
     pub message: String,
 }
 
+/// Refuses `adding` more keys to a user who holds `held` when that would pass `quota`.
+fn check_quota(held: i64, adding: i64, quota: u32) -> Result<(), ServiceError> {
+    if held + adding > i64::from(quota) {
+        return Err(ServiceError::Conflict {
+            code: "key_quota_exceeded",
+            detail: format!(
+                "a user may hold at most {quota} keys (the policy's max_keys_per_user) and this \
+                 one holds {held}; nothing was added: delete keys first, or ask an admin to raise the limit"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Re-validates a stored key under `policy`: the stored canonical form and comment must still
 /// pass, and still be the key whose fingerprint was registered.
 pub fn revalidate(
@@ -207,6 +221,8 @@ impl Services {
             title
         };
         let mut tx = self.pool.begin().await?;
+        let held = store::keys::lock_owner_and_count(&mut tx, user.id).await?;
+        check_quota(held, 1, policy.max_keys_per_user)?;
         let (id, created_at) =
             store::keys::insert(&mut *tx, &new_key(user.id, title, &key, expires_at))
                 .await
@@ -279,6 +295,7 @@ impl Services {
             .filter_map(|v| v.result.as_ref().ok().map(|k| k.fingerprint_sha256.clone()))
             .collect();
         let mut tx = self.pool.begin().await?;
+        let held = store::keys::lock_owner_and_count(&mut tx, user.id).await?;
         let registered: HashSet<String> = store::keys::registered(&mut *tx, &fingerprints)
             .await?
             .into_iter()
@@ -303,6 +320,8 @@ impl Services {
                     }
                 }
                 Ok(k) => {
+                    // Over the quota, the whole import is refused (the transaction rolls back).
+                    check_quota(held + added as i64, 1, policy.max_keys_per_user)?;
                     let (id, _) =
                         store::keys::insert(&mut *tx, &new_key(user.id, &k.comment, &k, None))
                             .await

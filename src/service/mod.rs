@@ -48,6 +48,14 @@ pub enum ServiceError {
     /// The request itself is malformed (400), as opposed to well-formed but invalid (422).
     #[error("{detail}")]
     Malformed { code: &'static str, detail: String },
+    /// The caller is known but this request is refused for a reason of its own (403 with
+    /// `code`); `field` names the form field it concerns, if any.
+    #[error("{detail}")]
+    Refused {
+        code: &'static str,
+        field: Option<&'static str>,
+        detail: &'static str,
+    },
     #[error("{0}")]
     KeyRejected(KeyRejection),
     /// Unknown user, wrong password or disabled account: one answer for all.

@@ -1,6 +1,11 @@
 //! API tokens: personal tokens act as their user; server tokens may only read that server's
 //! authorized_keys. The secret is shown once; only its SHA-256 is stored (it is 256 random
 //! bits, so a fast hash is enough and lookups stay one index probe).
+//!
+//! A stolen token must not become a permanent foothold, so: a personal token cannot mint
+//! tokens (that needs a browser session or the command line), every personal token expires
+//! within the policy's `max_token_days`, and a password change or disabling revokes them all.
+//! Server tokens may expire, and are listed and revoked per server.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -13,7 +18,7 @@ use uuid::Uuid;
 
 use super::{authorize, Action, Caller, Ctx, ServiceError, Services};
 use crate::store;
-use crate::store::tokens::TokenRow;
+use crate::store::tokens::{Owner, TokenRow};
 
 const PREFIX: &str = "kp_";
 
@@ -31,6 +36,9 @@ pub struct TokenView {
     pub last_used_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// Who made it (an audit actor name); absent for tokens made before this was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 /// A token just made: the only time its secret is shown.
@@ -49,7 +57,19 @@ fn view(row: TokenRow, username: Option<String>, server: Option<String>) -> Toke
         created_at: row.created_at,
         last_used_at: row.last_used_at,
         expires_at: row.expires_at,
+        created_by: row.created_by,
     }
+}
+
+/// An expiry in the future, or none.
+fn check_expiry(expires_at: Option<OffsetDateTime>) -> Result<(), ServiceError> {
+    if expires_at.is_some_and(|e| e <= OffsetDateTime::now_utc()) {
+        return Err(ServiceError::invalid(
+            "expires_at",
+            "expires_at must be in the future",
+        ));
+    }
+    Ok(())
 }
 
 fn secret_hash(secret: &str) -> Vec<u8> {
@@ -102,18 +122,37 @@ impl Services {
         }
     }
 
+    /// The caller's own personal tokens.
     pub async fn list_tokens(&self, ctx: &Ctx) -> Result<Vec<TokenView>, ServiceError> {
         authorize(&ctx.caller, Action::ManageOwnTokens)?;
         let Caller::User { id, username, .. } = &ctx.caller else {
             return Err(ServiceError::Forbidden("only users have personal tokens"));
         };
-        let rows = store::tokens::list_for_user(&self.pool, *id).await?;
+        let rows = store::tokens::list(&self.pool, Owner::User(*id)).await?;
         Ok(rows
             .into_iter()
             .map(|r| view(r, Some(username.clone()), None))
             .collect())
     }
 
+    /// A user's personal tokens: the user, or an admin.
+    pub async fn list_user_tokens(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+    ) -> Result<Vec<TokenView>, ServiceError> {
+        let user = self
+            .visible_user(ctx, username, |id| Action::ReadUser { user_id: id })
+            .await?;
+        let rows = store::tokens::list(&self.pool, Owner::User(user.id)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| view(r, Some(user.username.clone()), None))
+            .collect())
+    }
+
+    /// A personal token for the caller. Only from a browser session: a token that could mint
+    /// tokens would let whoever steals one keep access after it is revoked.
     pub async fn create_token(
         &self,
         ctx: &Ctx,
@@ -124,6 +163,14 @@ impl Services {
         let Caller::User { id, username, .. } = &ctx.caller else {
             return Err(ServiceError::Forbidden("only users have personal tokens"));
         };
+        if ctx.session.is_none() {
+            return Err(ServiceError::Refused {
+                code: "token_cannot_create_tokens",
+                field: None,
+                detail: "an API token cannot create tokens: create them signed in to the web \
+                         interface, or with `keyportal token create` on the portal host",
+            });
+        }
         self.insert_user_token(ctx, *id, username, name, expires_at)
             .await
     }
@@ -156,21 +203,32 @@ impl Services {
         expires_at: Option<OffsetDateTime>,
     ) -> Result<NewToken, ServiceError> {
         check_name(name)?;
-        if expires_at.is_some_and(|e| e <= OffsetDateTime::now_utc()) {
-            return Err(ServiceError::invalid(
-                "expires_at",
-                "expires_at must be in the future",
-            ));
-        }
+        check_expiry(expires_at)?;
+        let days = super::policy::current(&self.pool).await?.max_token_days;
+        let cap = OffsetDateTime::now_utc() + time::Duration::days(i64::from(days));
+        let expires_at = match expires_at {
+            None => cap,
+            Some(e) if e <= cap => e,
+            Some(_) => {
+                return Err(ServiceError::Invalid {
+                    code: "token_expiry_too_far",
+                    field: "expires_at",
+                    detail: format!(
+                    "a personal token may live at most {days} days (the policy's max_token_days); \
+                         choose an earlier expires_at, or leave it out to get the longest"
+                ),
+                })
+            }
+        };
         let secret = new_secret();
         let mut tx = self.pool.begin().await?;
         let row = store::tokens::insert(
             &mut *tx,
             name.trim(),
-            Some(user_id),
-            None,
+            Owner::User(user_id),
             &secret_hash(&secret),
-            expires_at,
+            Some(expires_at),
+            &ctx.caller.actor(),
         )
         .await?;
         super::audit::record(
@@ -178,7 +236,7 @@ impl Services {
             ctx,
             "token.create",
             &format!("user:{username}"),
-            json!({ "token_id": row.id, "name": row.name }),
+            json!({ "token_id": row.id, "name": row.name, "expires_at": expires_at.unix_timestamp() }),
         )
         .await?;
         tx.commit().await?;
@@ -188,25 +246,38 @@ impl Services {
         })
     }
 
+    /// Revokes one of the caller's own tokens.
     pub async fn revoke_token(&self, ctx: &Ctx, id: Uuid) -> Result<(), ServiceError> {
         authorize(&ctx.caller, Action::ManageOwnTokens)?;
-        let Caller::User {
-            id: user_id,
-            username,
-            ..
-        } = &ctx.caller
-        else {
+        let Caller::User { username, .. } = &ctx.caller else {
             return Err(ServiceError::Forbidden("only users have personal tokens"));
         };
+        let username = username.clone();
+        self.revoke_user_token(ctx, &username, id).await
+    }
+
+    /// Revokes one of a user's tokens: the user, or an admin.
+    pub async fn revoke_user_token(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+        id: Uuid,
+    ) -> Result<(), ServiceError> {
+        let user = self
+            .visible_user(ctx, username, |id| Action::ReadUser { user_id: id })
+            .await?;
+        if !ctx.caller.is_admin() && ctx.caller.user_id() != Some(user.id) {
+            return Err(ServiceError::NotFound { what: "token" });
+        }
         let mut tx = self.pool.begin().await?;
-        if store::tokens::revoke(&mut *tx, id, *user_id).await? == 0 {
+        if store::tokens::revoke(&mut *tx, id, Owner::User(user.id)).await? == 0 {
             return Err(ServiceError::NotFound { what: "token" });
         }
         super::audit::record(
             &mut *tx,
             ctx,
             "token.revoke",
-            &format!("user:{username}"),
+            &format!("user:{}", user.username),
             json!({ "token_id": id }),
         )
         .await?;
@@ -214,12 +285,31 @@ impl Services {
         Ok(())
     }
 
-    /// A server token: it may read only that server's authorized_keys.
+    /// A server's tokens (never their secrets).
+    pub async fn list_server_tokens(
+        &self,
+        ctx: &Ctx,
+        server: &str,
+    ) -> Result<Vec<TokenView>, ServiceError> {
+        authorize(&ctx.caller, Action::ManageServers)?;
+        let row = store::servers::by_name(&self.pool, server)
+            .await?
+            .ok_or(ServiceError::NotFound { what: "server" })?;
+        let rows = store::tokens::list(&self.pool, Owner::Server(row.id)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| view(r, None, Some(row.name.clone())))
+            .collect())
+    }
+
+    /// A server token: it may read only that server's authorized_keys, until `expires_at`
+    /// (none: until revoked).
     pub async fn create_server_token(
         &self,
         ctx: &Ctx,
         server: &str,
         name: Option<&str>,
+        expires_at: Option<OffsetDateTime>,
     ) -> Result<NewToken, ServiceError> {
         authorize(&ctx.caller, Action::ManageServers)?;
         let row = store::servers::by_name(&self.pool, server)
@@ -227,15 +317,16 @@ impl Services {
             .ok_or(ServiceError::NotFound { what: "server" })?;
         let name = name.unwrap_or("sshd");
         check_name(name)?;
+        check_expiry(expires_at)?;
         let secret = new_secret();
         let mut tx = self.pool.begin().await?;
         let token = store::tokens::insert(
             &mut *tx,
             name.trim(),
-            None,
-            Some(row.id),
+            Owner::Server(row.id),
             &secret_hash(&secret),
-            None,
+            expires_at,
+            &ctx.caller.actor(),
         )
         .await?;
         super::audit::record(
@@ -243,7 +334,7 @@ impl Services {
             ctx,
             "token.create",
             &format!("server:{}", row.name),
-            json!({ "token_id": token.id, "name": token.name }),
+            json!({ "token_id": token.id, "name": token.name, "expires_at": expires_at.map(|e| e.unix_timestamp()) }),
         )
         .await?;
         tx.commit().await?;
@@ -251,5 +342,32 @@ impl Services {
             token: view(token, None, Some(row.name)),
             secret,
         })
+    }
+
+    /// Revokes a server token: the next request made with it, on any process, is refused.
+    pub async fn revoke_server_token(
+        &self,
+        ctx: &Ctx,
+        server: &str,
+        id: Uuid,
+    ) -> Result<(), ServiceError> {
+        authorize(&ctx.caller, Action::ManageServers)?;
+        let row = store::servers::by_name(&self.pool, server)
+            .await?
+            .ok_or(ServiceError::NotFound { what: "server" })?;
+        let mut tx = self.pool.begin().await?;
+        if store::tokens::revoke(&mut *tx, id, Owner::Server(row.id)).await? == 0 {
+            return Err(ServiceError::NotFound { what: "token" });
+        }
+        super::audit::record(
+            &mut *tx,
+            ctx,
+            "token.revoke",
+            &format!("server:{}", row.name),
+            json!({ "token_id": id }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

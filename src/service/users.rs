@@ -51,6 +51,8 @@ pub struct UserPatch {
     pub role: Option<Role>,
     pub disabled: Option<bool>,
     pub password: Option<String>,
+    /// Needed to change one's own password: a stolen session or token alone cannot.
+    pub current_password: Option<String>,
 }
 
 /// A fresh password for a new account: 144 random bits as 24 base64url characters.
@@ -224,6 +226,10 @@ impl Services {
             patch.display_name.as_deref(),
             patch.email.as_ref().and_then(|e| e.as_deref()),
         )?;
+        if patch.password.is_some() && ctx.caller.user_id() == Some(row.id) {
+            self.check_current_password(&row, patch.current_password.as_deref())
+                .await?;
+        }
         let password_hash = self.hash_new_password(patch.password.as_deref()).await?;
         let mut tx = self.pool.begin().await?;
         let loses_admin = row.role == Role::Admin
@@ -244,6 +250,11 @@ impl Services {
             },
         )
         .await?;
+        // A new password or disabling revokes the user's API tokens: whoever stole one must
+        // not keep it past the owner's remedy.
+        if patch.password.is_some() || patch.disabled == Some(true) {
+            store::tokens::revoke_all_of_user(&mut *tx, row.id).await?;
+        }
         // A new password ends the user's other sessions; a disabled user's end at once.
         if updated.disabled {
             store::sessions::delete_for_user(&mut *tx, row.id, None).await?;
@@ -277,6 +288,38 @@ impl Services {
         .await?;
         tx.commit().await?;
         Ok(updated.into())
+    }
+
+    /// The caller's own password, as they typed it now: 400 `current_password_required` without
+    /// it, 403 `current_password_wrong` when it does not match (also when the account has no
+    /// password yet: then an admin sets one).
+    async fn check_current_password(
+        &self,
+        row: &UserRow,
+        current: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        let refused = ServiceError::Refused {
+            code: "current_password_wrong",
+            field: Some("current_password"),
+            detail: "to change your password, give your current password as current_password \
+                     (an account without one gets its first password from an admin)",
+        };
+        let Some(current) = current else {
+            return Err(ServiceError::Malformed {
+                code: "current_password_required",
+                detail: "to change your own password, also send your current password as \
+                         current_password"
+                    .into(),
+            });
+        };
+        let Some(hash) = row.password_hash.clone() else {
+            return Err(refused);
+        };
+        if self.passwords.verify(current, Some(hash)).await? {
+            Ok(())
+        } else {
+            Err(refused)
+        }
     }
 
     pub async fn delete_user(&self, ctx: &Ctx, username: &str) -> Result<(), ServiceError> {

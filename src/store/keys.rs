@@ -103,6 +103,24 @@ pub fn parse_time_id(s: &str) -> Option<(OffsetDateTime, Uuid)> {
     Some((at, id.parse().ok()?))
 }
 
+/// Locks the user's row until the transaction ends, then counts their keys: two concurrent
+/// adds for one user then see each other's key, so a per-user quota holds. Two statements on
+/// purpose: under READ COMMITTED each takes a fresh snapshot, so the count (taken after the
+/// lock was granted) includes what the previous holder of the lock committed.
+pub async fn lock_owner_and_count(
+    conn: &mut sqlx::PgConnection,
+    user_id: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query_scalar("SELECT count(*) FROM ssh_keys WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(&mut *conn)
+        .await
+}
+
 pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query("DELETE FROM ssh_keys WHERE id = $1")
         .bind(id)

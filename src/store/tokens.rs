@@ -11,26 +11,41 @@ pub struct TokenRow {
     pub created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
     pub expires_at: Option<OffsetDateTime>,
+    pub created_by: Option<String>,
 }
 
-const COLUMNS: &str = "id, name, user_id, server_id, created_at, last_used_at, expires_at";
+const COLUMNS: &str =
+    "id, name, user_id, server_id, created_at, last_used_at, expires_at, created_by";
+
+/// Whose token a new one is: a user's (personal) or a server's.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner {
+    User(i64),
+    Server(i64),
+}
 
 pub async fn insert(
     db: impl PgExecutor<'_>,
     name: &str,
-    user_id: Option<i64>,
-    server_id: Option<i64>,
+    owner: Owner,
     secret_hash: &[u8],
     expires_at: Option<OffsetDateTime>,
+    created_by: &str,
 ) -> Result<TokenRow, sqlx::Error> {
+    let (user_id, server_id) = match owner {
+        Owner::User(id) => (Some(id), None),
+        Owner::Server(id) => (None, Some(id)),
+    };
     sqlx::query_as(&format!(
-        "INSERT INTO api_tokens (name, user_id, server_id, secret_hash, expires_at) VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+        "INSERT INTO api_tokens (name, user_id, server_id, secret_hash, expires_at, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     ))
     .bind(name)
     .bind(user_id)
     .bind(server_id)
     .bind(secret_hash)
     .bind(expires_at)
+    .bind(created_by)
     .fetch_one(db)
     .await
 }
@@ -75,23 +90,44 @@ pub async fn touch(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error>
     Ok(())
 }
 
-pub async fn list_for_user(
-    db: impl PgExecutor<'_>,
-    user_id: i64,
-) -> Result<Vec<TokenRow>, sqlx::Error> {
+/// An owner's tokens that are not revoked (expired ones included: they show as expired).
+pub async fn list(db: impl PgExecutor<'_>, owner: Owner) -> Result<Vec<TokenRow>, sqlx::Error> {
+    let (column, id) = owner_column(owner);
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id"
+        "SELECT {COLUMNS} FROM api_tokens WHERE {column} = $1 AND revoked_at IS NULL ORDER BY created_at, id"
     ))
-    .bind(user_id)
+    .bind(id)
     .fetch_all(db)
     .await
 }
 
-pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid, user_id: i64) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
-        .bind(id)
-        .bind(user_id)
-        .execute(db)
-        .await?
-        .rows_affected())
+/// Revokes one token of `owner`; 0 when it is not theirs or already revoked.
+pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid, owner: Owner) -> Result<u64, sqlx::Error> {
+    let (column, owner_id) = owner_column(owner);
+    Ok(sqlx::query(&format!(
+        "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND {column} = $2 AND revoked_at IS NULL"
+    ))
+    .bind(id)
+    .bind(owner_id)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// Revokes every live token of a user (password changed, account disabled).
+pub async fn revoke_all_of_user(db: impl PgExecutor<'_>, user_id: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+fn owner_column(owner: Owner) -> (&'static str, i64) {
+    match owner {
+        Owner::User(id) => ("user_id", id),
+        Owner::Server(id) => ("server_id", id),
+    }
 }

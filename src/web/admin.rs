@@ -77,6 +77,8 @@ fn policy_from_form(fields: &[(String, String)], base: &Policy) -> Result<Policy
                 policy.max_rsa_exponent_bits = number("max_rsa_exponent_bits")?
             }
             "max_comment_bytes" => policy.max_comment_bytes = number("max_comment_bytes")? as usize,
+            "max_keys_per_user" => policy.max_keys_per_user = number("max_keys_per_user")?,
+            "max_token_days" => policy.max_token_days = number("max_token_days")?,
             "allowed_algorithms" => {
                 let a = Algorithm::ALL
                     .into_iter()

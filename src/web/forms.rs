@@ -51,6 +51,11 @@ impl Errors {
 pub fn form_errors(e: ServiceError) -> Result<Errors, WebError> {
     match e {
         ServiceError::Invalid { field, detail, .. } => Ok(Errors::one(field, detail)),
+        ServiceError::Refused {
+            field: Some(field),
+            detail,
+            ..
+        } => Ok(Errors::one(field, detail)),
         ServiceError::KeyRejected(r) => Ok(Errors::one(
             "key",
             format!("{} ({})", r.message, r.code.as_str()),

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::forms::{form_errors, parse_date, Errors, Shown};
@@ -14,7 +14,7 @@ use crate::http::AppState;
 use crate::service::grants::{GrantView, NewGrant};
 use crate::service::object_id;
 use crate::service::servers::ServerView;
-use crate::service::tokens::NewToken;
+use crate::service::tokens::{NewToken, TokenView};
 use crate::service::Listing;
 
 #[derive(Template)]
@@ -131,7 +131,9 @@ struct ServerPage {
     chrome: Option<Chrome>,
     server: ServerView,
     grants: Listing<GrantView>,
-    portal: String,
+    tokens: Vec<TokenView>,
+    /// `KEYPORTAL_PUBLIC_URL`; without it the page warns instead of guessing an address.
+    portal: Option<String>,
     grant_form: GrantForm,
     errors: Errors,
 }
@@ -150,24 +152,21 @@ pub struct GrantForm {
     expires_on: String,
 }
 
-/// The portal's address as servers should use it: the configured public URL, or the address
-/// this page was asked for.
-fn portal_url(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = &state.web.public_url {
-        return url.trim_end_matches('/').to_owned();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("keyportal.example");
-    format!("http://{host}")
+/// The portal's address as servers should use it: only the configured public URL. Guessing
+/// from the request would print `http://…`, and fetch-keys over plain HTTP hands the server
+/// token and every login's keys to whoever is on the path.
+fn portal_url(state: &AppState) -> Option<String> {
+    state
+        .web
+        .public_url
+        .as_deref()
+        .map(|url| url.trim_end_matches('/').to_owned())
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn render_server(
     state: &AppState,
     viewer: &Viewer,
-    headers: &HeaderMap,
     name: &str,
     cursor: Option<&str>,
     status: StatusCode,
@@ -179,11 +178,16 @@ async fn render_server(
         .services
         .list_grants(viewer.ctx(), name, None, Some(100), cursor)
         .await?;
+    let tokens = state
+        .services
+        .list_server_tokens(viewer.ctx(), name)
+        .await?;
     let p = ServerPage {
         chrome: Some(viewer.chrome.clone()),
         server,
         grants,
-        portal: portal_url(state, headers),
+        tokens,
+        portal: portal_url(state),
         grant_form,
         errors,
     };
@@ -193,14 +197,12 @@ async fn render_server(
 pub async fn show(
     State(state): State<AppState>,
     viewer: Viewer,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, WebError> {
     render_server(
         &state,
         &viewer,
-        &headers,
         &name,
         q.cursor.as_deref(),
         StatusCode::OK,
@@ -212,7 +214,6 @@ pub async fn show(
 
 pub async fn update(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     posted: Posted<ServerForm>,
 ) -> Result<Response, WebError> {
@@ -237,7 +238,6 @@ pub async fn update(
             render_server(
                 &state,
                 &viewer,
-                &headers,
                 &name,
                 None,
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -267,7 +267,6 @@ pub async fn delete(
 
 pub async fn add_grant(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     posted: Posted<GrantForm>,
 ) -> Result<Response, WebError> {
@@ -305,7 +304,6 @@ pub async fn add_grant(
     render_server(
         &state,
         &viewer,
-        &headers,
         &name,
         None,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -347,6 +345,9 @@ pub struct TokenCreatedPage {
 pub struct TokenForm {
     #[serde(default)]
     name: String,
+    /// `YYYY-MM-DD`; empty: until revoked.
+    #[serde(default)]
+    expires_on: String,
 }
 
 pub async fn create_token(
@@ -355,9 +356,16 @@ pub async fn create_token(
     posted: Posted<TokenForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
+    let expires_at = match parse_date("expires_on", &form.expires_on) {
+        Ok(e) => e,
+        Err(errors) => {
+            let why = errors.get("expires_on").unwrap_or("not a date").to_owned();
+            return Err(WebError::BadForm(why));
+        }
+    };
     let token = state
         .services
-        .create_server_token(viewer.ctx(), &name, optional(&form.name))
+        .create_server_token(viewer.ctx(), &name, optional(&form.name), expires_at)
         .await?;
     let p = TokenCreatedPage {
         chrome: Some(viewer.chrome.clone()),
@@ -366,4 +374,23 @@ pub async fn create_token(
         for_server: true,
     };
     Ok(page(StatusCode::OK, p.chrome.as_ref(), &p))
+}
+
+/// Revokes a server token from the server's page.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+    posted: Posted<Empty>,
+) -> Result<Response, WebError> {
+    let viewer = posted.viewer;
+    let id = object_id(&id, "token")?;
+    state
+        .services
+        .revoke_server_token(viewer.ctx(), &name, id)
+        .await?;
+    Ok(redirect_with_flash(
+        &format!("/servers/{name}"),
+        "ok",
+        "Server token revoked: the next login that needs it is refused",
+    ))
 }

@@ -12,6 +12,7 @@ use super::Empty;
 use super::{page, redirect_with_flash, see_other, Chrome, Viewer, WebError};
 use crate::domain::Role;
 use crate::http::AppState;
+use crate::service::tokens::TokenView;
 use crate::service::users::{NewUser, UserPatch, UserView};
 use crate::service::{Caller, Listing};
 
@@ -146,6 +147,8 @@ struct UserPage {
     chrome: Option<Chrome>,
     user: UserView,
     own: bool,
+    /// The user's API tokens, shown to admins on another user's page.
+    tokens: Vec<TokenView>,
     errors: Errors,
 }
 
@@ -165,10 +168,20 @@ async fn render_user(
     errors: Errors,
 ) -> Result<Response, WebError> {
     let user = state.services.get_user(viewer.ctx(), username).await?;
+    let own = viewer.chrome.username == user.username;
+    let tokens = if viewer.chrome.is_admin && !own {
+        state
+            .services
+            .list_user_tokens(viewer.ctx(), &user.username)
+            .await?
+    } else {
+        Vec::new()
+    };
     let p = UserPage {
         chrome: Some(viewer.chrome.clone()),
-        own: viewer.chrome.username == user.username,
+        own,
         user,
+        tokens,
         errors,
     };
     Ok(page(status, p.chrome.as_ref(), &p))
@@ -229,7 +242,7 @@ pub async fn update(
             .disabled_shown
             .as_ref()
             .map(|_| form.disabled.is_some()),
-        password: None,
+        ..UserPatch::default()
     };
     apply(&state, &viewer, &username, patch, "Profile saved").await
 }
@@ -269,6 +282,9 @@ async fn apply(
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct PasswordForm {
+    /// Sent on one's own page only.
+    #[serde(default)]
+    current_password: Option<String>,
     #[serde(default)]
     password: String,
     #[serde(default)]
@@ -294,6 +310,7 @@ pub async fn set_password(
     }
     let patch = UserPatch {
         password: Some(form.password),
+        current_password: form.current_password,
         ..UserPatch::default()
     };
     apply(
@@ -301,9 +318,28 @@ pub async fn set_password(
         &viewer,
         &username,
         patch,
-        "Password changed; other sessions of this account have been signed out",
+        "Password changed; the account's other sessions have been signed out and its API tokens revoked",
     )
     .await
+}
+
+/// An admin revokes one of a user's API tokens from the user's page.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Path((username, id)): Path<(String, String)>,
+    posted: Posted<Empty>,
+) -> Result<Response, WebError> {
+    let viewer = posted.viewer;
+    let id = crate::service::object_id(&id, "token")?;
+    state
+        .services
+        .revoke_user_token(viewer.ctx(), &username, id)
+        .await?;
+    Ok(redirect_with_flash(
+        &format!("/users/{username}"),
+        "ok",
+        "Token revoked: it no longer works",
+    ))
 }
 
 pub async fn delete(

@@ -1,0 +1,581 @@
+//! Token lifecycle and account takeover (issue 11): server tokens listed, expiring and revoked
+//! (also for `keyportal fetch-keys` against two `serve` processes), personal tokens capped by
+//! the policy and not minted by tokens, a password change that needs the current password and
+//! revokes tokens, and the per-user key quota.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::served::Served;
+use common::{answer, corpus_key, TestApp, TestDb};
+use keyportal::domain::Role;
+use keyportal::service::{Ctx, Services};
+use reqwest::Method;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn audit_actions(app: &TestApp, action: &str) -> Vec<Value> {
+    let (status, events) =
+        answer(app.get(&app.admin, &format!("/api/v1/audit?action={action}"))).await;
+    assert_eq!(status, 200);
+    events["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn server_tokens_are_listed_without_secrets_expire_and_are_revoked_with_audit() {
+    let app = TestApp::spawn().await;
+    let (status, _) =
+        answer(app.post(&app.admin, "/api/v1/servers", json!({ "name": "web1" }))).await;
+    assert_eq!(status, 201);
+    let expires = (OffsetDateTime::now_utc() + time::Duration::days(30))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    // Enrollment by script: an admin's bearer token may still make server tokens.
+    let (status, made) = answer(app.post(
+        &app.admin,
+        "/api/v1/servers/web1/tokens",
+        json!({ "name": "sshd", "expires_at": expires }),
+    ))
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    let id = made["token"]["id"].as_str().unwrap().to_owned();
+    let (status, list) = answer(app.get(&app.admin, "/api/v1/servers/web1/tokens")).await;
+    assert_eq!(status, 200);
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], id.as_str());
+    assert_eq!(items[0]["created_by"], "root");
+    assert!(items[0]["expires_at"]
+        .as_str()
+        .unwrap()
+        .starts_with(&expires[..10]));
+    assert!(!list.to_string().contains(&secret), "no secret in the list");
+
+    let keys = "/api/v1/servers/web1/authorized_keys?login=deploy";
+    assert_eq!(answer(app.get(&secret, keys)).await.0, 200);
+    let (status, body) = answer(app.post(
+        &app.admin,
+        "/api/v1/servers/web1/tokens",
+        json!({ "expires_at": "2001-01-01T00:00:00Z" }),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("expires_at"))
+    );
+
+    assert_eq!(
+        answer(app.delete(&app.admin, &format!("/api/v1/servers/web1/tokens/{id}")))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        answer(app.get(&secret, keys)).await.0,
+        401,
+        "revoked at once"
+    );
+    let (_, list) = answer(app.get(&app.admin, "/api/v1/servers/web1/tokens")).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        answer(app.delete(&app.admin, &format!("/api/v1/servers/web1/tokens/{id}")))
+            .await
+            .0,
+        404,
+        "already revoked"
+    );
+    let events = audit_actions(&app, "token.revoke").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["target"], "server:web1");
+    let created = audit_actions(&app, "token.create").await;
+    assert!(created
+        .iter()
+        .any(|e| e["target"] == "server:web1" && e["detail"]["token_id"] == id.as_str()));
+}
+
+/// `keyportal fetch-keys` (the real binary) with `token_file` against `portal`.
+fn fetch_keys(portal: &str, token_file: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyportal"))
+        .args([
+            "fetch-keys",
+            "--portal",
+            portal,
+            "--server",
+            "web1",
+            "--token-file",
+        ])
+        .arg(token_file)
+        .arg("deploy")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_or_expired_server_token_gets_nothing_on_every_serve_process() {
+    let db = TestDb::new().await;
+    let s = Services::new(db.pool.clone());
+    let cli = Ctx::command_line();
+    s.create_user(
+        &cli,
+        keyportal::service::users::NewUser {
+            username: "alice".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.add_key(
+        &cli,
+        "alice",
+        corpus_key("valid/ed25519.pub").as_bytes(),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    s.create_server(&cli, "web1", None, None).await.unwrap();
+    s.create_grant(
+        &cli,
+        "web1",
+        keyportal::service::grants::NewGrant {
+            username: "alice".into(),
+            login: "deploy".into(),
+            key_id: None,
+            options: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let (_one, addr1) = Served::start(dirs[0].path(), &env);
+    let (_two, addr2) = Served::start(dirs[1].path(), &env);
+    let portals = [format!("http://{addr1}"), format!("http://{addr2}")];
+    let token_file = |secret: &str, name: &str| {
+        let path = dirs[0].path().join(name);
+        std::fs::write(&path, format!("{secret}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    };
+
+    // Revoked: refused on the very next call, on both processes.
+    let revoked = s
+        .create_server_token(&cli, "web1", None, None)
+        .await
+        .unwrap();
+    let file = token_file(&revoked.secret, "revoked");
+    for portal in &portals {
+        let (code, out, err) = fetch_keys(portal, &file);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.starts_with("ssh-ed25519 "), "{out}");
+    }
+    s.revoke_server_token(&cli, "web1", revoked.token.id)
+        .await
+        .unwrap();
+    for portal in &portals {
+        let (code, out, err) = fetch_keys(portal, &file);
+        assert_eq!((code, out.as_str()), (Some(1), ""), "{portal}");
+        assert!(err.contains("401"), "{err}");
+    }
+
+    // Expired (aged in the database, no waiting): likewise.
+    let aging = s
+        .create_server_token(&cli, "web1", None, None)
+        .await
+        .unwrap();
+    let file = token_file(&aging.secret, "aging");
+    assert_eq!(fetch_keys(&portals[1], &file).0, Some(0));
+    sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(aging.token.id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    for portal in &portals {
+        let (code, out, _) = fetch_keys(portal, &file);
+        assert_eq!((code, out.as_str()), (Some(1), ""), "{portal}");
+    }
+}
+
+#[tokio::test]
+async fn changing_ones_own_password_needs_the_current_one_and_revokes_tokens() {
+    let app = TestApp::spawn().await;
+    app.user_with_password("alice", Role::Member, PASSWORD)
+        .await;
+    let token = app
+        .services
+        .create_token_for(&Ctx::command_line(), "alice", "ci", None)
+        .await
+        .unwrap()
+        .secret;
+    let new = "a brand new passphrase";
+    for (body, status, code) in [
+        (json!({ "password": new }), 400, "current_password_required"),
+        (
+            json!({ "password": new, "current_password": "not the password" }),
+            403,
+            "current_password_wrong",
+        ),
+    ] {
+        let (got, problem) = answer(app.patch(&token, "/api/v1/users/alice", body)).await;
+        assert_eq!((got, problem["code"].as_str()), (status, Some(code)));
+    }
+    assert_eq!(
+        app.browser().sign_in("alice", PASSWORD).await.status,
+        303,
+        "unchanged"
+    );
+    assert_eq!(answer(app.get(&token, "/api/v1/me")).await.0, 200);
+
+    let (status, _) = answer(app.patch(
+        &token,
+        "/api/v1/users/alice",
+        json!({ "password": new, "current_password": PASSWORD }),
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer(app.get(&token, "/api/v1/me")).await.0,
+        401,
+        "tokens revoked"
+    );
+    assert_eq!(app.browser().sign_in("alice", new).await.status, 303);
+
+    // An admin resetting someone else's password needs no current password.
+    let (status, _) = answer(app.patch(
+        &app.admin,
+        "/api/v1/users/alice",
+        json!({ "password": "set by the admin!!" }),
+    ))
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_token_cannot_make_tokens_and_disabling_revokes_them_and_admins_revoke_them() {
+    let app = TestApp::spawn().await;
+    let alice = app.user_with_token("alice", Role::Member).await;
+    let (status, body) =
+        answer(app.post(&alice, "/api/v1/tokens", json!({ "name": "more" }))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("token_cannot_create_tokens"))
+    );
+    let (status, body) =
+        answer(app.post(&app.admin, "/api/v1/tokens", json!({ "name": "more" }))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("token_cannot_create_tokens"))
+    );
+    let (_, list) = answer(app.get(&alice, "/api/v1/tokens")).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "nothing made");
+
+    // Admins list and revoke a user's tokens.
+    let second = app
+        .services
+        .create_token_for(&Ctx::command_line(), "alice", "second", None)
+        .await
+        .unwrap();
+    let (status, list) = answer(app.get(&app.admin, "/api/v1/users/alice/tokens")).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert!(!list.to_string().contains(&second.secret));
+    // Her own list, as under /api/v1/tokens; another member's is not found.
+    assert_eq!(
+        answer(app.get(&alice, "/api/v1/users/alice/tokens"))
+            .await
+            .0,
+        200
+    );
+    let bob = app.user_with_token("bob", Role::Member).await;
+    assert_eq!(
+        answer(app.get(&bob, "/api/v1/users/alice/tokens")).await.0,
+        404
+    );
+    assert_eq!(
+        answer(app.delete(
+            &app.admin,
+            &format!("/api/v1/users/alice/tokens/{}", second.token.id)
+        ))
+        .await
+        .0,
+        204
+    );
+    assert_eq!(answer(app.get(&second.secret, "/api/v1/me")).await.0, 401);
+    assert_eq!(audit_actions(&app, "token.revoke").await.len(), 1);
+
+    // Disabling revokes the rest: re-enabling does not bring them back.
+    for disabled in [true, false] {
+        let (status, _) = answer(app.patch(
+            &app.admin,
+            "/api/v1/users/alice",
+            json!({ "disabled": disabled }),
+        ))
+        .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(answer(app.get(&alice, "/api/v1/me")).await.0, 401);
+}
+
+#[tokio::test]
+async fn personal_token_expiry_defaults_to_the_policy_cap_and_cannot_exceed_it() {
+    let app = TestApp::spawn().await;
+    app.user_with_password("alice", Role::Member, PASSWORD)
+        .await;
+    let mut b = app.browser();
+    let csrf = b.signed_in("alice", PASSWORD).await;
+    let mut create = async |body: Value| {
+        let res = b
+            .api(Method::POST, "/api/v1/tokens", Some(body), Some(&csrf))
+            .await;
+        (
+            res.status,
+            serde_json::from_str::<Value>(&res.body).unwrap(),
+        )
+    };
+    let expiry = |v: &Value| {
+        OffsetDateTime::parse(
+            v["token"]["expires_at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    let (status, made) = create(json!({ "name": "laptop" })).await;
+    assert_eq!(status, 201);
+    let cap = OffsetDateTime::now_utc() + time::Duration::days(90);
+    assert!((expiry(&made) - cap).abs() < time::Duration::minutes(1));
+    let far = (OffsetDateTime::now_utc() + time::Duration::days(91))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (status, body) = create(json!({ "name": "forever", "expires_at": far })).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("token_expiry_too_far"))
+    );
+
+    // The cap is the admin's to change, audited.
+    let (status, _) =
+        answer(app.put(&app.admin, "/api/v1/policy", json!({ "max_token_days": 7 }))).await;
+    assert_eq!(status, 200);
+    for bad in [0, 3651] {
+        let (status, _) = answer(app.put(
+            &app.admin,
+            "/api/v1/policy",
+            json!({ "max_token_days": bad }),
+        ))
+        .await;
+        assert_eq!(status, 422, "{bad}");
+    }
+    let events = audit_actions(&app, "policy.update").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["detail"]["after"]["max_token_days"], 7);
+    let (status, made) = create(json!({ "name": "week" })).await;
+    assert_eq!(status, 201);
+    let cap = OffsetDateTime::now_utc() + time::Duration::days(7);
+    assert!((expiry(&made) - cap).abs() < time::Duration::minutes(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_key_quota_holds_for_adds_imports_and_concurrent_adds() {
+    let app = TestApp::spawn().await;
+    let alice = app.user_with_token("alice", Role::Member).await;
+    let (status, _) = answer(app.put(
+        &app.admin,
+        "/api/v1/policy",
+        json!({ "max_keys_per_user": 3 }),
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let add = |file: &'static str| {
+        app.post(
+            &alice,
+            "/api/v1/users/alice/keys",
+            json!({ "key": corpus_key(file) }),
+        )
+    };
+    for file in [
+        "valid/ed25519.pub",
+        "valid/ecdsa-256.pub",
+        "valid/ecdsa-384.pub",
+    ] {
+        assert_eq!(answer(add(file)).await.0, 201, "{file}");
+    }
+    let (status, body) = answer(add("valid/rsa-2048.pub")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("key_quota_exceeded"))
+    );
+
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM ssh_keys")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap()
+    };
+    // An import that would pass the quota adds nothing.
+    let file = format!(
+        "{}\n{}\n",
+        corpus_key("valid/rsa-2048.pub"),
+        corpus_key("valid/sk-ecdsa-256.pub")
+    );
+    let res = app
+        .client
+        .post(app.url("/api/v1/users/alice/keys/import"))
+        .bearer_auth(&alice)
+        .body(file.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["code"],
+        "key_quota_exceeded"
+    );
+    assert_eq!(count().await, 3);
+
+    // At quota - 1, concurrent adds: exactly one wins.
+    let (_, list) = answer(app.get(&alice, "/api/v1/users/alice/keys")).await;
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        answer(app.delete(&alice, &format!("/api/v1/keys/{id}")))
+            .await
+            .0,
+        204
+    );
+    let racers = generated_ed25519_keys(12);
+    let answers =
+        futures_util::future::join_all(racers.iter().map(|key| {
+            answer(app.post(&alice, "/api/v1/users/alice/keys", json!({ "key": key })))
+        }))
+        .await;
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(answers
+        .iter()
+        .all(|(s, b)| *s == 201 || b["code"] == "key_quota_exceeded"));
+    assert_eq!(count().await, 3);
+}
+
+#[tokio::test]
+async fn the_server_page_shows_setup_lines_only_with_a_public_url_and_revokes_tokens() {
+    for public in [None, Some("https://keys.example.com/")] {
+        let app = TestApp::spawn_with(|s| s.web.public_url = public.map(str::to_owned)).await;
+        app.user_with_password("boss", Role::Admin, PASSWORD).await;
+        app.services
+            .create_server(&Ctx::command_line(), "web1", None, None)
+            .await
+            .unwrap();
+        let made = app
+            .services
+            .create_server_token(&Ctx::command_line(), "web1", Some("old-sshd"), None)
+            .await
+            .unwrap();
+        let mut b = app.browser();
+        let csrf = b.signed_in("boss", PASSWORD).await;
+        let page = b.get("/servers/web1").await;
+        assert_eq!(page.status, 200);
+        match public {
+            None => {
+                assert!(page.body.contains("id=\"no-public-url\""));
+                assert!(page.body.contains("KEYPORTAL_PUBLIC_URL"));
+                assert!(!page.body.contains("--portal http://"), "{}", page.body);
+                assert!(!page.body.contains("--portal "));
+            }
+            Some(_) => {
+                assert!(page
+                    .body
+                    .contains("--portal https://keys.example.com --server web1"));
+                assert!(!page.body.contains("no-public-url"));
+            }
+        }
+        assert!(page.body.contains("old-sshd"));
+        assert!(!page.body.contains(&made.secret));
+        let res = b
+            .post_form(
+                &format!("/servers/web1/tokens/{}/revoke", made.token.id),
+                &[("csrf_token", "forged")],
+            )
+            .await;
+        assert_eq!(res.status, 403);
+        assert_eq!(answer(app.get(&made.secret, "/api/v1/me")).await.0, 200);
+        let res = b
+            .post_form(
+                &format!("/servers/web1/tokens/{}/revoke", made.token.id),
+                &[("csrf_token", &csrf)],
+            )
+            .await;
+        assert_eq!(res.status, 303);
+        assert_eq!(answer(app.get(&made.secret, "/api/v1/me")).await.0, 401);
+        assert!(!b.get("/servers/web1").await.body.contains("old-sshd"));
+    }
+}
+
+#[tokio::test]
+async fn an_admin_sees_and_revokes_a_users_tokens_on_their_page() {
+    let app = TestApp::spawn().await;
+    app.user_with_password("boss", Role::Admin, PASSWORD).await;
+    let alice = app.user_with_token("alice", Role::Member).await;
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "SELECT t.id FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE u.username = 'alice'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    let mut b = app.browser();
+    let csrf = b.signed_in("boss", PASSWORD).await;
+    let page = b.get("/users/alice").await;
+    assert!(page
+        .body
+        .contains(&format!("/users/alice/tokens/{id}/revoke")));
+    assert!(!page.body.contains(&alice));
+    let revoke = format!("/users/alice/tokens/{id}/revoke");
+    assert_eq!(
+        b.post_form(&revoke, &[("csrf_token", "forged")])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(answer(app.get(&alice, "/api/v1/me")).await.0, 200);
+    assert_eq!(
+        b.post_form(&revoke, &[("csrf_token", &csrf)]).await.status,
+        303
+    );
+    assert_eq!(answer(app.get(&alice, "/api/v1/me")).await.0, 401);
+    assert!(!b.get("/users/alice").await.body.contains(&revoke));
+}
+
+/// `n` distinct valid Ed25519 public keys (multiples of the base point), one-line form.
+fn generated_ed25519_keys(n: u64) -> Vec<String> {
+    use base64::Engine;
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+    use curve25519_dalek::scalar::Scalar;
+    (1..=n)
+        .map(|i| {
+            let point = (ED25519_BASEPOINT_POINT * Scalar::from(5000 + i)).compress();
+            let mut blob = Vec::new();
+            for field in [&b"ssh-ed25519"[..], point.as_bytes()] {
+                blob.extend_from_slice(&(field.len() as u32).to_be_bytes());
+                blob.extend_from_slice(field);
+            }
+            format!(
+                "ssh-ed25519 {} race-{i}",
+                base64::engine::general_purpose::STANDARD.encode(blob)
+            )
+        })
+        .collect()
+}
