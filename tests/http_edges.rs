@@ -305,8 +305,15 @@ async fn pages_and_fresh_secrets_are_never_compressed_but_json_lists_are() {
     }
 
     // A token's secret is shown once, not stored by caches, and not compressed.
+    let (status, _) =
+        common::answer(app.post(&app.admin, "/api/v1/servers", json!({ "name": "web1" }))).await;
+    assert_eq!(status, 201);
     let res = app
-        .post(&app.admin, "/api/v1/tokens", json!({ "name": "laptop" }))
+        .post(
+            &app.admin,
+            "/api/v1/servers/web1/tokens",
+            json!({ "name": "sshd" }),
+        )
         .header("accept-encoding", "gzip")
         .send()
         .await

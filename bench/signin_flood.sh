@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# A flood of wrong sign-ins against one `keyportal serve` (release build, its own private
+# cluster): how many were let through to a password check (401), refused by the limit (429) or
+# by the hashing bound (503), the peak of concurrent hashes, and the server's memory before and
+# after. Loopback only; bounded by REQUESTS.
+#
+#   bench/signin_flood.sh [REQUESTS] [PARALLEL]      (default 1000 requests, 100 at a time)
+#   KEYPORTAL_BENCH_PROFILE=debug bench/signin_flood.sh   (skip the release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+requests=${1:-1000}
+parallel=${2:-100}
+profile=${KEYPORTAL_BENCH_PROFILE:-release}
+if [ "$profile" = release ]; then cargo build -q --release; else cargo build -q; fi
+bin=$PWD/target/$profile/keyportal
+work=$(mktemp -d)
+data=$work/data
+pid=
+cleanup() {
+  if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  if [ -f "$data/cluster-location" ]; then rm -rf "$(cat "$data/cluster-location")"; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+unset DATABASE_URL
+export KEYPORTAL_DATA_DIR=$data KEYPORTAL_LISTEN=127.0.0.1:0 KEYPORTAL_LOG=warn,keyportal::http=info
+"$bin" serve >"$work/serve.log" 2>&1 &
+pid=$!
+addr=
+for _ in $(seq 1 600); do
+  addr=$(sed -n 's/.*keyportal is listening on http:\/\/\([0-9.:]*\).*/\1/p' "$work/serve.log" | head -1)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || { cat "$work/serve.log"; exit 1; }
+echo 'a long enough password' | "$bin" admin create --username victim --password-stdin >/dev/null
+
+rss() { awk '/VmRSS|VmHWM/ { printf "%s %s kB  ", $1, $2 }' "/proc/$pid/status"; echo; }
+echo "before: $(rss)"
+# The client picks its own sign-in CSRF cookie and field, as an attacker can.
+start=$(date +%s.%N)
+seq 1 "$requests" | xargs -P "$parallel" -I{} curl -s -o /dev/null -w '%{http_code}\n' \
+  -H 'Cookie: kp_login_csrf=x' --data 'username=victim&password=wrong-{}&csrf_token=x' \
+  "http://$addr/login" >"$work/codes"
+end=$(date +%s.%N)
+echo "after:  $(rss)"
+echo "answers ($requests requests, $parallel at a time, $(echo "$end - $start" | bc) s):"
+sort "$work/codes" | uniq -c
+curl -s "http://$addr/metrics" | grep '^keyportal_password_hash'
+printf 'healthz right after: '
+curl -s -o /dev/null -w '%{time_total} s\n' "http://$addr/healthz"
