@@ -6,13 +6,19 @@
 #
 #   bench/signin_flood.sh [REQUESTS] [PARALLEL]      (default 1000 requests, 100 at a time)
 #   KEYPORTAL_BENCH_PROFILE=debug bench/signin_flood.sh   (skip the release build)
+#   KEYPORTAL_BENCH_BIN=/path/to/old/keyportal KEYPORTAL_BENCH_DATABASE_URL=postgres://…/postgres \
+#     bench/signin_flood.sh      (another build, e.g. a baseline, on a fresh database of that server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-1000}
 parallel=${2:-100}
 profile=${KEYPORTAL_BENCH_PROFILE:-release}
-if [ "$profile" = release ]; then cargo build -q --release; else cargo build -q; fi
-bin=$PWD/target/$profile/keyportal
+if [ -n "${KEYPORTAL_BENCH_BIN:-}" ]; then
+  bin=$KEYPORTAL_BENCH_BIN
+else
+  if [ "$profile" = release ]; then cargo build -q --release; else cargo build -q; fi
+  bin=$PWD/target/$profile/keyportal
+fi
 work=$(mktemp -d)
 data=$work/data
 pid=
@@ -24,6 +30,12 @@ cleanup() {
 trap cleanup EXIT
 
 unset DATABASE_URL
+if [ -n "${KEYPORTAL_BENCH_DATABASE_URL:-}" ]; then
+  db="keyportal_flood_$$"
+  psql "$KEYPORTAL_BENCH_DATABASE_URL" -qc "CREATE DATABASE $db"
+  trap 'cleanup; psql "$KEYPORTAL_BENCH_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
+  export DATABASE_URL="${KEYPORTAL_BENCH_DATABASE_URL%/*}/$db"
+fi
 export KEYPORTAL_DATA_DIR=$data KEYPORTAL_LISTEN=127.0.0.1:0 KEYPORTAL_LOG=warn,keyportal::http=info
 "$bin" serve >"$work/serve.log" 2>&1 &
 pid=$!
