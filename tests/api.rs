@@ -1002,27 +1002,6 @@ async fn an_oversized_body_is_a_413_problem_document() {
     );
 }
 
-/// `n` distinct valid Ed25519 public keys (multiples of the base point), one-line form.
-fn generated_ed25519_keys(n: u64) -> Vec<String> {
-    use base64::Engine;
-    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
-    use curve25519_dalek::scalar::Scalar;
-    (1..=n)
-        .map(|i| {
-            let point = (ED25519_BASEPOINT_POINT * Scalar::from(1000 + i)).compress();
-            let mut blob = Vec::new();
-            for field in [&b"ssh-ed25519"[..], point.as_bytes()] {
-                blob.extend_from_slice(&(field.len() as u32).to_be_bytes());
-                blob.extend_from_slice(field);
-            }
-            format!(
-                "ssh-ed25519 {} gen-{i}",
-                base64::engine::general_purpose::STANDARD.encode(blob)
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn long_authorized_keys_lists_keep_each_verdict_with_its_own_key() {
     let app = TestApp::spawn().await;
@@ -1038,7 +1017,7 @@ async fn long_authorized_keys_lists_keep_each_verdict_with_its_own_key() {
             .0,
         200
     );
-    let file = generated_ed25519_keys(300).join("\n");
+    let file = common::generated_ed25519_keys(300).join("\n");
     let res = app
         .client
         .post(app.url("/api/v1/users/bulk/keys/import"))

@@ -453,7 +453,7 @@ async fn the_key_quota_holds_for_adds_imports_and_concurrent_adds() {
             .0,
         204
     );
-    let racers = generated_ed25519_keys(12);
+    let racers = common::generated_ed25519_keys(12);
     let answers =
         futures_util::future::join_all(racers.iter().map(|key| {
             answer(app.post(&alice, "/api/v1/users/alice/keys", json!({ "key": key })))
@@ -557,25 +557,4 @@ async fn an_admin_sees_and_revokes_a_users_tokens_on_their_page() {
     );
     assert_eq!(answer(app.get(&alice, "/api/v1/me")).await.0, 401);
     assert!(!b.get("/users/alice").await.body.contains(&revoke));
-}
-
-/// `n` distinct valid Ed25519 public keys (multiples of the base point), one-line form.
-fn generated_ed25519_keys(n: u64) -> Vec<String> {
-    use base64::Engine;
-    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
-    use curve25519_dalek::scalar::Scalar;
-    (1..=n)
-        .map(|i| {
-            let point = (ED25519_BASEPOINT_POINT * Scalar::from(5000 + i)).compress();
-            let mut blob = Vec::new();
-            for field in [&b"ssh-ed25519"[..], point.as_bytes()] {
-                blob.extend_from_slice(&(field.len() as u32).to_be_bytes());
-                blob.extend_from_slice(field);
-            }
-            format!(
-                "ssh-ed25519 {} race-{i}",
-                base64::engine::general_purpose::STANDARD.encode(blob)
-            )
-        })
-        .collect()
 }

@@ -448,3 +448,24 @@ pub fn corpus() -> Vec<CorpusCase> {
         })
         .collect()
 }
+
+/// `n` distinct valid Ed25519 public keys (multiples of the base point), one-line form.
+pub fn generated_ed25519_keys(n: u64) -> Vec<String> {
+    use base64::Engine;
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+    use curve25519_dalek::scalar::Scalar;
+    (1..=n)
+        .map(|i| {
+            let point = (ED25519_BASEPOINT_POINT * Scalar::from(1000 + i)).compress();
+            let mut blob = Vec::new();
+            for field in [&b"ssh-ed25519"[..], point.as_bytes()] {
+                blob.extend_from_slice(&(field.len() as u32).to_be_bytes());
+                blob.extend_from_slice(field);
+            }
+            format!(
+                "ssh-ed25519 {} gen-{i}",
+                base64::engine::general_purpose::STANDARD.encode(blob)
+            )
+        })
+        .collect()
+}
