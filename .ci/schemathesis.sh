@@ -18,18 +18,9 @@ fi
 
 cargo build -q
 bin=$PWD/target/debug/keyportal
+. "$(dirname "$0")/../bench/portal.sh"
 work=$(mktemp -d)
-data=$work/data
-serve_pid=
-cleanup() {
-  if [ -n "$serve_pid" ]; then
-    kill -TERM "$serve_pid" 2>/dev/null || true
-    wait "$serve_pid" 2>/dev/null || true
-  fi
-  # A relocated private cluster (as root, /tmp/... is out of its account's reach) goes too.
-  if [ -f "$data/cluster-location" ]; then rm -rf "$(cat "$data/cluster-location")"; fi
-  rm -rf "$work"
-}
+cleanup() { portal_stop "$work"; }
 trap cleanup EXIT
 
 if [ -n "${DATABASE_URL:-}" ]; then
@@ -40,17 +31,8 @@ if [ -n "${DATABASE_URL:-}" ]; then
   export DATABASE_URL="${DATABASE_URL%/*}/$db"
 fi
 
-export KEYPORTAL_DATA_DIR=$data KEYPORTAL_LISTEN=127.0.0.1:0 KEYPORTAL_LOG=warn,keyportal::http=info
-"$bin" serve >"$work/serve.log" 2>&1 &
-serve_pid=$!
-addr=
-for _ in $(seq 1 600); do
-  addr=$(sed -n 's/.*keyportal is listening on http:\/\/\([0-9.:]*\).*/\1/p' "$work/serve.log" | head -1)
-  [ -n "$addr" ] && break
-  kill -0 "$serve_pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "serve did not start"; cat "$work/serve.log"; exit 1; }
+portal_start "$bin" "$work"
+addr=$PORTAL_ADDR
 
 head -c 24 /dev/urandom | base64 | "$bin" admin create --username fuzzadmin --password-stdin >/dev/null
 token=$("$bin" token create --username fuzzadmin --name schemathesis)

@@ -19,14 +19,9 @@ else
   if [ "$profile" = release ]; then cargo build -q --release; else cargo build -q; fi
   bin=$PWD/target/$profile/keyportal
 fi
+. "$(dirname "$0")/../bench/portal.sh"
 work=$(mktemp -d)
-data=$work/data
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  if [ -f "$data/cluster-location" ]; then rm -rf "$(cat "$data/cluster-location")"; fi
-  rm -rf "$work"
-}
+cleanup() { portal_stop "$work"; }
 trap cleanup EXIT
 
 unset DATABASE_URL
@@ -36,16 +31,9 @@ if [ -n "${KEYPORTAL_BENCH_DATABASE_URL:-}" ]; then
   trap 'cleanup; psql "$KEYPORTAL_BENCH_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
   export DATABASE_URL="${KEYPORTAL_BENCH_DATABASE_URL%/*}/$db"
 fi
-export KEYPORTAL_DATA_DIR=$data KEYPORTAL_LISTEN=127.0.0.1:0 KEYPORTAL_LOG=warn,keyportal::http=info
-"$bin" serve >"$work/serve.log" 2>&1 &
-pid=$!
-addr=
-for _ in $(seq 1 600); do
-  addr=$(sed -n 's/.*keyportal is listening on http:\/\/\([0-9.:]*\).*/\1/p' "$work/serve.log" | head -1)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { cat "$work/serve.log"; exit 1; }
+portal_start "$bin" "$work"
+addr=$PORTAL_ADDR
+pid=$PORTAL_PID
 echo 'a long enough password' | "$bin" admin create --username victim --password-stdin >/dev/null
 
 rss() { awk '/VmRSS|VmHWM/ { printf "%s %s kB  ", $1, $2 }' "/proc/$pid/status"; echo; }
