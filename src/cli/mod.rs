@@ -24,7 +24,7 @@ pub enum Command {
     /// Run the portal (HTTP API and UI).
     Serve(ServeConfig),
     /// Apply pending database migrations and exit.
-    Migrate(DatabaseConfig),
+    Migrate(MigrateArgs),
     /// SSH key tools.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -42,6 +42,17 @@ pub enum Command {
     FetchKeys(fetch_keys::FetchKeysArgs),
     /// Print the OpenAPI 3 description of the HTTP API (the same as GET /api/openapi.json).
     Openapi,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Change nothing: say where the schema stands, and exit 1 if the database is newer than
+    /// this keyportal (which then refuses to serve it); 0 if it is up to date or only has
+    /// migrations of this keyportal to apply.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,14 +109,42 @@ pub fn run() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Migrate(cfg) => with_runtime(&cli.log, async move {
-            let db = crate::db::Database::open(&cfg)
-                .await
-                .map_err(|e| e.to_string())?;
-            tracing::info!("migrations applied");
-            db.close().await;
-            Ok(())
-        }),
+        Command::Migrate(args) => with_runtime(&cli.log, migrate(args)),
+    }
+}
+
+/// `keyportal migrate [--check]`.
+async fn migrate(args: MigrateArgs) -> Result<(), String> {
+    use crate::db::{schema_state, Database, SchemaState};
+    if !args.check {
+        let db = Database::open(&args.database)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!("migrations applied");
+        db.close().await;
+        return Ok(());
+    }
+    let db = Database::connect(&args.database)
+        .await
+        .map_err(|e| e.to_string())?;
+    let state = schema_state(&db.pool).await;
+    db.close().await;
+    match state.map_err(|e| e.to_string())? {
+        SchemaState::UpToDate { version } => {
+            print_stdout(&format!("up to date: the schema is at migration {version}"))
+        }
+        SchemaState::Pending { versions } => print_stdout(&format!(
+            "{} migration(s) of this keyportal to apply ({}): run `keyportal migrate`",
+            versions.len(),
+            versions
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        SchemaState::Newer { database, binary } => {
+            Err(crate::db::DbError::NewerSchema { database, binary }.to_string())
+        }
     }
 }
 

@@ -25,6 +25,47 @@ pub enum DbError {
     Connect(#[source] sqlx::Error),
     #[error("cannot apply migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database's schema is at migration {database}, newer than this keyportal knows (up to {binary}): run the keyportal that migrated it (or a newer one); this one refuses to serve it")]
+    NewerSchema { database: i64, binary: i64 },
+    #[error("cannot read the database's migration history: {0}")]
+    History(#[source] sqlx::Error),
+}
+
+/// Where the database's schema stands against this binary's migrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaState {
+    /// Every migration this binary has is applied, and no other.
+    UpToDate { version: i64 },
+    /// These of this binary's migrations are not applied yet (`keyportal migrate` applies them).
+    Pending { versions: Vec<i64> },
+    /// A later keyportal migrated this database: this binary must not serve it.
+    Newer { database: i64, binary: i64 },
+}
+
+/// Reads the migration history `sqlx` keeps in `_sqlx_migrations` (none: a fresh database).
+pub async fn schema_state(pool: &PgPool) -> Result<SchemaState, DbError> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .or_else(|e| match &e {
+                // 42P01: undefined table, a database no keyportal has migrated yet.
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
+                    Ok(Vec::new())
+                }
+                _ => Err(DbError::History(e)),
+            })?;
+    let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    let binary = known.iter().copied().max().unwrap_or(0);
+    if let Some(&database) = applied.iter().max().filter(|&&v| v > binary) {
+        return Ok(SchemaState::Newer { database, binary });
+    }
+    let versions: Vec<i64> = known.into_iter().filter(|v| !applied.contains(v)).collect();
+    Ok(if versions.is_empty() {
+        SchemaState::UpToDate { version: binary }
+    } else {
+        SchemaState::Pending { versions }
+    })
 }
 
 /// An open database: the pool, and the private cluster behind it if keyportal runs one.
@@ -35,8 +76,28 @@ pub struct Database {
 
 impl Database {
     /// Opens the configured database, starting the private cluster if none is configured,
-    /// and applies pending migrations.
+    /// and applies pending migrations. A database a later keyportal migrated is refused.
     pub async fn open(cfg: &DatabaseConfig) -> Result<Database, DbError> {
+        let db = Database::connect(cfg).await?;
+        let migrated = match schema_state(&db.pool).await {
+            Ok(SchemaState::Newer { database, binary }) => {
+                Err(DbError::NewerSchema { database, binary })
+            }
+            Ok(_) => MIGRATOR.run(&db.pool).await.map_err(DbError::from),
+            Err(e) => Err(e),
+        };
+        match migrated {
+            Ok(()) => Ok(db),
+            Err(e) => {
+                db.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens the configured database (starting the private cluster if it is the one) without
+    /// touching its schema.
+    pub async fn connect(cfg: &DatabaseConfig) -> Result<Database, DbError> {
         let (options, cluster) = match &cfg.database_url {
             Some(url) => {
                 let opts: PgConnectOptions = url.parse().map_err(DbError::BadUrl)?;
@@ -61,7 +122,6 @@ impl Database {
             )
             .await
             .map_err(DbError::Connect)?;
-        MIGRATOR.run(&pool).await?;
         Ok(Database { pool, cluster })
     }
 
