@@ -6,6 +6,10 @@
 //! operator opted into a last-known-good cache (`--cache-dir`), whose entries are used only
 //! while younger than `--cache-max-age`. An answer from the portal that says "no" (unknown or
 //! revoked token, unknown server) is never overridden by the cache.
+//!
+//! `--portal` may be repeated: the portals are asked in order within one time budget
+//! (`--timeout`, kept under sshd's patience), and the first real answer wins, a "no" included.
+//! Only when none answers does the cache stand in.
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -20,18 +24,22 @@ use crate::keys::{authorized_keys_verdicts, Algorithm, Policy};
 
 #[derive(clap::Args, Debug)]
 pub struct FetchKeysArgs {
-    /// The portal's base address, e.g. https://keys.example.com
-    #[arg(long)]
-    pub portal: String,
+    /// The portal's base address, e.g. https://keys.example.com. Repeat it for several
+    /// portals on one database: they are asked in order until one answers.
+    #[arg(long, required = true)]
+    pub portal: Vec<String>,
     /// This server's name in the portal.
     #[arg(long)]
     pub server: String,
     /// File holding this server's token; it must not be readable by group or others.
     #[arg(long)]
     pub token_file: PathBuf,
-    /// Give up on the portal after this many seconds (connect and answer together).
+    /// Give up after this many seconds in all, every portal asked included.
     #[arg(long, default_value_t = 5)]
     pub timeout: u64,
+    /// Longest wait for one portal to accept the connection before the next is tried.
+    #[arg(long, default_value_t = 2)]
+    pub connect_timeout: u64,
     /// Keep the last good answer per login and key here, for use while the portal is down.
     /// Off unless given. The directory must belong to this user and be private (0700).
     #[arg(long)]
@@ -131,22 +139,21 @@ fn read_token(path: &Path) -> Result<String, FetchError> {
 
 /// The address to ask: https, or plain http only to this machine (or when explicitly allowed),
 /// since over plain http the token and the answer are open to anyone on the path.
-fn portal_url(args: &FetchKeysArgs) -> Result<reqwest::Url, FetchError> {
-    let mut url = reqwest::Url::parse(args.portal.trim_end_matches('/'))
-        .map_err(|e| FetchError::Usage(format!("--portal {:?}: {e}", args.portal)))?;
+fn portal_url(args: &FetchKeysArgs, portal: &str) -> Result<reqwest::Url, FetchError> {
+    let mut url = reqwest::Url::parse(portal.trim_end_matches('/'))
+        .map_err(|e| FetchError::Usage(format!("--portal {portal:?}: {e}")))?;
     match url.scheme() {
         "https" => {}
         "http" if args.allow_insecure_http || is_loopback(&url) => {}
-        "http" => return Err(FetchError::InsecurePortal(args.portal.clone())),
+        "http" => return Err(FetchError::InsecurePortal(portal.to_owned())),
         other => {
             return Err(FetchError::Usage(format!(
-                "--portal {:?}: scheme {other:?} is not supported; use https",
-                args.portal
+                "--portal {portal:?}: scheme {other:?} is not supported; use https"
             )))
         }
     }
     url.path_segments_mut()
-        .map_err(|()| FetchError::Usage(format!("--portal {:?} is not a base URL", args.portal)))?
+        .map_err(|()| FetchError::Usage(format!("--portal {portal:?} is not a base URL")))?
         .extend(["api", "v1", "servers", &args.server, "authorized_keys"]);
     url.query_pairs_mut().append_pair("login", &args.login);
     if let Some(fp) = &args.fingerprint {
@@ -167,16 +174,56 @@ fn is_loopback(url: &reqwest::Url) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The portal's answer for this login (and key).
-async fn ask_portal(
+/// The first real answer of the portals, asked in order within one budget: a body, or a "no"
+/// (`Refused`). `Unreachable` only when none answered; it says why for each.
+async fn ask_portals(
     args: &FetchKeysArgs,
+    urls: Vec<reqwest::Url>,
+    token: &str,
+) -> Result<Vec<u8>, FetchError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
+    let mut failures = Vec::new();
+    let count = urls.len();
+    for (i, url) in urls.into_iter().enumerate() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            failures.push(format!(
+                "{}: not asked, the {} s budget is spent",
+                origin(&url),
+                args.timeout
+            ));
+            continue;
+        }
+        // A portal that accepts but never answers gets its share, not the whole budget: the
+        // portals not yet asked split what is left, and the last one gets all of it.
+        let share = (left / u32::try_from(count - i).unwrap_or(1)).max(Duration::from_secs(1));
+        let answer_within = share.min(left);
+        let connect = answer_within.min(Duration::from_secs(args.connect_timeout.max(1)));
+        let from = origin(&url);
+        match ask_portal(url, token, answer_within, connect).await {
+            Err(FetchError::Unreachable(why)) => failures.push(format!("{from}: {why}")),
+            answer => return answer,
+        }
+    }
+    Err(FetchError::Unreachable(failures.join("; ")))
+}
+
+/// `scheme://host:port` of a portal address, for messages (never the query).
+fn origin(url: &reqwest::Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// One portal's answer for this login (and key).
+async fn ask_portal(
     url: reqwest::Url,
     token: &str,
+    timeout: Duration,
+    connect_timeout: Duration,
 ) -> Result<Vec<u8>, FetchError> {
     const MAX_BODY: usize = 64 * 1024 * 1024;
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(args.timeout))
-        .connect_timeout(Duration::from_secs(args.timeout.min(3)))
+        .timeout(timeout)
+        .connect_timeout(connect_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("keyportal-fetch-keys/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -296,9 +343,14 @@ async fn fetch(args: &FetchKeysArgs) -> Result<String, FetchError> {
             )));
         }
     }
-    let url = portal_url(args)?;
+    // Every address is checked before any is asked: one plain-http portal is a mistake to fix.
+    let urls = args
+        .portal
+        .iter()
+        .map(|p| portal_url(args, p))
+        .collect::<Result<Vec<_>, _>>()?;
     let token = read_token(&args.token_file)?;
-    match ask_portal(args, url, &token).await {
+    match ask_portals(args, urls, &token).await {
         Ok(body) => {
             let (lines, dropped) = valid_lines(&body, args.fingerprint.as_deref());
             if dropped > 0 {
@@ -395,10 +447,11 @@ mod tests {
 
     fn args(portal: &str, allow_insecure_http: bool) -> FetchKeysArgs {
         FetchKeysArgs {
-            portal: portal.into(),
+            portal: vec![portal.into()],
             server: "web1".into(),
             token_file: PathBuf::from("/nonexistent"),
             timeout: 1,
+            connect_timeout: 1,
             cache_dir: None,
             cache_max_age: 0,
             login: "root".into(),
@@ -417,7 +470,7 @@ mod tests {
             "http://localhost:1",
             "http://LOCALHOST",
         ] {
-            assert!(portal_url(&args(ok, false)).is_ok(), "{ok}");
+            assert!(portal_url(&args(ok, false), ok).is_ok(), "{ok}");
         }
         for refused in [
             "http://keys.example.com",
@@ -428,15 +481,21 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    portal_url(&args(refused, false)),
+                    portal_url(&args(refused, false), refused),
                     Err(FetchError::InsecurePortal(_))
                 ),
                 "{refused}"
             );
-            assert!(portal_url(&args(refused, true)).is_ok(), "{refused}");
+            assert!(
+                portal_url(&args(refused, true), refused).is_ok(),
+                "{refused}"
+            );
         }
         assert!(matches!(
-            portal_url(&args("ftp://keys.example.com", true)),
+            portal_url(
+                &args("ftp://keys.example.com", true),
+                "ftp://keys.example.com"
+            ),
             Err(FetchError::Usage(_))
         ));
     }

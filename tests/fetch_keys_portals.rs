@@ -1,0 +1,190 @@
+//! `keyportal fetch-keys` with several `--portal`s: asked in order within one budget, the first
+//! real answer wins (a "no" included, and the cache never overrides it); only when none
+//! answers does the cache stand in, or nothing is printed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{corpus_key, TestApp};
+use keyportal::service::grants::NewGrant;
+use keyportal::service::Ctx;
+
+/// A live portal with alice's key granted as `deploy` on web1, and web1's token in a file.
+async fn live_portal(dir: &Path) -> (TestApp, PathBuf) {
+    let app = TestApp::spawn().await;
+    let s = &app.services;
+    let cli = Ctx::command_line();
+    s.create_user(
+        &cli,
+        keyportal::service::users::NewUser {
+            username: "alice".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.add_key(
+        &cli,
+        "alice",
+        corpus_key("valid/ed25519.pub").as_bytes(),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    s.create_server(&cli, "web1", None, None).await.unwrap();
+    s.create_grant(
+        &cli,
+        "web1",
+        NewGrant {
+            username: "alice".into(),
+            login: "deploy".into(),
+            key_id: None,
+            options: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    let secret = s
+        .create_server_token(&cli, "web1", None, None)
+        .await
+        .unwrap()
+        .secret;
+    let token = dir.join("token");
+    std::fs::write(&token, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (app, token)
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
+}
+
+/// A portal that answers every request with `status` (e.g. 503 while its database is down),
+/// or, with `None`, accepts connections and never answers.
+fn fake_portal(status: Option<u16>) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut conn in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            match status {
+                Some(code) => {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {code} Whatever\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                }
+                None => held.push(conn),
+            }
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn fetch_keys(portals: &[&str], token: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyportal"));
+    cmd.arg("fetch-keys");
+    for p in portals {
+        cmd.args(["--portal", p]);
+    }
+    let out = cmd
+        .args(["--server", "web1", "--token-file"])
+        .arg(token)
+        .args(extra)
+        .arg("deploy")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_portal_answers_when_one_is_down_failing_or_hung() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, token) = live_portal(dir.path()).await;
+    let live = app.url("");
+    let live = live.trim_end_matches('/');
+    let key = corpus_key("valid/ed25519.pub");
+    let key_blob = key.split_whitespace().nth(1).unwrap();
+
+    for (first, what) in [
+        (closed_port(), "refused connection"),
+        (fake_portal(Some(503)), "503"),
+        (fake_portal(Some(429)), "429"),
+        (fake_portal(None), "hung"),
+    ] {
+        let (code, out, err) = fetch_keys(&[&first, live], &token, &["--timeout", "4"]);
+        assert_eq!(code, Some(0), "first portal {what}: {err}");
+        assert!(out.contains(key_blob), "first portal {what}: {out}");
+    }
+    // None answers: nothing, exit 1, and each portal's reason said.
+    let (a, b) = (closed_port(), fake_portal(Some(503)));
+    let (code, out, err) = fetch_keys(&[&a, &b], &token, &["--timeout", "3"]);
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert!(err.contains(&a) && err.contains(&b), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_from_the_first_portal_is_final_and_the_cache_never_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, token) = live_portal(dir.path()).await;
+    let live = app.url("");
+    let live = live.trim_end_matches('/');
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cache_args = [
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--cache-max-age",
+        "3600",
+    ];
+
+    // A good answer fills the cache...
+    let (code, out, _) = fetch_keys(&[live], &token, &cache_args);
+    assert_eq!(code, Some(0));
+    assert!(!out.is_empty());
+    // ...which stands in when no portal answers...
+    let down = closed_port();
+    let (code, cached, err) = fetch_keys(&[&down], &token, &cache_args);
+    assert_eq!((code, cached.as_str()), (Some(0), out.as_str()), "{err}");
+
+    // ...but a portal that says "no" (here: 401, the token is unknown to it) decides, even with
+    // a portal after it that would say yes, and the cached answer is dropped.
+    let other = TestApp::spawn().await;
+    let other = other.url("");
+    let other = other.trim_end_matches('/');
+    let (code, out, err) = fetch_keys(&[other, live], &token, &cache_args);
+    assert_eq!((code, out.as_str()), (Some(1), ""), "{err}");
+    assert!(err.contains("401"), "{err}");
+    let (code, out, _) = fetch_keys(&[&down], &token, &cache_args);
+    assert_eq!((code, out.as_str()), (Some(1), ""), "the cache was dropped");
+}
+
+#[test]
+fn one_plain_http_portal_elsewhere_refuses_them_all_before_asking_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "kp_x\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let hung = fake_portal(None);
+    let (code, out, err) = fetch_keys(&[&hung, "http://192.0.2.1"], &token, &[]);
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert!(err.contains("plain HTTP"), "{err}");
+}
