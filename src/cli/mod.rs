@@ -25,6 +25,10 @@ pub enum Command {
     Serve(ServeConfig),
     /// Apply pending database migrations and exit.
     Migrate(MigrateArgs),
+    /// Write a consistent dump of the database to FILE (works while serve runs).
+    Backup(BackupArgs),
+    /// Restore a dump made by `keyportal backup` into an empty database.
+    Restore(RestoreArgs),
     /// SSH key tools.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -53,6 +57,25 @@ pub struct MigrateArgs {
     /// migrations of this keyportal to apply.
     #[arg(long)]
     pub check: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Where to write the dump (PostgreSQL's custom format, mode 0600).
+    pub file: std::path::PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Replace the contents of a database that already holds users, keys or servers.
+    #[arg(long)]
+    pub force: bool,
+    /// A dump made by `keyportal backup`.
+    pub file: std::path::PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,6 +133,20 @@ pub fn run() -> ExitCode {
             }
         },
         Command::Migrate(args) => with_runtime(&cli.log, migrate(args)),
+        Command::Backup(args) => with_runtime(&cli.log, async move {
+            crate::db::backup::backup(&args.database, &args.file)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(file = %args.file.display(), "backup written");
+            Ok(())
+        }),
+        Command::Restore(args) => with_runtime(&cli.log, async move {
+            crate::db::backup::restore(&args.database, &args.file, args.force)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(file = %args.file.display(), "restored");
+            Ok(())
+        }),
     }
 }
 

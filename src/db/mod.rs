@@ -1,6 +1,7 @@
 //! Storage: the PostgreSQL pool, the embedded migrations, and where the database comes from
 //! (a configured `DATABASE_URL`, or keyportal's private cluster).
 
+pub mod backup;
 pub mod private_cluster;
 
 use std::time::Duration;

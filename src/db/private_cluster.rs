@@ -218,6 +218,11 @@ impl PrivateCluster {
         &self.root
     }
 
+    /// The directory of PostgreSQL's programs this cluster runs with (`pg_dump` is there too).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
     /// The directory holding the cluster's Unix socket.
     pub fn socket_dir(&self) -> &Path {
         &self.socket_dir
