@@ -72,7 +72,7 @@ pub async fn schema_state(pool: &PgPool) -> Result<SchemaState, DbError> {
 /// An open database: the pool, and the private cluster behind it if keyportal runs one.
 pub struct Database {
     pub pool: PgPool,
-    pub cluster: Option<PrivateCluster>,
+    pub cluster: Option<std::sync::Arc<PrivateCluster>>,
 }
 
 impl Database {
@@ -113,7 +113,10 @@ impl Database {
                 )
                 .await?;
                 ensure_database(&cluster, "keyportal").await?;
-                (cluster.connect_options("keyportal"), Some(cluster))
+                (
+                    cluster.connect_options("keyportal"),
+                    Some(std::sync::Arc::new(cluster)),
+                )
             }
         };
         let pool = pool_options(cfg.max_connections)
@@ -124,6 +127,42 @@ impl Database {
             .await
             .map_err(DbError::Connect)?;
         Ok(Database { pool, cluster })
+    }
+
+    /// Watches the private cluster (if keyportal runs one) and starts it again when its
+    /// postmaster dies: every `serve` on the cluster does this, so whichever survives takes
+    /// over, and the cluster's lock lets only one restart it. Abort the task before
+    /// [`Database::close`], which may stop the cluster on purpose.
+    pub fn supervise_cluster(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let cluster = self.cluster.clone()?;
+        Some(tokio::spawn(async move {
+            const CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+            let mut attempt: u32 = 0;
+            loop {
+                tokio::time::sleep(CHECK_EVERY).await;
+                if cluster.postmaster_alive() {
+                    attempt = 0;
+                    continue;
+                }
+                attempt += 1;
+                tracing::warn!(
+                    attempt,
+                    "the private PostgreSQL cluster is not running; starting it again"
+                );
+                match cluster.recover(&[]).await {
+                    Ok(true) => tracing::info!(attempt, "the private PostgreSQL cluster is back"),
+                    Ok(false) => {
+                        tracing::info!("another keyportal started the private PostgreSQL cluster")
+                    }
+                    Err(e) => {
+                        // Old backends may still hold its shared memory for a moment: back off.
+                        let wait = std::time::Duration::from_millis(250 << attempt.min(4));
+                        tracing::error!(attempt, error = %e, retry_in_ms = wait.as_millis() as u64, "could not restart the private PostgreSQL cluster");
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }))
     }
 
     /// Closes the pool, then stops the private cluster if no other keyportal still uses it.

@@ -152,28 +152,7 @@ impl PrivateCluster {
         }
 
         // One process at a time creates or starts the cluster; the others then find it running.
-        let lock_path = root.join("cluster.lock");
-        let lock_file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&lock_path)
-            .map_err(io("cannot open", &lock_path))?;
-        let lock =
-            tokio::task::spawn_blocking(move || Flock::lock(lock_file, FlockArg::LockExclusive))
-                .await
-                .map_err(|e| ClusterError::Io {
-                    action: "cannot lock",
-                    path: lock_path.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })?
-                .map_err(|(_, errno)| ClusterError::Io {
-                    action: "cannot lock",
-                    path: lock_path.clone(),
-                    source: errno.into(),
-                })?;
+        let lock = lock_cluster(&root).await?;
 
         let mut cluster = PrivateCluster {
             root,
@@ -375,6 +354,28 @@ impl PrivateCluster {
         self.run(cmd, "pg_ctl start").await
     }
 
+    /// Whether the postmaster named in `postmaster.pid` is alive. (A cluster stopped on purpose
+    /// has no such file.)
+    pub fn postmaster_alive(&self) -> bool {
+        fs::read_to_string(self.pgdata.join("postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse::<u32>().ok())
+            .is_some_and(process_alive)
+    }
+
+    /// Crash recovery: starts the cluster again unless it accepts connections (another
+    /// keyportal may have restarted it a moment ago). Whether this process restarted it.
+    pub async fn recover(&self, settings: &[&str]) -> Result<bool, ClusterError> {
+        let _lock = lock_cluster(&self.root).await?;
+        if self.accepts_connections().await {
+            return Ok(false);
+        }
+        self.write_auth_files()?;
+        self.start(settings).await?;
+        self.wait_until_ready().await?;
+        Ok(true)
+    }
+
     /// Stops the cluster unless another keyportal process is still connected to it.
     pub async fn stop_if_last(&self) -> Result<(), ClusterError> {
         if let Ok(mut conn) =
@@ -470,6 +471,32 @@ impl PrivateCluster {
             output: text.trim().to_owned(),
         })
     }
+}
+
+/// Takes the cluster's lock (`cluster.lock`, an exclusive flock): whoever holds it is the one
+/// creating, starting or restarting the cluster. Released when the value is dropped.
+async fn lock_cluster(root: &Path) -> Result<Flock<fs::File>, ClusterError> {
+    let lock_path = root.join("cluster.lock");
+    let lock_file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&lock_path)
+        .map_err(io("cannot open", &lock_path))?;
+    tokio::task::spawn_blocking(move || Flock::lock(lock_file, FlockArg::LockExclusive))
+        .await
+        .map_err(|e| ClusterError::Io {
+            action: "cannot lock",
+            path: lock_path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map_err(|(_, errno)| ClusterError::Io {
+            action: "cannot lock",
+            path: lock_path.clone(),
+            source: errno.into(),
+        })
 }
 
 /// Whether a process exists (the cluster is local: its clients are processes on this machine).

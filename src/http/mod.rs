@@ -265,6 +265,7 @@ pub enum ServeError {
 pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
     let db = Database::open(&cfg.database).await?;
+    let supervisor = db.supervise_cluster();
     let settings = HttpSettings {
         request_timeout: cfg.request_timeout(),
         max_body_bytes: cfg.max_body_bytes,
@@ -283,6 +284,9 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
         Ok(l) => l,
         Err(source) => {
+            if let Some(supervisor) = &supervisor {
+                supervisor.abort();
+            }
             db.close().await;
             return Err(ServeError::Bind {
                 addr: cfg.listen,
@@ -299,6 +303,9 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     .with_graceful_shutdown(shutdown_signal())
     .await;
     tracing::info!("shutting down");
+    if let Some(supervisor) = supervisor {
+        supervisor.abort();
+    }
     db.close().await;
     served.map_err(ServeError::Serve)
 }

@@ -80,6 +80,17 @@ impl Served {
         }
     }
 
+    /// The process id of `serve`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: a crash, with no clean-up at all.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then the exit status, which must come within `within`.
     pub fn terminate(mut self, within: Duration) -> (std::process::ExitStatus, Vec<String>) {
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
