@@ -1,0 +1,130 @@
+//! kill -9 of `serve` in the middle of a write: what was answered is stored, and a write cut
+//! off half-way leaves nothing, with the audit log agreeing with the data.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::served::Served;
+use common::{answer, TestDb};
+use keyportal::domain::Role;
+use keyportal::service::{Ctx, Services};
+
+/// Waits until one of `serve`'s connections is inside a transaction that has written, i.e. the
+/// import is half-way; panics after `limit`.
+async fn until_a_write_is_open(db: &TestDb, limit: Duration) {
+    let since = Instant::now();
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'keyportal'
+               AND backend_xid IS NOT NULL",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if open > 0 {
+            return;
+        }
+        assert!(
+            since.elapsed() < limit,
+            "no write transaction seen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_large_import_leaves_all_or_nothing_and_the_audit_agrees() {
+    let db = TestDb::new().await;
+    let s = Services::new(db.pool.clone());
+    let cli = Ctx::command_line();
+    s.create_user(
+        &cli,
+        keyportal::service::users::NewUser {
+            username: "bulk".into(),
+            role: Some(Role::Member),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut policy = s.policy(&cli).await.unwrap();
+    policy.max_keys_per_user = 10_000;
+    s.set_policy(&cli, policy).await.unwrap();
+    let token = s
+        .create_token_for(&cli, "bulk", "t", None)
+        .await
+        .unwrap()
+        .secret;
+    let file = common::generated_ed25519_keys(3500).join("\n");
+    let dir = tempfile::tempdir().unwrap();
+
+    // Cut off half-way, while its transaction is open.
+    let (served, addr) = Served::start(dir.path(), &[("DATABASE_URL", db.url.as_str())]);
+    let import = tokio::spawn({
+        let (file, token) = (file.clone(), token.clone());
+        async move {
+            common::client()
+                .post(format!("http://{addr}/api/v1/users/bulk/keys/import"))
+                .bearer_auth(token)
+                .body(file)
+                .send()
+                .await
+        }
+    });
+    until_a_write_is_open(&db, Duration::from_secs(60)).await;
+    served.kill_hard();
+    assert!(import.await.unwrap().is_err(), "the client saw the crash");
+    // PostgreSQL notices the dead connection and rolls its transaction back.
+    let since = Instant::now();
+    while count(&db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'keyportal'").await > 0 {
+        assert!(since.elapsed() < Duration::from_secs(30), "the dead serve's sessions linger");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // All or nothing, and the audit agrees. (Killed while the transaction was open it is
+    // nothing, unless it committed in the instant between seeing it and the kill.)
+    let keys = count(&db, "SELECT count(*) FROM ssh_keys").await;
+    let events = count(
+        &db,
+        "SELECT count(*) FROM audit_events WHERE action = 'key.import'",
+    )
+    .await;
+    assert!(
+        (keys, events) == (0, 0) || (keys, events) == (3500, 1),
+        "{keys} keys and {events} import events after the crash"
+    );
+    eprintln!("after kill -9 mid-import: {keys} keys, {events} import events");
+    sqlx::query("DELETE FROM ssh_keys")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit_events WHERE action = 'key.import'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    // After a restart the same import goes through whole, and the audit says so.
+    let (served, addr) = Served::start(dir.path(), &[("DATABASE_URL", db.url.as_str())]);
+    let (status, report) = answer(
+        common::client()
+            .post(format!("http://{addr}/api/v1/users/bulk/keys/import"))
+            .bearer_auth(&token)
+            .body(file),
+    )
+    .await;
+    assert_eq!((status, report["added"].as_u64()), (200, Some(3500)));
+    assert_eq!(count(&db, "SELECT count(*) FROM ssh_keys").await, 3500);
+    let added: Vec<i64> = sqlx::query_scalar(
+        "SELECT (detail->>'added')::bigint FROM audit_events WHERE action = 'key.import'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(added, vec![3500]);
+    let _ = served.terminate(Duration::from_secs(20));
+}
