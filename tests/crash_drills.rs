@@ -128,3 +128,82 @@ async fn kill_9_during_a_large_import_leaves_all_or_nothing_and_the_audit_agrees
     assert_eq!(added, vec![3500]);
     let _ = served.terminate(Duration::from_secs(20));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_while_eight_clients_submit_keys_finishes_every_accepted_request() {
+    let db = TestDb::new().await;
+    let s = Services::new(db.pool.clone());
+    let cli = Ctx::command_line();
+    s.create_user(
+        &cli,
+        keyportal::service::users::NewUser {
+            username: "busy".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut policy = s.policy(&cli).await.unwrap();
+    policy.max_keys_per_user = 10_000;
+    s.set_policy(&cli, policy).await.unwrap();
+    let token = s
+        .create_token_for(&cli, "busy", "t", None)
+        .await
+        .unwrap()
+        .secret;
+    let keys = common::generated_ed25519_keys(8 * 400);
+    let dir = tempfile::tempdir().unwrap();
+    let (served, addr) = Served::start(dir.path(), &[("DATABASE_URL", db.url.as_str())]);
+
+    // Eight clients, each submitting its own keys until the portal stops taking connections.
+    let clients: Vec<_> = keys
+        .chunks(400)
+        .map(|mine| {
+            let (mine, token, addr) = (mine.to_vec(), token.clone(), addr.clone());
+            tokio::spawn(async move {
+                let client = common::client();
+                let mut created = 0u64;
+                let mut other = Vec::new();
+                for key in mine {
+                    match client
+                        .post(format!("http://{addr}/api/v1/users/busy/keys"))
+                        .bearer_auth(&token)
+                        .json(&serde_json::json!({ "key": key }))
+                        .send()
+                        .await
+                    {
+                        Ok(res) if res.status() == 201 => created += 1,
+                        Ok(res) => other.push(res.status().as_u16()),
+                        // Refused or closed: the portal has stopped taking requests.
+                        Err(_) => break,
+                    }
+                }
+                (created, other)
+            })
+        })
+        .collect();
+    // SIGTERM once the load is well under way.
+    let since = Instant::now();
+    while count(&db, "SELECT count(*) FROM ssh_keys").await < 200 {
+        assert!(since.elapsed() < Duration::from_secs(60), "no load");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, log) = served.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", log.join("\n"));
+
+    let mut answered_201 = 0;
+    for c in clients {
+        let (created, other) = c.await.unwrap();
+        assert!(
+            other.is_empty(),
+            "answers other than 201 during shutdown: {other:?}"
+        );
+        answered_201 += created;
+    }
+    let stored = count(&db, "SELECT count(*) FROM ssh_keys").await;
+    assert_eq!(
+        stored as u64, answered_201,
+        "every key answered 201 is stored, and none is stored unanswered"
+    );
+    eprintln!("{answered_201} keys answered 201 and stored before and during the shutdown");
+}
