@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::served::Served;
 use common::{answer, TestDb};
-use keyportal::domain::Role;
-use keyportal::service::{Ctx, Services};
+use keyportal::service::Services;
 
 /// Waits until one of `serve`'s connections is inside a transaction that has written, i.e. the
 /// import is half-way; panics after `limit`.
@@ -42,25 +41,7 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
 async fn kill_9_during_a_large_import_leaves_all_or_nothing_and_the_audit_agrees() {
     let db = TestDb::new().await;
     let s = Services::new(db.pool.clone());
-    let cli = Ctx::command_line();
-    s.create_user(
-        &cli,
-        keyportal::service::users::NewUser {
-            username: "bulk".into(),
-            role: Some(Role::Member),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let mut policy = s.policy(&cli).await.unwrap();
-    policy.max_keys_per_user = 10_000;
-    s.set_policy(&cli, policy).await.unwrap();
-    let token = s
-        .create_token_for(&cli, "bulk", "t", None)
-        .await
-        .unwrap()
-        .secret;
+    let token = common::user_with_room_for(&s, "bulk", 10_000).await;
     let file = common::generated_ed25519_keys(3500).join("\n");
     let dir = tempfile::tempdir().unwrap();
 
@@ -133,24 +114,7 @@ async fn kill_9_during_a_large_import_leaves_all_or_nothing_and_the_audit_agrees
 async fn sigterm_while_eight_clients_submit_keys_finishes_every_accepted_request() {
     let db = TestDb::new().await;
     let s = Services::new(db.pool.clone());
-    let cli = Ctx::command_line();
-    s.create_user(
-        &cli,
-        keyportal::service::users::NewUser {
-            username: "busy".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let mut policy = s.policy(&cli).await.unwrap();
-    policy.max_keys_per_user = 10_000;
-    s.set_policy(&cli, policy).await.unwrap();
-    let token = s
-        .create_token_for(&cli, "busy", "t", None)
-        .await
-        .unwrap()
-        .secret;
+    let token = common::user_with_room_for(&s, "busy", 10_000).await;
     let keys = common::generated_ed25519_keys(8 * 400);
     let dir = tempfile::tempdir().unwrap();
     let (served, addr) = Served::start(dir.path(), &[("DATABASE_URL", db.url.as_str())]);

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{corpus_key, TestApp};
-use keyportal::service::grants::NewGrant;
 use keyportal::service::Ctx;
 
 /// A live portal with alice's key granted as `deploy` on web1, and web1's token in a file.
@@ -19,38 +18,7 @@ async fn live_portal(dir: &Path) -> (TestApp, PathBuf) {
     let app = TestApp::spawn().await;
     let s = &app.services;
     let cli = Ctx::command_line();
-    s.create_user(
-        &cli,
-        keyportal::service::users::NewUser {
-            username: "alice".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    s.add_key(
-        &cli,
-        "alice",
-        corpus_key("valid/ed25519.pub").as_bytes(),
-        None,
-        None,
-    )
-    .await
-    .unwrap();
-    s.create_server(&cli, "web1", None, None).await.unwrap();
-    s.create_grant(
-        &cli,
-        "web1",
-        NewGrant {
-            username: "alice".into(),
-            login: "deploy".into(),
-            key_id: None,
-            options: None,
-            expires_at: None,
-        },
-    )
-    .await
-    .unwrap();
+    common::alice_granted_on_web1(s).await;
     let secret = s
         .create_server_token(&cli, "web1", None, None)
         .await

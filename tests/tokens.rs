@@ -126,38 +126,7 @@ async fn a_revoked_or_expired_server_token_gets_nothing_on_every_serve_process()
     let db = TestDb::new().await;
     let s = Services::new(db.pool.clone());
     let cli = Ctx::command_line();
-    s.create_user(
-        &cli,
-        keyportal::service::users::NewUser {
-            username: "alice".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    s.add_key(
-        &cli,
-        "alice",
-        corpus_key("valid/ed25519.pub").as_bytes(),
-        None,
-        None,
-    )
-    .await
-    .unwrap();
-    s.create_server(&cli, "web1", None, None).await.unwrap();
-    s.create_grant(
-        &cli,
-        "web1",
-        keyportal::service::grants::NewGrant {
-            username: "alice".into(),
-            login: "deploy".into(),
-            key_id: None,
-            options: None,
-            expires_at: None,
-        },
-    )
-    .await
-    .unwrap();
+    common::alice_granted_on_web1(&s).await;
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let env = [("DATABASE_URL", db.url.as_str())];
     let (_one, addr1) = Served::start(dirs[0].path(), &env);

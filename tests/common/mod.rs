@@ -469,3 +469,53 @@ pub fn generated_ed25519_keys(n: u64) -> Vec<String> {
         })
         .collect()
 }
+
+/// Through the service layer: member `alice` with the corpus Ed25519 key, server `web1`, and a
+/// grant for her as `deploy` (what an sshd login on web1 needs).
+pub async fn alice_granted_on_web1(s: &keyportal::service::Services) {
+    let cli = keyportal::service::Ctx::command_line();
+    let alice = keyportal::service::users::NewUser {
+        username: "alice".into(),
+        ..Default::default()
+    };
+    s.create_user(&cli, alice).await.expect("alice");
+    let key = corpus_key("valid/ed25519.pub");
+    s.add_key(&cli, "alice", key.as_bytes(), None, None)
+        .await
+        .expect("her key");
+    s.create_server(&cli, "web1", None, None)
+        .await
+        .expect("web1");
+    let grant = keyportal::service::grants::NewGrant {
+        username: "alice".into(),
+        login: "deploy".into(),
+        key_id: None,
+        options: None,
+        expires_at: None,
+    };
+    s.create_grant(&cli, "web1", grant)
+        .await
+        .expect("the grant");
+}
+
+/// Through the service layer: user `name` allowed `max_keys` keys (the policy's quota), and a
+/// personal token of theirs.
+pub async fn user_with_room_for(
+    s: &keyportal::service::Services,
+    name: &str,
+    max_keys: u32,
+) -> String {
+    let cli = keyportal::service::Ctx::command_line();
+    let user = keyportal::service::users::NewUser {
+        username: name.into(),
+        ..Default::default()
+    };
+    s.create_user(&cli, user).await.expect("user");
+    let mut policy = s.policy(&cli).await.expect("policy");
+    policy.max_keys_per_user = max_keys;
+    s.set_policy(&cli, policy).await.expect("quota");
+    s.create_token_for(&cli, name, "t", None)
+        .await
+        .expect("token")
+        .secret
+}
