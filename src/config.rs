@@ -26,10 +26,33 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
+/// Streaming replicas that serve the login path's reads.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ReadReplicaConfig {
+    /// PostgreSQL URL of a read replica (a streaming standby of the primary). Repeat the flag,
+    /// or separate URLs with commas in the variable. `authorized_keys` and `fingerprint=`
+    /// lookups go to a replica that has every revocation and is within the lag bound; all else
+    /// goes to the primary.
+    #[arg(
+        long = "database-read-url",
+        env = "KEYPORTAL_DATABASE_READ_URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub read_urls: Vec<String>,
+    /// How far (WAL bytes) a replica may be behind the primary and still serve logins. It
+    /// bounds how long a new key or grant can be missing from a replica's answers; revocations
+    /// never wait on it.
+    #[arg(long, env = "KEYPORTAL_REPLICA_MAX_LAG_BYTES", default_value_t = 1024 * 1024)]
+    pub replica_max_lag_bytes: u64,
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeConfig {
     #[command(flatten)]
     pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub replicas: ReadReplicaConfig,
     /// Address and port to listen on.
     #[arg(long, env = "KEYPORTAL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

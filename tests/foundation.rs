@@ -34,6 +34,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             "audit_events",
             "grants",
             "policy",
+            "revocation_horizon",
             "servers",
             "sessions",
             "sign_in_failures",

@@ -652,6 +652,8 @@ async fn revoke_token(
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.services.metrics.render() + &s.services.passwords.render_metrics(),
+        s.services.metrics.render()
+            + &s.services.passwords.render_metrics()
+            + &s.services.replicas.render(),
     )
 }

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod private_cluster;
+pub mod replicas;
 
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub enum DbError {
     #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
     BadUrl(#[source] sqlx::Error),
+    #[error("KEYPORTAL_DATABASE_READ_URL holds a URL that is not a valid PostgreSQL URL: {0}")]
+    BadReadUrl(#[source] sqlx::Error),
     #[error("private PostgreSQL cluster: {0}")]
     Cluster(#[from] ClusterError),
     #[error("cannot connect to the database: {0}")]

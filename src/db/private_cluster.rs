@@ -267,7 +267,9 @@ impl PrivateCluster {
         }
         let hba =
             "# Written by keyportal at every start: the Unix socket only, peer-authenticated, \
-                   mapped by pg_ident.conf.\nlocal all all peer map=keyportal\n";
+                   mapped by pg_ident.conf (replication too, so the owner can make a standby \
+                   with pg_basebackup).\nlocal all all peer map=keyportal\n\
+                   local replication all peer map=keyportal\n";
         self.write_owned(&self.pgdata.join("pg_ident.conf"), &ident)?;
         self.write_owned(&self.pgdata.join("pg_hba.conf"), hba)
     }

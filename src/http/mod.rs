@@ -271,6 +271,21 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         max_body_bytes: cfg.max_body_bytes,
     };
     let mut state = AppState::new(db.pool.clone());
+    let replicas = match crate::db::replicas::ReadReplicas::connect(
+        &cfg.replicas.read_urls,
+        cfg.replicas.replica_max_lag_bytes,
+    ) {
+        Ok(r) => std::sync::Arc::new(r),
+        Err(e) => {
+            if let Some(supervisor) = &supervisor {
+                supervisor.abort();
+            }
+            db.close().await;
+            return Err(e.into());
+        }
+    };
+    let replica_monitor = replicas.monitor(db.pool.clone());
+    state.services.replicas = replicas.clone();
     state.services.sessions.idle = time::Duration::minutes(cfg.session_idle_minutes.into());
     state.services.sessions.absolute = time::Duration::hours(cfg.session_max_hours.into());
     state.web = WebSettings {
@@ -287,6 +302,10 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             if let Some(supervisor) = &supervisor {
                 supervisor.abort();
             }
+            if let Some(monitor) = &replica_monitor {
+                monitor.abort();
+            }
+            replicas.close().await;
             db.close().await;
             return Err(ServeError::Bind {
                 addr: cfg.listen,
@@ -306,6 +325,10 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     if let Some(supervisor) = supervisor {
         supervisor.abort();
     }
+    if let Some(monitor) = replica_monitor {
+        monitor.abort();
+    }
+    replicas.close().await;
     db.close().await;
     served.map_err(ServeError::Serve)
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures_util::TryStreamExt;
 
 use super::{authorize, Action, Caller, Ctx, ServiceError, Services};
+use crate::db::replicas::ReadSource;
 use crate::keys::Policy;
 use crate::store;
 use crate::store::grants::GrantedKey;
@@ -23,13 +24,29 @@ impl Services {
         fingerprint: Option<&str>,
     ) -> Result<String, ServiceError> {
         authorize(&ctx.caller, Action::ReadAuthorizedKeys { server })?;
-        let policy = super::policy::current(&self.pool).await?;
-        let keys = self
-            .granted_and_validated(server, login, fingerprint, policy)
-            .await?;
-        if keys.is_empty() && store::servers::by_name(&self.pool, server).await?.is_none() {
-            return Err(ServiceError::NotFound { what: "server" });
-        }
+        // A replica with every revocation and within the lag bound, else the primary. A replica
+        // that fails mid-read (gone, or a query cancelled by replay) hands the read to the
+        // primary, which is always authoritative.
+        let keys = match self.replicas.choose(&self.pool).await? {
+            ReadSource::Replica(replica) => {
+                match self
+                    .login_read(replica.pool(), server, login, fingerprint)
+                    .await
+                {
+                    Err(ServiceError::Database(e)) => {
+                        tracing::warn!(replica = %replica.label, error = %e, "read replica failed a login read; asking the primary");
+                        replica.mark_down();
+                        self.login_read(&self.pool, server, login, fingerprint)
+                            .await?
+                    }
+                    other => other?,
+                }
+            }
+            ReadSource::Primary(_) => {
+                self.login_read(&self.pool, server, login, fingerprint)
+                    .await?
+            }
+        };
         let mut out = String::with_capacity(keys.len() * 600);
         let mut written = HashSet::new();
         // A key granted twice for the same login (all-keys and one-key grants): the first
@@ -88,11 +105,31 @@ impl Services {
         Ok(out)
     }
 
+    /// The policy, then the granted keys with their verdicts, read from `read`; a server with
+    /// no such keys must exist.
+    async fn login_read(
+        &self,
+        read: &sqlx::PgPool,
+        server: &str,
+        login: &str,
+        fingerprint: Option<&str>,
+    ) -> Result<Vec<(GrantedKey, bool)>, ServiceError> {
+        let policy = super::policy::current(read).await?;
+        let keys = self
+            .granted_and_validated(read, server, login, fingerprint, policy)
+            .await?;
+        if keys.is_empty() && store::servers::by_name(read, server).await?.is_none() {
+            return Err(ServiceError::NotFound { what: "server" });
+        }
+        Ok(keys)
+    }
+
     /// The granted keys, each with its verdict under `policy`, in authorized_keys order. Long
     /// lists are validated in batches on the blocking pool while later rows still arrive from
     /// the database; each verdict is the pure validator's, wherever it runs.
     async fn granted_and_validated(
         &self,
+        read: &sqlx::PgPool,
         server: &str,
         login: &str,
         fingerprint: Option<&str>,
@@ -114,7 +151,7 @@ impl Services {
             }
         };
         if let Some(fp) = fingerprint {
-            let rows = store::grants::granted_key(&self.pool, server, login, fp).await?;
+            let rows = store::grants::granted_key(read, server, login, fp).await?;
             let mut out: Vec<(GrantedKey, bool)> = rows
                 .into_iter()
                 .map(|k| {
@@ -138,7 +175,7 @@ impl Services {
                     .collect::<Vec<_>>()
             })
         };
-        let mut rows = store::grants::granted_keys(&self.pool, server, login);
+        let mut rows = store::grants::granted_keys(read, server, login);
         let mut batch = Vec::with_capacity(BATCH);
         let mut pending = Vec::new();
         while let Some(row) = rows.try_next().await? {

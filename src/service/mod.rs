@@ -138,6 +138,8 @@ impl Metrics {
 #[derive(Clone)]
 pub struct Services {
     pub pool: PgPool,
+    /// Streaming replicas for the login path's reads (none unless configured).
+    pub replicas: Arc<crate::db::replicas::ReadReplicas>,
     pub metrics: Arc<Metrics>,
     pub sessions: sessions::SessionSettings,
     pub passwords: Arc<passwords::PasswordHashing>,
@@ -147,6 +149,7 @@ impl Services {
     pub fn new(pool: PgPool) -> Self {
         Services {
             pool,
+            replicas: Arc::default(),
             metrics: Arc::new(Metrics::default()),
             sessions: sessions::SessionSettings::default(),
             passwords: Arc::new(passwords::PasswordHashing::default()),
