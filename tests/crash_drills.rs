@@ -171,3 +171,154 @@ async fn sigterm_while_eight_clients_submit_keys_finishes_every_accepted_request
     );
     eprintln!("{answered_201} keys answered 201 and stored before and during the shutdown");
 }
+
+/// kill -9 of `serve` while four clients create and delete grants: afterwards the grants are
+/// exactly those the audit log says were created and not deleted, every grant answered 201 is
+/// there unless its deletion committed, and every grant answered 204 is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_grant_changes_leaves_the_audit_agreeing_with_the_grants() {
+    use std::collections::HashSet;
+    let db = TestDb::new().await;
+    let s = Services::new(db.pool.clone());
+    let cli = keyportal::service::Ctx::command_line();
+    s.create_server(&cli, "web1", None, None).await.unwrap();
+    for i in 0..4 {
+        let user = keyportal::service::users::NewUser {
+            username: format!("u{i}"),
+            ..Default::default()
+        };
+        s.create_user(&cli, user).await.unwrap();
+    }
+    let boss = keyportal::service::users::NewUser {
+        username: "boss".into(),
+        role: Some(keyportal::domain::Role::Admin),
+        ..Default::default()
+    };
+    s.create_user(&cli, boss).await.unwrap();
+    let token = s
+        .create_token_for(&cli, "boss", "t", None)
+        .await
+        .unwrap()
+        .secret;
+    let dir = tempfile::tempdir().unwrap();
+    let (served, addr) = Served::start(dir.path(), &[("DATABASE_URL", db.url.as_str())]);
+
+    // Each client creates grants and deletes every second one, until the portal is gone.
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            let (token, addr) = (token.clone(), addr.clone());
+            tokio::spawn(async move {
+                let client = common::client();
+                let (mut created, mut deleted) = (Vec::new(), Vec::new());
+                for j in 0.. {
+                    let res = client
+                        .post(format!("http://{addr}/api/v1/servers/web1/grants"))
+                        .bearer_auth(&token)
+                        .json(&serde_json::json!({ "username": format!("u{i}"), "login": format!("l{j}") }))
+                        .send()
+                        .await;
+                    let Ok(res) = res else { break };
+                    assert_eq!(res.status(), 201, "creating a grant");
+                    let Ok(body) = res.json::<serde_json::Value>().await else { break };
+                    let id = body["id"].as_str().unwrap().to_owned();
+                    created.push(id.clone());
+                    if j % 2 == 1 {
+                        match client
+                            .delete(format!("http://{addr}/api/v1/grants/{id}"))
+                            .bearer_auth(&token)
+                            .send()
+                            .await
+                        {
+                            Ok(res) => {
+                                assert_eq!(res.status(), 204, "deleting a grant");
+                                deleted.push(id);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                (created, deleted)
+            })
+        })
+        .collect();
+    let since = Instant::now();
+    while count(
+        &db,
+        "SELECT count(*) FROM audit_events WHERE action LIKE 'grant.%'",
+    )
+    .await
+        < 100
+    {
+        assert!(since.elapsed() < Duration::from_secs(60), "no load");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    until_a_write_is_open(&db, Duration::from_secs(30)).await;
+    served.kill_hard();
+    let (mut answered_201, mut answered_204) = (HashSet::new(), HashSet::new());
+    for c in clients {
+        let (created, deleted) = c.await.unwrap();
+        answered_201.extend(created);
+        answered_204.extend(deleted);
+    }
+    let since = Instant::now();
+    while count(&db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'keyportal'").await > 0 {
+        assert!(since.elapsed() < Duration::from_secs(30), "the dead serve's sessions linger");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let ids = |sql: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(sql)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect::<HashSet<String>>()
+        }
+    };
+    let rows = ids("SELECT id::text FROM grants").await;
+    let created =
+        ids("SELECT detail->>'grant_id' FROM audit_events WHERE action = 'grant.create'").await;
+    let deleted =
+        ids("SELECT detail->>'grant_id' FROM audit_events WHERE action = 'grant.delete'").await;
+    assert!(deleted.is_subset(&created));
+    let expected: HashSet<String> = created.difference(&deleted).cloned().collect();
+    assert_eq!(rows, expected, "the grants are what the audit log says");
+    for id in &answered_201 {
+        assert!(
+            rows.contains(id) || deleted.contains(id),
+            "grant {id} answered 201 is lost"
+        );
+    }
+    for id in &answered_204 {
+        assert!(!rows.contains(id), "grant {id} answered 204 is still there");
+    }
+    // After a restart the portal lists exactly those grants.
+    let (served, addr) = Served::start(dir.path(), &[("DATABASE_URL", db.url.as_str())]);
+    let (status, list) = answer(
+        common::client()
+            .get(format!(
+                "http://{addr}/api/v1/servers/web1/grants?limit=500"
+            ))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let listed: HashSet<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, rows);
+    let _ = served.terminate(Duration::from_secs(20));
+    eprintln!(
+        "after kill -9 amid grant changes: {} grants, {} created and {} deleted in the audit log, {} answered 201, {} answered 204",
+        rows.len(),
+        created.len(),
+        deleted.len(),
+        answered_201.len(),
+        answered_204.len()
+    );
+}

@@ -539,3 +539,35 @@ async fn fetch_keys_refuses_plain_http_to_another_host_unless_allowed() {
     assert!(err.contains("could not be reached"), "{err}");
     assert!(!err.contains("plain HTTP"), "{err}");
 }
+
+/// Two `serve` processes on one database, both listed in `fetch-keys`: the first is killed
+/// with SIGKILL (once while a login is under way) and no login is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_keep_working_when_the_first_of_two_portals_is_killed() {
+    let w = World::new().await;
+    w.user_with_key("carol", "ed25519", "").await;
+    w.grant("carol", None).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = w.app.db.url.as_str();
+    let (a, addr_a) = common::served::Served::start(dir_a.path(), &[("DATABASE_URL", url)]);
+    let (_b, addr_b) = common::served::Served::start(dir_b.path(), &[("DATABASE_URL", url)]);
+    let sshd = Sshd::start(
+        &w.lab,
+        "two-portals",
+        &format!("http://{addr_a}"),
+        &w.token,
+        &format!("--portal http://{addr_b}"),
+    )
+    .await;
+    for _ in 0..3 {
+        assert!(sshd.logs_in(&w.lab, "carol").await, "both portals up");
+    }
+    let (during, ()) = tokio::join!(sshd.logs_in(&w.lab, "carol"), async move { a.kill_hard() });
+    assert!(during, "a login while the first portal is killed");
+    for i in 0..5 {
+        assert!(
+            sshd.logs_in(&w.lab, "carol").await,
+            "login {i} after the first portal died"
+        );
+    }
+}
