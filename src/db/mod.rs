@@ -152,10 +152,15 @@ impl Database {
                     attempt,
                     "the private PostgreSQL cluster is not running; starting it again"
                 );
+                // A success ends the series: the next crash starts again without back-off.
                 match cluster.recover(&[]).await {
-                    Ok(true) => tracing::info!(attempt, "the private PostgreSQL cluster is back"),
+                    Ok(true) => {
+                        tracing::info!(attempt, "the private PostgreSQL cluster is back");
+                        attempt = 0;
+                    }
                     Ok(false) => {
-                        tracing::info!("another keyportal started the private PostgreSQL cluster")
+                        tracing::info!("another keyportal started the private PostgreSQL cluster");
+                        attempt = 0;
                     }
                     Err(e) => {
                         // Old backends may still hold its shared memory for a moment: back off.

@@ -90,6 +90,11 @@ pub enum ClusterError {
         socket: PathBuf,
         source: sqlx::Error,
     },
+    #[error("the PostgreSQL postmaster exited while keyportal waited for it to accept connections on {socket} (see postgres.log): {source}")]
+    ExitedWhileStarting {
+        socket: PathBuf,
+        source: sqlx::Error,
+    },
 }
 
 fn io<'a>(
@@ -233,6 +238,13 @@ impl PrivateCluster {
                     let _ = conn.close().await;
                     return Ok(());
                 }
+                // Killed again while starting: say so now rather than wait out the timeout.
+                Err(e) if !self.postmaster_alive() => {
+                    return Err(ClusterError::ExitedWhileStarting {
+                        socket: self.socket_dir.clone(),
+                        source: e,
+                    })
+                }
                 Err(e) => last = Some(e),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -372,6 +384,27 @@ impl PrivateCluster {
         if self.accepts_connections().await {
             return Ok(false);
         }
+        // PostgreSQL refuses to start while its lock files (postmaster.pid, the socket's
+        // .lock) name a process kill(pid, 0) finds, and a killed postmaster not yet reaped is
+        // still found. Its own shared-memory check still guards against backends it left.
+        for lock in [
+            self.pgdata.join("postmaster.pid"),
+            self.socket_dir.join(".s.PGSQL.5432.lock"),
+        ] {
+            let dead = fs::read_to_string(&lock)
+                .ok()
+                .and_then(|text| text.lines().next()?.trim().parse::<u32>().ok())
+                .is_some_and(|pid| !process_alive(pid));
+            if dead {
+                tracing::info!(file = %lock.display(), "removing a dead postmaster's lock file");
+                match fs::remove_file(&lock) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io("cannot remove", &lock)(e));
+                    }
+                    _ => {}
+                }
+            }
+        }
         self.write_auth_files()?;
         self.start(settings).await?;
         self.wait_until_ready().await?;
@@ -506,6 +539,14 @@ fn process_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
+    // A killed postmaster is a zombie until whoever inherited it reaps it, which some init
+    // processes do only every few seconds; kill(pid, 0) still succeeds on a zombie.
+    if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        return !matches!(state, Some('Z' | 'X'));
+    }
     !matches!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
         Err(nix::errno::Errno::ESRCH)
@@ -853,4 +894,27 @@ pub fn find_server_binaries(explicit: Option<&Path>) -> Option<PathBuf> {
                 .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>()),
         )
         .find(|d| has_tools(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_alive;
+
+    /// A dead process not yet reaped (a zombie) is not alive: a killed postmaster is exactly
+    /// that until whoever inherited it calls wait().
+    #[test]
+    fn a_zombie_is_not_alive() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let stat = format!("/proc/{pid}/stat");
+        let since = std::time::Instant::now();
+        while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z")) {
+            assert!(since.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::yield_now();
+        }
+        assert!(!process_alive(pid), "a zombie");
+        assert!(process_alive(std::process::id()), "this process");
+        child.wait().unwrap();
+        assert!(!process_alive(pid), "reaped");
+    }
 }
