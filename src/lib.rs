@@ -1,12 +1,17 @@
 //! keyportal: an SSH key management portal.
 //!
-//! Layers, each calling only downwards:
-//! - [`keys`]: the validator, a pure function of (input, policy);
-//! - [`db`]: PostgreSQL (pool, migrations, the private cluster used when none is configured);
+//! Layers, each importing only those below it:
+//! - [`keys`]: the validator, a pure function of (input, policy); [`domain`]: names that must
+//!   be valid to exist (usernames, server names, logins, roles);
+//! - [`store`]: every SQL statement, one file per table; [`db`]: where the database comes from
+//!   (pool, migrations, the private cluster, replicas, backup);
 //! - [`service`]: every rule (authorization, validation on read, audit), called by all doors;
-//! - [`http`]: the axum application (middleware, errors, serve); [`api`] the JSON API and
-//!   [`web`] the HTML UI, both thin over [`service`];
-//! - [`cli`]: the `keyportal` command line.
+//! - [`http`]: what both doors share (state, request ids, problem documents, input checks,
+//!   cookies and the session resolver, health);
+//! - [`api`] the JSON API and [`web`] the HTML pages, both thin over [`service`], neither
+//!   importing the other;
+//! - [`server`]: composes `http`, `api` and `web` into one app and serves it; [`cli`]: the
+//!   `keyportal` command line.
 
 pub mod api;
 pub mod cli;
@@ -15,6 +20,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod keys;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -8,9 +8,9 @@ use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::http::error::ApiError;
+use crate::http::session::{cookie_value, tokens_match};
 use crate::http::AppState;
-use crate::service::Ctx;
-use crate::web::session::{cookie_value, tokens_match};
+use crate::service::{Ctx, ServiceError};
 
 /// The authenticated caller and the request id: every API handler starts from this.
 pub struct Auth(pub Ctx);
@@ -38,7 +38,7 @@ impl FromRequestParts<AppState> for Auth {
         }
         // Without a bearer token, the browser session; its writes need the CSRF header.
         let secret = cookie_value(&parts.headers, state.web.cookies().session())
-            .ok_or(ApiError::Unauthenticated)?;
+            .ok_or(ApiError::Service(ServiceError::Unauthenticated))?;
         let live = state.services.session(secret, request_id).await?;
         if !parts.method.is_safe() {
             let sent = parts
@@ -120,14 +120,4 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             }),
         }
     }
-}
-
-/// `limit` and `cursor` of every list.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    pub limit: Option<i64>,
-    pub cursor: Option<String>,
-    pub q: Option<String>,
-    pub username: Option<String>,
 }

@@ -5,17 +5,20 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::*;
+use super::{__path_metrics, audit, grants, keys, policy, servers, tokens, users};
+use crate::http::error::Problem;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "keyportal", description = "SSH key management portal: users, keys, servers, grants, and authorized_keys for sshd."),
     paths(
-        me, list_users, create_user, get_user, update_user, delete_user,
-        list_keys, add_key, import_keys, validate_key, get_key, delete_key,
-        list_servers, create_server, get_server, update_server, delete_server,
-        list_grants, create_grant, delete_grant, authorized_keys, create_server_token, list_server_tokens, revoke_server_token, list_user_tokens, revoke_user_token,
-        get_policy, put_policy, audit, list_tokens, create_token, revoke_token,
+        users::me, users::list_users, users::create_user, users::get_user, users::update_user, users::delete_user,
+        keys::list_keys, keys::add_key, keys::import_keys, keys::validate_key, keys::get_key, keys::delete_key,
+        servers::list_servers, servers::create_server, servers::get_server, servers::update_server, servers::delete_server, servers::authorized_keys,
+        grants::list_grants, grants::create_grant, grants::delete_grant,
+        tokens::list_tokens, tokens::create_token, tokens::revoke_token, tokens::list_user_tokens, tokens::revoke_user_token,
+        tokens::create_server_token, tokens::list_server_tokens, tokens::revoke_server_token,
+        policy::get_policy, policy::put_policy, audit::audit, metrics,
     ),
     components(schemas(Problem, crate::http::error::FieldError, crate::keys::KeyErrorCode)),
     modifiers(&BearerAuth, &CommonErrors),
@@ -48,7 +51,12 @@ impl Modify for CommonErrors {
             ("404", "not found, or not visible to the caller"),
             ("503", "database unavailable"),
         ];
-        for item in openapi.paths.paths.values_mut() {
+        // Operations that take input (a body or query parameters) may find it invalid.
+        let invalid = ("422", "well-formed but invalid: `errors` names the field");
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path == "/metrics" {
+                continue;
+            }
             let operations = [
                 &mut item.get,
                 &mut item.put,
@@ -57,7 +65,12 @@ impl Modify for CommonErrors {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
-                for (status, description) in common {
+                let takes_input = operation.request_body.is_some()
+                    || operation.parameters.iter().flatten().any(|p| {
+                        matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
+                    });
+                let extra = takes_input.then_some(invalid);
+                for (status, description) in common.into_iter().chain(extra) {
                     let problem = ResponseBuilder::new()
                         .description(description)
                         .content(

@@ -111,7 +111,7 @@ pub fn run() -> ExitCode {
         // Runs inside sshd's login: a small runtime, no logger, errors on stderr.
         Command::FetchKeys(args) => fetch_keys::run(&args),
         Command::Serve(cfg) => with_runtime(&cli.log, async move {
-            crate::http::serve(cfg).await.map_err(|e| e.to_string())
+            crate::server::serve(cfg).await.map_err(|e| e.to_string())
         }),
         Command::Admin(AdminCommand::Create(args)) => {
             with_runtime(&cli.log, admin::admin_create(args))

@@ -1,15 +1,19 @@
 //! The HTTP layer's error type and its RFC 9457 problem-details rendering.
 //!
-//! Every error response is `application/problem+json` with a stable `code`. Causes that are
-//! not the client's (database faults) are logged here, inside the request's span, so the log
-//! line carries the request id and the real cause; the client sees only what it can act on.
+//! Every error response is `application/problem+json` with a stable `code`. A service-layer
+//! error says its own status, code and detail; causes that are not the client's (database
+//! faults) are logged when the response is made, inside the request's span, so the log line
+//! carries the request id and the real cause; the client sees only what it can act on.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::keys::KeyRejection;
+use crate::service::ServiceError;
 
+/// What an HTTP handler can fail with: the service layer's answer, or a fault of the request
+/// itself that no service function saw (no route, a body too large or unreadable, a browser
+/// write without its CSRF token).
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("no route or object at this address")]
@@ -18,54 +22,18 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
-    #[error("{0}")]
-    KeyRejected(KeyRejection),
-    #[error("the database is unavailable: {0}")]
-    DatabaseUnavailable(#[source] sqlx::Error),
-    #[error("not authenticated")]
-    Unauthenticated,
-    #[error("{0}")]
-    Forbidden(&'static str),
-    #[error("{detail}")]
-    Refused {
-        code: &'static str,
-        detail: &'static str,
-    },
-    #[error("{what} not found")]
-    ObjectNotFound { what: &'static str },
-    #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
-    #[error("{detail}")]
-    Invalid {
-        code: &'static str,
-        field: &'static str,
-        detail: String,
-    },
     #[error("the request body is larger than allowed")]
     PayloadTooLarge,
-    #[error("sign-in failed")]
-    SignInFailed,
-    #[error("rate limited for {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
-    /// Every password-hashing slot is taken (a flood of sign-ins); try again shortly.
-    #[error("busy for {retry_after_secs} s")]
-    Busy { retry_after_secs: u64 },
     /// A state-changing request on a browser session without the session's CSRF token.
     #[error("missing or wrong CSRF token")]
     CsrfRejected,
-    #[error("internal error: {0}")]
-    Internal(String),
-    #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        if crate::db::is_unavailable(&e) {
-            ApiError::DatabaseUnavailable(e)
-        } else {
-            ApiError::Database(e)
-        }
+        ApiError::Service(e.into())
     }
 }
 
@@ -117,6 +85,21 @@ impl IntoResponse for Problem {
     }
 }
 
+impl Problem {
+    /// The problem document of a service-layer answer.
+    pub fn of(e: &ServiceError) -> Problem {
+        let mut p = Problem::new(e.status(), e.code(), e.detail());
+        if let Some(field) = e.field() {
+            p.errors.push(FieldError {
+                field,
+                code: e.code(),
+                message: p.detail.clone(),
+            });
+        }
+        p
+    }
+}
+
 impl ApiError {
     pub fn problem(&self) -> Problem {
         match self {
@@ -133,65 +116,10 @@ impl ApiError {
             ApiError::BadRequest { code, detail } => {
                 Problem::new(StatusCode::BAD_REQUEST, code, detail.clone())
             }
-            ApiError::KeyRejected(r) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                r.code.as_str(),
-                r.message.clone(),
-            ),
-            ApiError::DatabaseUnavailable(_) => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "the database is not reachable right now; try again shortly",
-            ),
-            ApiError::Unauthenticated => Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "send a valid API token: Authorization: Bearer <token>",
-            ),
-            ApiError::Forbidden(why) => Problem::new(StatusCode::FORBIDDEN, "forbidden", *why),
-            ApiError::Refused { code, detail } => Problem::new(StatusCode::FORBIDDEN, code, *detail),
-            ApiError::ObjectNotFound { what } => Problem::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no such {what}"),
-            ),
-            ApiError::Conflict { code, detail } => {
-                Problem::new(StatusCode::CONFLICT, code, detail.clone())
-            }
-            ApiError::Invalid {
-                code,
-                field,
-                detail,
-            } => {
-                let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail.clone());
-                p.errors.push(FieldError {
-                    field,
-                    code,
-                    message: detail.clone(),
-                });
-                p
-            }
             ApiError::PayloadTooLarge => Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "the request body is larger than this server accepts",
-            ),
-            ApiError::SignInFailed => Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "sign_in_failed",
-                "the username or password is not right",
-            ),
-            ApiError::RateLimited { retry_after_secs } => Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many failed sign-ins; try again in {retry_after_secs} seconds"),
-            ),
-            ApiError::Busy { retry_after_secs } => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                format!(
-                    "too many passwords are being checked at once; try again in {retry_after_secs} seconds"
-                ),
             ),
             ApiError::CsrfRejected => Problem::new(
                 StatusCode::FORBIDDEN,
@@ -199,75 +127,25 @@ impl ApiError {
                 "a request made with the browser session must carry the session's CSRF token \
                  (form field csrf_token or header X-CSRF-Token); reload the page and try again",
             ),
-            ApiError::Internal(_) => Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "an internal error occurred; it has been logged with this request's id",
-            ),
-            ApiError::Database(_) => Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "an internal error occurred; it has been logged with this request's id",
-            ),
-        }
-    }
-}
-
-impl ApiError {
-    /// Logs causes that are not the client's, inside the request's span (so with its id).
-    pub fn log(&self) {
-        match self {
-            ApiError::DatabaseUnavailable(e) => tracing::warn!(error = %e, "database unavailable"),
-            ApiError::Database(e) => tracing::error!(error = %e, "database error"),
-            ApiError::Internal(e) => tracing::error!(error = %e, "internal error"),
-            _ => {}
+            ApiError::Service(e) => Problem::of(e),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.log();
         let mut res = self.problem().into_response();
-        if matches!(self, ApiError::Unauthenticated) {
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        if let ApiError::RateLimited { retry_after_secs } | ApiError::Busy { retry_after_secs } =
-            self
-        {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        if let ApiError::Service(e) = &self {
+            e.log();
+            if matches!(e, ServiceError::Unauthenticated) {
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            if let Some(secs) = e.retry_after() {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
         }
         res
-    }
-}
-
-impl From<crate::service::ServiceError> for ApiError {
-    fn from(e: crate::service::ServiceError) -> Self {
-        use crate::service::ServiceError as S;
-        match e {
-            S::Unauthenticated => ApiError::Unauthenticated,
-            S::Forbidden(why) => ApiError::Forbidden(why),
-            S::Refused { code, detail, .. } => ApiError::Refused { code, detail },
-            S::NotFound { what } => ApiError::ObjectNotFound { what },
-            S::Conflict { code, detail } => ApiError::Conflict { code, detail },
-            S::Invalid {
-                code,
-                field,
-                detail,
-            } => ApiError::Invalid {
-                code,
-                field,
-                detail,
-            },
-            S::Malformed { code, detail } => ApiError::BadRequest { code, detail },
-            S::KeyRejected(r) => ApiError::KeyRejected(r),
-            S::Database(e) => e.into(),
-            S::Internal(e) => ApiError::Internal(e),
-            S::SignInFailed => ApiError::SignInFailed,
-            S::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
-            S::Busy { retry_after_secs } => ApiError::Busy { retry_after_secs },
-        }
     }
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{authorize, page, Action, Caller, Ctx, Listing, ServiceError, Services};
+use super::{authorize, page, Action, Caller, Ctx, Listing, ResultExt, ServiceError, Services};
 use crate::domain::LoginName;
 use crate::keys::options;
 use crate::store;
@@ -147,28 +147,20 @@ impl Services {
             },
         )
         .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.constraint() == Some("grants_key_owner_fkey") => {
-                ServiceError::invalid(
-                    "key_id",
-                    format!("{} has no key with that id", user.username),
-                )
+        .on_constraint(&["grants_key_owner_fkey"], || {
+            ServiceError::invalid(
+                "key_id",
+                format!("{} has no key with that id", user.username),
+            )
+        })
+        .on_constraint(&["grants_all_keys_key", "grants_one_key_key"], || {
+            ServiceError::Conflict {
+                code: "grant_exists",
+                detail: format!(
+                    "{} already has this grant on {} as {login}",
+                    user.username, server.name
+                ),
             }
-            sqlx::Error::Database(db)
-                if matches!(
-                    db.constraint(),
-                    Some("grants_all_keys_key" | "grants_one_key_key")
-                ) =>
-            {
-                ServiceError::Conflict {
-                    code: "grant_exists",
-                    detail: format!(
-                        "{} already has this grant on {} as {login}",
-                        user.username, server.name
-                    ),
-                }
-            }
-            _ => ServiceError::Database(e),
         })?;
         super::audit::record(
             &mut *tx,

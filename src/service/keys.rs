@@ -8,7 +8,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{authorize, page, Action, Ctx, Listing, Metrics, ServiceError, Services};
+use super::{authorize, page, Action, Ctx, Listing, Metrics, ResultExt, ServiceError, Services};
 use crate::keys::{self, KeyErrorCode, KeyRejection, Policy, ValidatedKey};
 use crate::store;
 use crate::store::keys::KeyRow;
@@ -226,7 +226,9 @@ impl Services {
         let (id, created_at) =
             store::keys::insert(&mut *tx, &new_key(user.id, title, &key, expires_at))
                 .await
-                .map_err(|e| duplicate(e, &key.fingerprint_sha256))?;
+                .on_constraint(&["ssh_keys_fingerprint_sha256_key"], || {
+                    duplicate(&key.fingerprint_sha256)
+                })?;
         super::audit::record(
             &mut *tx,
             ctx,
@@ -325,7 +327,9 @@ impl Services {
                     let (id, _) =
                         store::keys::insert(&mut *tx, &new_key(user.id, &k.comment, &k, None))
                             .await
-                            .map_err(|e| duplicate(e, &k.fingerprint_sha256))?;
+                            .on_constraint(&["ssh_keys_fingerprint_sha256_key"], || {
+                                duplicate(&k.fingerprint_sha256)
+                            })?;
                     added += 1;
                     ImportLine {
                         line: v.line,
@@ -399,13 +403,12 @@ fn truncate(s: &str, chars: usize) -> &str {
     }
 }
 
-fn duplicate(e: sqlx::Error, fingerprint: &str) -> ServiceError {
-    super::on_constraint(
-        e,
-        "ssh_keys_fingerprint_sha256_key",
-        "duplicate_key",
-        || format!("the key {fingerprint} is already registered"),
-    )
+/// The one unique-fingerprint violation, as the conflict it means.
+fn duplicate(fingerprint: &str) -> ServiceError {
+    ServiceError::Conflict {
+        code: "duplicate_key",
+        detail: format!("the key {fingerprint} is already registered"),
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

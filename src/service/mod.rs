@@ -9,6 +9,7 @@ pub mod access;
 pub mod audit;
 pub mod authorized_keys;
 pub mod dashboard;
+mod error;
 pub mod grants;
 pub mod keys;
 pub mod passwords;
@@ -24,85 +25,14 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 pub use access::{authorize, Action, Caller};
+pub(crate) use error::ResultExt;
+pub use error::ServiceError;
 
-use crate::keys::KeyRejection;
 use crate::store::Page;
-
-/// What the service layer can answer besides success. Each variant is one kind of cause.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error("not authenticated")]
-    Unauthenticated,
-    #[error("not allowed: {0}")]
-    Forbidden(&'static str),
-    #[error("{what} not found")]
-    NotFound { what: &'static str },
-    #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
-    #[error("{detail}")]
-    Invalid {
-        code: &'static str,
-        field: &'static str,
-        detail: String,
-    },
-    /// The request itself is malformed (400), as opposed to well-formed but invalid (422).
-    #[error("{detail}")]
-    Malformed { code: &'static str, detail: String },
-    /// The caller is known but this request is refused for a reason of its own (403 with
-    /// `code`); `field` names the form field it concerns, if any.
-    #[error("{detail}")]
-    Refused {
-        code: &'static str,
-        field: Option<&'static str>,
-        detail: &'static str,
-    },
-    #[error("{0}")]
-    KeyRejected(KeyRejection),
-    /// Unknown user, wrong password or disabled account: one answer for all.
-    #[error("the username or password is not right")]
-    SignInFailed,
-    #[error("too many failed sign-ins; try again in {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
-    /// Every password-hashing slot is taken; answered at once rather than queued.
-    #[error("too many sign-ins at once; try again in {retry_after_secs} s")]
-    Busy { retry_after_secs: u64 },
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("internal: {0}")]
-    Internal(String),
-}
-
-impl ServiceError {
-    pub fn invalid(field: &'static str, detail: impl Into<String>) -> Self {
-        ServiceError::Invalid {
-            code: "invalid_field",
-            field,
-            detail: detail.into(),
-        }
-    }
-}
 
 /// An object id from a URL path: anything that is not a UUID is simply not found.
 pub fn object_id(text: &str, what: &'static str) -> Result<uuid::Uuid, ServiceError> {
     text.parse().map_err(|_| ServiceError::NotFound { what })
-}
-
-/// Turns a constraint violation into the conflict it means; other errors pass through.
-pub(crate) fn on_constraint(
-    e: sqlx::Error,
-    constraint: &str,
-    code: &'static str,
-    detail: impl FnOnce() -> String,
-) -> ServiceError {
-    match &e {
-        sqlx::Error::Database(db) if db.constraint() == Some(constraint) => {
-            ServiceError::Conflict {
-                code,
-                detail: detail(),
-            }
-        }
-        _ => ServiceError::Database(e),
-    }
 }
 
 /// Counters exported at `/metrics`.
@@ -146,6 +76,19 @@ pub struct Services {
 }
 
 impl Services {
+    /// Whether the database answers within 3 s (`/readyz`).
+    pub async fn ready(&self) -> Result<(), ServiceError> {
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            crate::store::ping(&self.pool),
+        )
+        .await
+        {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(ServiceError::Database(sqlx::Error::PoolTimedOut)),
+        }
+    }
+
     pub fn new(pool: PgPool) -> Self {
         Services {
             pool,

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::{authorize, page, Action, Ctx, Listing, ServiceError, Services};
+use super::{authorize, page, Action, Ctx, Listing, ResultExt, ServiceError, Services};
 use crate::domain::ServerName;
 use crate::store;
 use crate::store::servers::ServerRow;
@@ -108,10 +108,9 @@ impl Services {
         let mut tx = self.pool.begin().await?;
         let row = store::servers::insert(&mut *tx, name.as_str(), hostname, description)
             .await
-            .map_err(|e| {
-                super::on_constraint(e, "servers_name_key", "name_taken", || {
-                    format!("a server named {name} exists")
-                })
+            .on_constraint(&["servers_name_key"], || ServiceError::Conflict {
+                code: "name_taken",
+                detail: format!("a server named {name} exists"),
             })?;
         super::audit::record(
             &mut *tx,

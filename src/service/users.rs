@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::{authorize, page, Action, Ctx, Listing, ServiceError, Services};
+use super::{authorize, page, Action, Ctx, Listing, ResultExt, ServiceError, Services};
 use crate::domain::{Role, Username};
 use crate::store;
 use crate::store::users::UserRow;
@@ -193,10 +193,9 @@ impl Services {
             },
         )
         .await
-        .map_err(|e| {
-            super::on_constraint(e, "users_username_key", "name_taken", || {
-                format!("the username {username} is taken")
-            })
+        .on_constraint(&["users_username_key"], || ServiceError::Conflict {
+            code: "name_taken",
+            detail: format!("the username {username} is taken"),
         })?;
         super::audit::record(
             &mut *tx,

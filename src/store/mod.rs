@@ -82,6 +82,11 @@ pub fn split_page<T>(
     }
 }
 
+/// One round trip to the database (readiness).
+pub async fn ping(db: impl sqlx::PgExecutor<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(db).await.map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -20,7 +20,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 
-use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::service::sessions::LiveSession;
 use crate::service::{Caller, ServiceError};
@@ -108,19 +107,12 @@ impl IntoResponse for WebError {
                 None,
             ),
             WebError::Service(e) => {
-                let api = ApiError::from(e);
-                api.log();
-                let p = api.problem();
-                let retry = match api {
-                    ApiError::RateLimited { retry_after_secs }
-                    | ApiError::Busy { retry_after_secs } => Some(retry_after_secs),
-                    _ => None,
-                };
+                e.log();
                 (
-                    StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                    p.title.to_owned(),
-                    p.detail,
-                    retry,
+                    e.status(),
+                    e.status().canonical_reason().unwrap_or("Error").to_owned(),
+                    e.detail(),
+                    e.retry_after(),
                 )
             }
             WebError::Render(e) => {
@@ -214,7 +206,7 @@ impl FromRequestParts<AppState> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
         let session::SignedIn(live) = session::SignedIn::from_request_parts(parts, state).await?;
-        let flash = session::cookie_value(&parts.headers, state.web.cookies().flash())
+        let flash = crate::http::session::cookie_value(&parts.headers, state.web.cookies().flash())
             .and_then(|v| serde_urlencoded::from_str::<Flash>(v).ok());
         Ok(Viewer::new(live, flash))
     }

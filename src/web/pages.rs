@@ -9,8 +9,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
 use super::forms::Shown;
-use super::session::{cookie_value, tokens_match, MaybeSignedIn, Posted};
+use super::session::{MaybeSignedIn, Posted};
 use super::{local_path, page, parse_form, see_other, Chrome, Empty, Viewer, WebError};
+use crate::http::session::{cookie_value, tokens_match};
 use crate::http::AppState;
 use crate::service::dashboard::{Dashboard, EXPIRING_SOON_DAYS};
 use crate::service::sessions::SignInAttempt;

@@ -1,69 +1,21 @@
-//! The browser side of sessions: cookies, the signed-in extractors, and CSRF checks.
+//! The pages' side of sessions: the signed-in extractors, forms accepted only with the
+//! session's CSRF token, and flash messages. Cookies and the session resolver are in
+//! `http::session`, shared with the API.
 //!
-//! - `kp_session`: the session secret (`HttpOnly`, `SameSite=Lax`, `Secure` over https).
-//! - `kp_login_csrf`: a double-submit token for the sign-in form, which has no session yet.
-//! - `kp_flash`: the message for the next page after a redirect.
-//! - Over https every name gets the `__Host-` prefix: the browser then accepts the cookie only
-//!   with `Secure`, `Path=/` and no `Domain`, so neither a sibling host nor a plain-http page
-//!   can plant one (a planted sign-in token would defeat the double submit). Over plain http the
-//!   bare names are used, as browsers refuse `__Host-` without `Secure`.
-//! - Every state-changing form carries the session's `csrf_token` (synchronizer token);
-//!   [`Posted`] refuses a form without it before the handler runs, so no handler can forget.
+//! Every state-changing form carries the session's `csrf_token` (synchronizer token); [`Posted`]
+//! refuses a form without it before the handler runs, so no handler can forget.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue};
-use cookie::{Cookie, SameSite};
+
 use serde::de::DeserializeOwned;
-use subtle::ConstantTimeEq;
 
 use super::{Viewer, WebError};
-use crate::http::{request_id, AppState};
+use crate::http::session::{live_session, tokens_match};
+use crate::http::AppState;
 use crate::service::sessions::LiveSession;
-
-/// The portal's cookies as named and marked on this portal: `__Host-` and `Secure` over https.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Cookies {
-    secure: bool,
-}
-
-impl Cookies {
-    pub fn new(secure: bool) -> Cookies {
-        Cookies { secure }
-    }
-
-    pub fn session(self) -> &'static str {
-        self.name("__Host-kp_session", "kp_session")
-    }
-
-    pub fn login_csrf(self) -> &'static str {
-        self.name("__Host-kp_login_csrf", "kp_login_csrf")
-    }
-
-    pub fn flash(self) -> &'static str {
-        self.name("__Host-kp_flash", "kp_flash")
-    }
-
-    fn name(self, prefixed: &'static str, plain: &'static str) -> &'static str {
-        if self.secure {
-            prefixed
-        } else {
-            plain
-        }
-    }
-
-    /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, path `/`, no domain, `Secure` over
-    /// https; `max_age` `None` deletes it.
-    pub fn set(
-        self,
-        name: &'static str,
-        value: String,
-        max_age: Option<time::Duration>,
-    ) -> HeaderValue {
-        set_cookie(name, value, max_age, self.secure)
-    }
-}
 
 /// A flash message to set or clear, left on a response by handlers that have no state at
 /// hand; [`write_flash_cookie`] turns it into the cookie under this portal's name.
@@ -90,61 +42,6 @@ pub async fn write_flash_cookie(
         res.headers_mut().append(header::SET_COOKIE, h);
     }
     res
-}
-
-/// The value of cookie `name` in the request, if sent.
-pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
-}
-
-fn set_cookie(
-    name: &'static str,
-    value: String,
-    max_age: Option<time::Duration>,
-    secure: bool,
-) -> HeaderValue {
-    let mut c = Cookie::build((name, value))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(secure)
-        .build();
-    match max_age {
-        Some(age) => c.set_max_age(age),
-        None => c.make_removal(),
-    }
-    // Cookie values here are base64url or percent-encoded, so always valid header text.
-    HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// Constant-time comparison of two tokens.
-pub fn tokens_match(sent: &str, expected: &str) -> bool {
-    !expected.is_empty() && bool::from(sent.as_bytes().ct_eq(expected.as_bytes()))
-}
-
-/// The live session behind the request's cookie, if any.
-pub async fn live_session(
-    parts: &Parts,
-    state: &AppState,
-) -> Result<Option<LiveSession>, WebError> {
-    let Some(secret) = cookie_value(&parts.headers, state.web.cookies().session()) else {
-        return Ok(None);
-    };
-    match state.services.session(secret, request_id(parts)).await {
-        Ok(live) => {
-            tracing::Span::current().record("caller", live.ctx.caller.actor());
-            Ok(Some(live))
-        }
-        Err(crate::service::ServiceError::Unauthenticated) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// A page that needs a signed-in user; anyone else is sent to the sign-in page and back.

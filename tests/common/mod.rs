@@ -15,7 +15,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use keyportal::db::{PrivateCluster, MIGRATOR};
-use keyportal::http::{AppState, HttpSettings};
+use keyportal::http::AppState;
+use keyportal::server::HttpSettings;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{ConnectOptions, Connection, Executor};
 
@@ -376,7 +377,7 @@ pub async fn serve_state(state: AppState) -> SocketAddr {
         request_timeout: Duration::from_secs(30),
         max_body_bytes: 1024 * 1024,
     };
-    let app = keyportal::http::app(state, &settings);
+    let app = keyportal::server::app(state, &settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
