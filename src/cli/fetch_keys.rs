@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{LoginName, ServerName};
-use crate::keys::{authorized_keys_verdicts, Algorithm, Policy};
+use crate::keys::{authorized_keys_verdicts, Algorithm, AuthorizedKeysLine, Policy};
 
 #[derive(clap::Args, Debug)]
 pub struct FetchKeysArgs {
@@ -100,16 +100,13 @@ pub fn valid_lines(body: &[u8], fingerprint: Option<&str>) -> (String, usize) {
     for v in verdicts {
         match v.result {
             Ok(k) if fingerprint.is_none_or(|f| f == k.fingerprint_sha256) => {
-                if !k.options.is_empty() {
-                    out.push_str(&k.options.to_string());
-                    out.push(' ');
+                AuthorizedKeysLine {
+                    options: &k.options.to_string(),
+                    expiry: None,
+                    public_key: &k.public_key,
+                    comment: &[&k.comment],
                 }
-                out.push_str(&k.public_key);
-                if !k.comment.is_empty() {
-                    out.push(' ');
-                    out.push_str(&k.comment);
-                }
-                out.push('\n');
+                .write_to(&mut out);
             }
             _ => dropped += 1,
         }

@@ -13,6 +13,7 @@ mod checks;
 mod ed25519;
 mod error;
 mod fingerprint;
+mod line;
 pub mod options;
 mod pem;
 pub mod policy;
@@ -26,6 +27,7 @@ use serde::Serialize;
 
 pub use algorithm::{Algorithm, AlgorithmSet};
 pub use error::{KeyErrorCode, KeyRejection};
+pub use line::AuthorizedKeysLine;
 pub use options::{KeyOption, KeyOptions};
 pub use policy::Policy;
 

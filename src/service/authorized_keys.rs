@@ -1,14 +1,13 @@
 //! The authorized_keys text for one server and login: what sshd reads.
 
 use std::collections::HashSet;
-use std::fmt::Write;
 use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 
 use super::{authorize, Action, Caller, Ctx, ServiceError, Services};
 use crate::db::replicas::ReadSource;
-use crate::keys::Policy;
+use crate::keys::{AuthorizedKeysLine, Policy};
 use crate::store;
 use crate::store::grants::GrantedKey;
 
@@ -55,43 +54,21 @@ impl Services {
             if !valid || !written.insert(k.key_id) {
                 continue;
             }
-            // `options type base64 keyportal:<user>:<key id>`; every piece is validated text
-            // without blanks or line breaks (options, key, username), or a UUID.
-            let mut wrote_option = false;
-            if !k.options.is_empty() {
-                out.push_str(&k.options);
-                wrote_option = true;
+            // Every piece is validated text without blanks or line breaks, or a UUID.
+            let id = k.key_id.hyphenated();
+            let mut id_text = uuid::Uuid::encode_buffer();
+            AuthorizedKeysLine {
+                options: &k.options,
+                expiry: k.grant_expires_at,
+                public_key: &k.public_key,
+                comment: &[
+                    "keyportal:",
+                    &k.username,
+                    ":",
+                    id.encode_lower(&mut id_text),
+                ],
             }
-            if let Some(expiry) = k.grant_expires_at {
-                let expiry = expiry.to_offset(time::UtcOffset::UTC);
-                if wrote_option {
-                    out.push(',');
-                }
-                let _ = write!(
-                    out,
-                    "expiry-time=\"{:04}{:02}{:02}{:02}{:02}{:02}Z\"",
-                    expiry.year(),
-                    u8::from(expiry.month()),
-                    expiry.day(),
-                    expiry.hour(),
-                    expiry.minute(),
-                    expiry.second()
-                );
-                wrote_option = true;
-            }
-            if wrote_option {
-                out.push(' ');
-            }
-            out.push_str(&k.public_key);
-            out.push_str(" keyportal:");
-            out.push_str(&k.username);
-            out.push(':');
-            out.push_str(
-                k.key_id
-                    .hyphenated()
-                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
-            );
-            out.push('\n');
+            .write_to(&mut out);
         }
         // A server asking by fingerprint (`AuthorizedKeysCommand ... %f`) is sshd seeing that
         // key offered: record it, so the portal learns which keys are in use.
@@ -159,7 +136,7 @@ impl Services {
                     (k, ok)
                 })
                 .collect();
-            store::grants::sort_granted(&mut out);
+            sort_granted(&mut out);
             return Ok(out);
         }
         let validate_batch = |batch: Vec<GrantedKey>| {
@@ -199,7 +176,20 @@ impl Services {
                 })?,
             );
         }
-        store::grants::sort_granted(&mut out);
+        sort_granted(&mut out);
         Ok(out)
     }
+}
+
+/// authorized_keys order: by user, then the key's age and id, then the grant's age, so the
+/// same grants give the same text in every process and on every read.
+fn sort_granted<T>(rows: &mut [(GrantedKey, T)]) {
+    rows.sort_unstable_by(|(a, _), (b, _)| {
+        (&a.username, a.key_created_at, a.key_id, a.grant_created_at).cmp(&(
+            &b.username,
+            b.key_created_at,
+            b.key_id,
+            b.grant_created_at,
+        ))
+    });
 }

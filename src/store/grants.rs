@@ -110,7 +110,7 @@ const GRANTED_COLUMNS: &str =
         g.created_at AS grant_created_at";
 
 /// Keys of enabled users with an unexpired grant and an unexpired key, for one server (by
-/// name) and login, in no particular order (see [`sort_granted`]). Streamed, so the caller can
+/// name) and login, in no particular order (the service sorts them). Streamed, so the caller can
 /// validate early rows while later ones arrive. Validity under today's policy is the caller's.
 pub fn granted_keys<'a>(
     db: &'a sqlx::PgPool,
@@ -157,20 +157,6 @@ pub async fn granted_key(
     .bind(fingerprint)
     .fetch_all(db)
     .await
-}
-
-/// authorized_keys order: user, key age, key id, grant age. Sorted here, not by PostgreSQL:
-/// 10,000 wide rows overflow its default work_mem and the sort spilled to disk (measured: 20
-/// of 29 ms); here they sort in well under a millisecond.
-pub fn sort_granted<T>(rows: &mut [(GrantedKey, T)]) {
-    rows.sort_unstable_by(|(a, _), (b, _)| {
-        (&a.username, a.key_created_at, a.key_id, a.grant_created_at).cmp(&(
-            &b.username,
-            b.key_created_at,
-            b.key_id,
-            b.grant_created_at,
-        ))
-    });
 }
 
 /// Whether the user holds any grant (expired or not) on the server: members see such servers.
