@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::forms::{form_errors, parse_date, Errors, Shown};
+use super::forms::{after_submit, form_errors, parse_date, Errors, FormView, Refusal, Shown};
 use super::servers::TokenCreatedPage;
 use super::session::Posted;
 use super::Empty;
@@ -38,25 +38,28 @@ impl PolicyPage {
     }
 }
 
-async fn render_policy(
+fn render_policy(
     viewer: &Viewer,
-    policy: Policy,
     preview: Option<Vec<KeyView>>,
-    status: StatusCode,
-    errors: Errors,
+    shown: FormView<Policy>,
 ) -> Response {
     let p = PolicyPage {
         chrome: Some(viewer.chrome.clone()),
-        policy,
+        policy: shown.form,
         preview,
-        errors,
+        errors: shown.errors,
     };
-    page(status, p.chrome.as_ref(), &p)
+    page(shown.status, p.chrome.as_ref(), &p)
 }
 
 pub async fn policy(State(state): State<AppState>, viewer: Viewer) -> Result<Response, WebError> {
     let policy = state.services.policy(viewer.ctx()).await?;
-    Ok(render_policy(&viewer, policy, None, StatusCode::OK, Errors::default()).await)
+    let shown = FormView {
+        status: StatusCode::OK,
+        form: policy,
+        errors: Errors::default(),
+    };
+    Ok(render_policy(&viewer, None, shown))
 }
 
 /// The policy form: repeated `allowed_algorithms` checkboxes, so read as pairs.
@@ -106,50 +109,37 @@ pub async fn save_policy(
         Err(errors) => {
             return Ok(render_policy(
                 &viewer,
-                current,
                 None,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                errors,
-            )
-            .await)
+                FormView::rejected(current, errors),
+            ))
         }
     };
-    let preview_only = form.iter().any(|(k, v)| k == "action" && v == "preview");
-    let outcome = if preview_only {
-        state
-            .services
-            .policy_preview(viewer.ctx(), &proposed)
-            .await
-            .map(Some)
-    } else {
-        state
-            .services
-            .set_policy(viewer.ctx(), proposed.clone())
-            .await
-            .map(|_| None)
-    };
-    match outcome {
-        Ok(Some(affected)) => Ok(render_policy(
-            &viewer,
-            proposed,
-            Some(affected),
-            StatusCode::OK,
-            Errors::default(),
-        )
-        .await),
-        Ok(None) => Ok(redirect_with_flash("/policy", "ok", "Policy saved")),
-        Err(e) => {
-            let errors = form_errors(e)?;
-            Ok(render_policy(
-                &viewer,
-                proposed,
-                None,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                errors,
-            )
-            .await)
-        }
+    if form.iter().any(|(k, v)| k == "action" && v == "preview") {
+        let shown = match state.services.policy_preview(viewer.ctx(), &proposed).await {
+            Ok(affected) => {
+                let shown = FormView {
+                    status: StatusCode::OK,
+                    form: proposed,
+                    errors: Errors::default(),
+                };
+                return Ok(render_policy(&viewer, Some(affected), shown));
+            }
+            Err(e) => FormView::rejected(proposed, form_errors(e)?),
+        };
+        return Ok(render_policy(&viewer, None, shown));
     }
+    let outcome = state
+        .services
+        .set_policy(viewer.ctx(), proposed.clone())
+        .await
+        .map_err(Refusal::from);
+    after_submit(
+        outcome,
+        proposed,
+        |_| redirect_with_flash("/policy", "ok", "Policy saved"),
+        |shown| async { Ok(render_policy(&viewer, None, shown)) },
+    )
+    .await
 }
 
 #[derive(Template)]
@@ -211,20 +201,19 @@ struct TokensPage {
 async fn render_tokens(
     state: &AppState,
     viewer: &Viewer,
-    status: StatusCode,
-    errors: Errors,
+    shown: FormView<()>,
 ) -> Result<Response, WebError> {
     let tokens = state.services.list_tokens(viewer.ctx()).await?;
     let p = TokensPage {
         chrome: Some(viewer.chrome.clone()),
         tokens,
-        errors,
+        errors: shown.errors,
     };
-    Ok(page(status, p.chrome.as_ref(), &p))
+    Ok(page(shown.status, p.chrome.as_ref(), &p))
 }
 
 pub async fn tokens(State(state): State<AppState>, viewer: Viewer) -> Result<Response, WebError> {
-    render_tokens(&state, &viewer, StatusCode::OK, Errors::default()).await
+    render_tokens(&state, &viewer, FormView::fresh()).await
 }
 
 #[derive(serde::Deserialize)]
@@ -240,30 +229,29 @@ pub async fn create_token(
     posted: Posted<NewTokenForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
-    let result: Result<(), Errors> = match parse_date("expires_on", &form.expires_on) {
-        Err(e) => Err(e),
-        Ok(expires_at) => match state
-            .services
-            .create_token(viewer.ctx(), &form.name, expires_at)
-            .await
-        {
-            Ok(token) => {
-                let p = TokenCreatedPage {
-                    chrome: Some(viewer.chrome.clone()),
-                    token,
-                    back: "/tokens".into(),
-                    for_server: false,
-                };
-                return Ok(page(StatusCode::OK, p.chrome.as_ref(), &p));
-            }
-            Err(e) => Err(form_errors(e)?),
+    let outcome = async {
+        let expires_at = parse_date("expires_on", &form.expires_on)?;
+        Ok::<_, Refusal>(
+            state
+                .services
+                .create_token(viewer.ctx(), &form.name, expires_at)
+                .await?,
+        )
+    }
+    .await;
+    after_submit(
+        outcome,
+        (),
+        |token| {
+            let p = TokenCreatedPage {
+                chrome: Some(viewer.chrome.clone()),
+                token,
+                back: "/tokens".into(),
+                for_server: false,
+            };
+            page(StatusCode::OK, p.chrome.as_ref(), &p)
         },
-    };
-    render_tokens(
-        &state,
-        &viewer,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        result.err().unwrap_or_default(),
+        |shown| render_tokens(&state, &viewer, shown),
     )
     .await
 }

@@ -1,5 +1,11 @@
-//! What forms share: errors shown next to their field, dates, and times as people read them.
+//! What forms share: a page's form as shown (fresh, or again with what is wrong), what a
+//! posted form leads to, errors shown next to their field, dates, and times as people read
+//! them.
 
+use std::future::Future;
+
+use axum::http::StatusCode;
+use axum::response::Response;
 use time::{Date, OffsetDateTime, Time};
 
 use super::WebError;
@@ -44,6 +50,84 @@ impl Errors {
             .map(|m| m.message.as_str())
             .collect()
     }
+}
+
+/// A page's form as it is shown: fresh on a GET (200), or as posted with what is wrong (422).
+#[derive(Debug)]
+pub struct FormView<F> {
+    pub status: StatusCode,
+    pub form: F,
+    pub errors: Errors,
+}
+
+impl<F: Default> FormView<F> {
+    pub fn fresh() -> FormView<F> {
+        FormView {
+            status: StatusCode::OK,
+            form: F::default(),
+            errors: Errors::default(),
+        }
+    }
+}
+
+impl<F> FormView<F> {
+    /// The form as posted, with what is wrong with it (422).
+    pub fn rejected(form: F, errors: Errors) -> FormView<F> {
+        FormView {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            form,
+            errors,
+        }
+    }
+
+    /// The same status and messages over another form (a page showing a different form than
+    /// the one posted).
+    pub fn with_form<G>(self, form: G) -> FormView<G> {
+        FormView {
+            status: self.status,
+            form,
+            errors: self.errors,
+        }
+    }
+}
+
+/// Why a posted form did not go through: the page's own checks, or the service's answer.
+#[derive(Debug)]
+pub enum Refusal {
+    Form(Errors),
+    Service(ServiceError),
+}
+
+impl From<Errors> for Refusal {
+    fn from(e: Errors) -> Self {
+        Refusal::Form(e)
+    }
+}
+
+impl From<ServiceError> for Refusal {
+    fn from(e: ServiceError) -> Self {
+        Refusal::Service(e)
+    }
+}
+
+/// What a posted form leads to: on success `done` (a redirect with a flash message, or a
+/// page); a refusal the form can show is `again` with the form as posted and the messages
+/// (422); any other error is the error page with its own status.
+pub async fn after_submit<T, F, Fut>(
+    outcome: Result<T, Refusal>,
+    form: F,
+    done: impl FnOnce(T) -> Response,
+    again: impl FnOnce(FormView<F>) -> Fut,
+) -> Result<Response, WebError>
+where
+    Fut: Future<Output = Result<Response, WebError>>,
+{
+    let errors = match outcome {
+        Ok(value) => return Ok(done(value)),
+        Err(Refusal::Form(errors)) => errors,
+        Err(Refusal::Service(e)) => form_errors(e)?,
+    };
+    again(FormView::rejected(form, errors)).await
 }
 
 /// A service error the user can fix becomes messages on the form; the rest (not found,
@@ -103,13 +187,4 @@ impl Shown for Option<OffsetDateTime> {
         self.as_ref()
             .map_or_else(|| "never".to_owned(), Shown::shown)
     }
-}
-
-/// The `YYYY-MM-DD` a date input shows for an expiry.
-pub fn date_value(t: Option<OffsetDateTime>) -> String {
-    t.map(|t| {
-        let t = t.to_offset(time::UtcOffset::UTC);
-        format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
-    })
-    .unwrap_or_default()
 }

@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::forms::{form_errors, parse_date, Errors, Shown};
+use super::forms::{after_submit, form_errors, parse_date, Errors, FormView, Refusal, Shown};
 use super::session::Posted;
 use super::Empty;
 use super::{page, redirect_with_flash, see_other, Chrome, Viewer, WebError};
@@ -54,27 +54,14 @@ pub async fn my_keys(viewer: Viewer) -> Response {
     }
 }
 
-/// The add-key form as it is shown again: what was typed, and what is wrong with it.
-struct FormAgain {
-    status: StatusCode,
-    form: AddKeyForm,
-    errors: Errors,
-    private_key_warning: bool,
-}
-
 async fn render(
     state: &AppState,
     viewer: &Viewer,
     username: &str,
     cursor: Option<&str>,
-    shown: FormAgain,
+    shown: FormView<AddKeyForm>,
+    private_key_warning: bool,
 ) -> Result<Response, WebError> {
-    let FormAgain {
-        status,
-        form,
-        errors,
-        private_key_warning,
-    } = shown;
     let keys = state
         .services
         .list_keys(viewer.ctx(), username, Some(50), cursor)
@@ -85,11 +72,11 @@ async fn render(
         username: username.to_owned(),
         own,
         keys,
-        form,
-        errors,
+        form: shown.form,
+        errors: shown.errors,
         private_key_warning,
     };
-    Ok(page(status, p.chrome.as_ref(), &p))
+    Ok(page(shown.status, p.chrome.as_ref(), &p))
 }
 
 pub async fn list(
@@ -98,17 +85,14 @@ pub async fn list(
     Path(username): Path<String>,
     Query(q): Query<ListParams>,
 ) -> Result<Response, WebError> {
+    let shown = FormView::fresh();
     render(
         &state,
         &viewer,
         &username,
         q.cursor.as_deref(),
-        FormAgain {
-            status: StatusCode::OK,
-            form: AddKeyForm::default(),
-            errors: Errors::default(),
-            private_key_warning: false,
-        },
+        shown,
+        false,
     )
     .await
 }
@@ -124,43 +108,36 @@ pub async fn add(
     } else {
         std::mem::take(&mut form.file)
     };
-    let mut private_key_warning = false;
-    let outcome: Result<(), Errors> = match parse_date("expires_on", &form.expires_on) {
-        Err(errors) => Err(errors),
-        Ok(expires_at) => {
-            let title = Some(form.title.as_str()).filter(|t| !t.trim().is_empty());
-            let added = state
+    let outcome = async {
+        let expires_at = parse_date("expires_on", &form.expires_on)?;
+        let title = Some(form.title.as_str()).filter(|t| !t.trim().is_empty());
+        Ok::<_, Refusal>(
+            state
                 .services
                 .add_key(viewer.ctx(), &username, input.as_bytes(), title, expires_at)
-                .await;
-            match added {
-                Ok(key) => {
-                    return Ok(redirect_with_flash(
-                        &format!("/users/{username}/keys"),
-                        "ok",
-                        format!("Key added: {} {}", key.algorithm, key.fingerprint_sha256),
-                    ))
-                }
-                Err(e) => {
-                    // Never echo a private key back into the page.
-                    private_key_warning = matches!(&e,
-                        ServiceError::KeyRejected(r) if r.code == KeyErrorCode::PrivateKey);
-                    if private_key_warning {
-                        form.key.clear();
-                    }
-                    Err(form_errors(e)?)
-                }
-            }
-        }
-    };
-    let errors = outcome.err().unwrap_or_default();
-    let again = FormAgain {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+                .await?,
+        )
+    }
+    .await;
+    // Never echo a private key back into the page.
+    let private_key_warning = matches!(&outcome,
+        Err(Refusal::Service(ServiceError::KeyRejected(r))) if r.code == KeyErrorCode::PrivateKey);
+    if private_key_warning {
+        form.key.clear();
+    }
+    after_submit(
+        outcome,
         form,
-        errors,
-        private_key_warning,
-    };
-    render(&state, &viewer, &username, None, again).await
+        |key| {
+            redirect_with_flash(
+                &format!("/users/{username}/keys"),
+                "ok",
+                format!("Key added: {} {}", key.algorithm, key.fingerprint_sha256),
+            )
+        },
+        |shown| render(&state, &viewer, &username, None, shown, private_key_warning),
+    )
+    .await
 }
 
 pub async fn delete(
@@ -224,19 +201,8 @@ pub async fn import(
             for m in &mut errors.0 {
                 m.field = "import";
             }
-            render(
-                &state,
-                &viewer,
-                &username,
-                None,
-                FormAgain {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    form: AddKeyForm::default(),
-                    errors,
-                    private_key_warning: false,
-                },
-            )
-            .await
+            let shown = FormView::rejected(AddKeyForm::default(), errors);
+            render(&state, &viewer, &username, None, shown, false).await
         }
     }
 }

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::forms::{form_errors, parse_date, Errors, Shown};
+use super::forms::{after_submit, parse_date, Errors, FormView, Refusal, Shown};
 use super::session::Posted;
 use super::Empty;
 use super::{page, redirect_with_flash, Chrome, Viewer, WebError};
@@ -48,9 +48,7 @@ async fn render_list(
     viewer: &Viewer,
     q: Option<&str>,
     cursor: Option<&str>,
-    status: StatusCode,
-    form: ServerForm,
-    errors: Errors,
+    shown: FormView<ServerForm>,
 ) -> Result<Response, WebError> {
     let q = q.map(str::trim).filter(|q| !q.is_empty());
     let servers = state
@@ -61,10 +59,10 @@ async fn render_list(
         chrome: Some(viewer.chrome.clone()),
         q: q.unwrap_or("").to_owned(),
         servers,
-        form,
-        errors,
+        form: shown.form,
+        errors: shown.errors,
     };
-    Ok(page(status, p.chrome.as_ref(), &p))
+    Ok(page(shown.status, p.chrome.as_ref(), &p))
 }
 
 pub async fn list(
@@ -77,9 +75,7 @@ pub async fn list(
         &viewer,
         q.q.as_deref(),
         q.cursor.as_deref(),
-        StatusCode::OK,
-        ServerForm::default(),
-        Errors::default(),
+        FormView::fresh(),
     )
     .await
 }
@@ -94,7 +90,7 @@ pub async fn create(
     posted: Posted<ServerForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
-    match state
+    let outcome = state
         .services
         .create_server(
             viewer.ctx(),
@@ -103,26 +99,20 @@ pub async fn create(
             optional(&form.description),
         )
         .await
-    {
-        Ok(server) => Ok(redirect_with_flash(
-            &format!("/servers/{}", server.name),
-            "ok",
-            format!("Server {} created", server.name),
-        )),
-        Err(e) => {
-            let errors = form_errors(e)?;
-            render_list(
-                &state,
-                &viewer,
-                None,
-                None,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                form,
-                errors,
+        .map_err(Refusal::from);
+    after_submit(
+        outcome,
+        form,
+        |server| {
+            redirect_with_flash(
+                &format!("/servers/{}", server.name),
+                "ok",
+                format!("Server {} created", server.name),
             )
-            .await
-        }
-    }
+        },
+        |shown| render_list(&state, &viewer, None, None, shown),
+    )
+    .await
 }
 
 #[derive(Template)]
@@ -163,15 +153,12 @@ fn portal_url(state: &AppState) -> Option<String> {
         .map(|url| url.trim_end_matches('/').to_owned())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn render_server(
     state: &AppState,
     viewer: &Viewer,
     name: &str,
     cursor: Option<&str>,
-    status: StatusCode,
-    grant_form: GrantForm,
-    errors: Errors,
+    shown: FormView<GrantForm>,
 ) -> Result<Response, WebError> {
     let server = state.services.get_server(viewer.ctx(), name).await?;
     let grants = state
@@ -188,10 +175,10 @@ async fn render_server(
         grants,
         tokens,
         portal: portal_url(state),
-        grant_form,
-        errors,
+        grant_form: shown.form,
+        errors: shown.errors,
     };
-    Ok(page(status, p.chrome.as_ref(), &p))
+    Ok(page(shown.status, p.chrome.as_ref(), &p))
 }
 
 pub async fn show(
@@ -205,9 +192,7 @@ pub async fn show(
         &viewer,
         &name,
         q.cursor.as_deref(),
-        StatusCode::OK,
-        GrantForm::default(),
-        Errors::default(),
+        FormView::fresh(),
     )
     .await
 }
@@ -218,7 +203,7 @@ pub async fn update(
     posted: Posted<ServerForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
-    match state
+    let outcome = state
         .services
         .update_server(
             viewer.ctx(),
@@ -227,26 +212,18 @@ pub async fn update(
             Some(form.description.trim()),
         )
         .await
-    {
-        Ok(server) => Ok(redirect_with_flash(
-            &format!("/servers/{}", server.name),
-            "ok",
-            "Server saved",
-        )),
-        Err(e) => {
-            let errors = form_errors(e)?;
-            render_server(
-                &state,
-                &viewer,
-                &name,
-                None,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                GrantForm::default(),
-                errors,
-            )
-            .await
-        }
-    }
+        .map_err(Refusal::from);
+    after_submit(
+        outcome,
+        form,
+        |server| redirect_with_flash(&format!("/servers/{}", server.name), "ok", "Server saved"),
+        // The page shows the grant form; the server's fields are the stored ones.
+        |shown| {
+            let shown = shown.with_form(GrantForm::default());
+            render_server(&state, &viewer, &name, None, shown)
+        },
+    )
+    .await
 }
 
 pub async fn delete(
@@ -271,44 +248,41 @@ pub async fn add_grant(
     posted: Posted<GrantForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
-    let key_id = match optional(&form.key_id).map(str::parse::<uuid::Uuid>) {
-        None => Ok(None),
-        Some(Ok(id)) => Ok(Some(id)),
-        Some(Err(_)) => Err(Errors::one(
-            "key_id",
-            "a key id looks like 0f8c…-…; leave it empty for all of the user's keys",
-        )),
-    };
-    let result: Result<(), Errors> = match (key_id, parse_date("expires_on", &form.expires_on)) {
-        (Err(e), _) | (_, Err(e)) => Err(e),
-        (Ok(key_id), Ok(expires_at)) => {
-            let new = NewGrant {
-                username: form.username.trim().to_owned(),
-                login: form.login.trim().to_owned(),
-                key_id,
-                options: optional(&form.options).map(str::to_owned),
-                expires_at,
-            };
-            match state.services.create_grant(viewer.ctx(), &name, new).await {
-                Ok(g) => {
-                    return Ok(redirect_with_flash(
-                        &format!("/servers/{name}"),
-                        "ok",
-                        format!("{} may now log in as {}", g.username, g.login),
-                    ))
-                }
-                Err(e) => Err(form_errors(e)?),
-            }
-        }
-    };
-    render_server(
-        &state,
-        &viewer,
-        &name,
-        None,
-        StatusCode::UNPROCESSABLE_ENTITY,
+    let outcome = async {
+        let key_id = match optional(&form.key_id).map(str::parse::<uuid::Uuid>) {
+            None => None,
+            Some(Ok(id)) => Some(id),
+            Some(Err(_)) => Err(Errors::one(
+                "key_id",
+                "a key id looks like 0f8c…-…; leave it empty for all of the user's keys",
+            ))?,
+        };
+        let new = NewGrant {
+            username: form.username.trim().to_owned(),
+            login: form.login.trim().to_owned(),
+            key_id,
+            options: optional(&form.options).map(str::to_owned),
+            expires_at: parse_date("expires_on", &form.expires_on)?,
+        };
+        Ok::<_, Refusal>(
+            state
+                .services
+                .create_grant(viewer.ctx(), &name, new)
+                .await?,
+        )
+    }
+    .await;
+    after_submit(
+        outcome,
         form,
-        result.err().unwrap_or_default(),
+        |g| {
+            redirect_with_flash(
+                &format!("/servers/{name}"),
+                "ok",
+                format!("{} may now log in as {}", g.username, g.login),
+            )
+        },
+        |shown| render_server(&state, &viewer, &name, None, shown),
     )
     .await
 }

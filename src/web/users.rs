@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::forms::{form_errors, Errors, Shown};
+use super::forms::{after_submit, form_errors, Errors, FormView, Refusal, Shown};
 use super::session::Posted;
 use super::Empty;
 use super::{page, redirect_with_flash, see_other, Chrome, Viewer, WebError};
@@ -51,9 +51,7 @@ async fn render_list(
     viewer: &Viewer,
     q: Option<&str>,
     cursor: Option<&str>,
-    status: StatusCode,
-    form: CreateUserForm,
-    errors: Errors,
+    shown: FormView<CreateUserForm>,
 ) -> Result<Response, WebError> {
     let q = q.map(str::trim).filter(|q| !q.is_empty());
     let users = state
@@ -64,10 +62,10 @@ async fn render_list(
         chrome: Some(viewer.chrome.clone()),
         q: q.unwrap_or("").to_owned(),
         users,
-        form,
-        errors,
+        form: shown.form,
+        errors: shown.errors,
     };
-    Ok(page(status, p.chrome.as_ref(), &p))
+    Ok(page(shown.status, p.chrome.as_ref(), &p))
 }
 
 pub async fn list(
@@ -80,9 +78,7 @@ pub async fn list(
         &viewer,
         q.q.as_deref(),
         q.cursor.as_deref(),
-        StatusCode::OK,
-        CreateUserForm::default(),
-        Errors::default(),
+        FormView::fresh(),
     )
     .await
 }
@@ -106,37 +102,30 @@ pub async fn create(
     posted: Posted<CreateUserForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, mut form } = posted;
-    let result: Result<(), Errors> = match parse_role(&form.role) {
-        Err(e) => Err(e),
-        Ok(role) => {
-            let new = NewUser {
-                username: form.username.trim().to_owned(),
-                display_name: non_empty(&form.display_name),
-                email: non_empty(&form.email),
-                role,
-                password: Some(form.password.clone()).filter(|p| !p.is_empty()),
-            };
-            match state.services.create_user(viewer.ctx(), new).await {
-                Ok(user) => {
-                    return Ok(redirect_with_flash(
-                        &format!("/users/{}", user.username),
-                        "ok",
-                        format!("User {} created", user.username),
-                    ))
-                }
-                Err(e) => Err(form_errors(e)?),
-            }
-        }
-    };
+    let outcome = async {
+        let new = NewUser {
+            username: form.username.trim().to_owned(),
+            display_name: non_empty(&form.display_name),
+            email: non_empty(&form.email),
+            role: parse_role(&form.role)?,
+            password: Some(form.password.clone()).filter(|p| !p.is_empty()),
+        };
+        Ok::<_, Refusal>(state.services.create_user(viewer.ctx(), new).await?)
+    }
+    .await;
+    // A password typed into the form is never sent back.
     form.password.clear();
-    render_list(
-        &state,
-        &viewer,
-        None,
-        None,
-        StatusCode::UNPROCESSABLE_ENTITY,
+    after_submit(
+        outcome,
         form,
-        result.err().unwrap_or_default(),
+        |user| {
+            redirect_with_flash(
+                &format!("/users/{}", user.username),
+                "ok",
+                format!("User {} created", user.username),
+            )
+        },
+        |shown| render_list(&state, &viewer, None, None, shown),
     )
     .await
 }
@@ -164,8 +153,7 @@ async fn render_user(
     state: &AppState,
     viewer: &Viewer,
     username: &str,
-    status: StatusCode,
-    errors: Errors,
+    shown: FormView<()>,
 ) -> Result<Response, WebError> {
     let user = state.services.get_user(viewer.ctx(), username).await?;
     let own = viewer.chrome.username == user.username;
@@ -182,9 +170,9 @@ async fn render_user(
         own,
         user,
         tokens,
-        errors,
+        errors: shown.errors,
     };
-    Ok(page(status, p.chrome.as_ref(), &p))
+    Ok(page(shown.status, p.chrome.as_ref(), &p))
 }
 
 pub async fn show(
@@ -192,14 +180,7 @@ pub async fn show(
     viewer: Viewer,
     Path(username): Path<String>,
 ) -> Result<Response, WebError> {
-    render_user(
-        &state,
-        &viewer,
-        &username,
-        StatusCode::OK,
-        Errors::default(),
-    )
-    .await
+    render_user(&state, &viewer, &username, FormView::fresh()).await
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -221,63 +202,44 @@ pub async fn update(
     posted: Posted<ProfileForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
-    let role = match parse_role(form.role.as_deref().unwrap_or("")) {
-        Ok(r) => r,
-        Err(errors) => {
-            return render_user(
-                &state,
-                &viewer,
-                &username,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                errors,
-            )
-            .await
-        }
-    };
-    let patch = UserPatch {
-        display_name: Some(form.display_name.trim().to_owned()),
-        email: Some(non_empty(&form.email)),
-        role,
-        disabled: form
-            .disabled_shown
-            .as_ref()
-            .map(|_| form.disabled.is_some()),
-        ..UserPatch::default()
-    };
-    apply(&state, &viewer, &username, patch, "Profile saved").await
+    let outcome = async {
+        let patch = UserPatch {
+            display_name: Some(form.display_name.trim().to_owned()),
+            email: Some(non_empty(&form.email)),
+            role: parse_role(form.role.as_deref().unwrap_or(""))?,
+            disabled: form
+                .disabled_shown
+                .as_ref()
+                .map(|_| form.disabled.is_some()),
+            ..UserPatch::default()
+        };
+        Ok::<_, Refusal>(
+            state
+                .services
+                .update_user(viewer.ctx(), &username, patch)
+                .await?,
+        )
+    }
+    .await;
+    saved(&state, &viewer, &username, outcome, "Profile saved").await
 }
 
-/// Saves a profile or password change: back to the profile with a message, or the form again
-/// with what is wrong.
-async fn apply(
+/// A profile or password change: back to the profile with a message, or the profile again with
+/// what is wrong.
+async fn saved(
     state: &AppState,
     viewer: &Viewer,
     username: &str,
-    patch: UserPatch,
+    outcome: Result<UserView, Refusal>,
     done: &str,
 ) -> Result<Response, WebError> {
-    match state
-        .services
-        .update_user(viewer.ctx(), username, patch)
-        .await
-    {
-        Ok(user) => Ok(redirect_with_flash(
-            &format!("/users/{}", user.username),
-            "ok",
-            done,
-        )),
-        Err(e) => {
-            let errors = form_errors(e)?;
-            render_user(
-                state,
-                viewer,
-                username,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                errors,
-            )
-            .await
-        }
-    }
+    after_submit(
+        outcome,
+        (),
+        |user| redirect_with_flash(&format!("/users/{}", user.username), "ok", done),
+        |shown| render_user(state, viewer, username, shown),
+    )
+    .await
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -297,27 +259,28 @@ pub async fn set_password(
     posted: Posted<PasswordForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
-    if form.password != form.confirm {
-        let errors = Errors::one("confirm", "the two passwords differ");
-        return render_user(
-            &state,
-            &viewer,
-            &username,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            errors,
+    let outcome = async {
+        if form.password != form.confirm {
+            Err(Errors::one("confirm", "the two passwords differ"))?;
+        }
+        let patch = UserPatch {
+            password: Some(form.password),
+            current_password: form.current_password,
+            ..UserPatch::default()
+        };
+        Ok::<_, Refusal>(
+            state
+                .services
+                .update_user(viewer.ctx(), &username, patch)
+                .await?,
         )
-        .await;
     }
-    let patch = UserPatch {
-        password: Some(form.password),
-        current_password: form.current_password,
-        ..UserPatch::default()
-    };
-    apply(
+    .await;
+    saved(
         &state,
         &viewer,
         &username,
-        patch,
+        outcome,
         "Password changed; the account's other sessions have been signed out and its API tokens revoked",
     )
     .await
@@ -355,8 +318,12 @@ pub async fn delete(
             format!("User {username} deleted"),
         )),
         Err(e) => {
-            let errors = form_errors(e)?;
-            render_user(&state, &viewer, &username, StatusCode::CONFLICT, errors).await
+            let shown = FormView {
+                status: StatusCode::CONFLICT,
+                form: (),
+                errors: form_errors(e)?,
+            };
+            render_user(&state, &viewer, &username, shown).await
         }
     }
 }
