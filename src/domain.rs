@@ -1,4 +1,4 @@
-//! Names that must be valid to exist: parsed once at the boundary, then trusted.
+//! Names and values that must be valid to exist: parsed once at the boundary, then trusted.
 //! The same rules are CHECK constraints in the schema.
 
 use std::fmt;
@@ -140,9 +140,74 @@ impl Role {
     }
 }
 
+/// Text people type for a label (a key title, a display name, a server's hostname or
+/// description, a token name): `MIN` to `MAX` characters, without control characters. Each
+/// field's bounds are in its type, so the check is written once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundedText<const MIN: usize, const MAX: usize>(String);
+
+impl<const MIN: usize, const MAX: usize> BoundedText<MIN, MAX> {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let chars = text.chars().count();
+        if chars < MIN || chars > MAX || text.chars().any(char::is_control) {
+            return Err(if MIN == 0 {
+                format!("at most {MAX} characters, without control characters")
+            } else {
+                format!("{MIN}-{MAX} characters, without control characters")
+            });
+        }
+        Ok(BoundedText(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+pub type KeyTitle = BoundedText<0, 200>;
+pub type DisplayName = BoundedText<0, 200>;
+pub type Hostname = BoundedText<0, 253>;
+pub type Description = BoundedText<0, 2000>;
+pub type TokenName = BoundedText<1, 100>;
+
+/// When something stops working (a key, a grant, a token): a moment after now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry(time::OffsetDateTime);
+
+impl Expiry {
+    pub fn parse(at: time::OffsetDateTime) -> Result<Expiry, String> {
+        if at <= time::OffsetDateTime::now_utc() {
+            return Err("expires_at must be in the future".into());
+        }
+        Ok(Expiry(at))
+    }
+
+    /// No expiry, or one in the future.
+    pub fn parse_optional(at: Option<time::OffsetDateTime>) -> Result<Option<Expiry>, String> {
+        at.map(Expiry::parse).transpose()
+    }
+
+    pub fn at(self) -> time::OffsetDateTime {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounded_text_and_expiries() {
+        assert!(TokenName::parse("").is_err());
+        assert!(TokenName::parse(&"x".repeat(100)).is_ok());
+        assert!(TokenName::parse(&"x".repeat(101)).is_err());
+        assert!(KeyTitle::parse("").is_ok());
+        assert!(KeyTitle::parse("laptop\u{7}").is_err());
+        let now = time::OffsetDateTime::now_utc();
+        assert!(Expiry::parse(now - time::Duration::seconds(1)).is_err());
+        assert!(Expiry::parse(now + time::Duration::hours(1)).is_ok());
+        assert_eq!(Expiry::parse_optional(None), Ok(None));
+    }
 
     #[test]
     fn names_follow_the_contract() {

@@ -20,10 +20,10 @@ fn every_corpus_case_gets_its_labelled_verdict() {
         let problem = match (&result, case.expect_valid) {
             (Ok(k), true) => {
                 let got = (
-                    k.algorithm.as_str(),
-                    k.bits.to_string(),
-                    k.fingerprint_sha256.as_str(),
-                    k.fingerprint_md5.as_str(),
+                    k.algorithm().as_str(),
+                    k.bits().to_string(),
+                    k.fingerprint_sha256(),
+                    k.fingerprint_md5(),
                 );
                 let want = (
                     case.algorithm.as_str(),
@@ -57,7 +57,9 @@ fn every_corpus_case_gets_its_labelled_verdict() {
             }
             (Ok(k), false) => Some(format!(
                 "accepted as {} {}, want {}",
-                k.algorithm, k.bits, case.code
+                k.algorithm(),
+                k.bits(),
+                case.code
             )),
             (Err(r), true) => Some(format!("rejected: {r}")),
         };
@@ -107,17 +109,18 @@ fn canonical_form_is_type_and_base64_and_revalidates_to_the_same_key() {
     let policy = Policy::default();
     for case in common::corpus().iter().filter(|c| c.expect_valid) {
         let k = keys::validate(&case.bytes, &policy).expect(&case.file);
-        let (ty, b64) = k.public_key.split_once(' ').expect("type base64");
-        assert_eq!(ty, k.algorithm.as_str(), "{}", case.file);
+        let (ty, b64) = k.public_key().split_once(' ').expect("type base64");
+        assert_eq!(ty, k.algorithm().as_str(), "{}", case.file);
         assert!(!b64.contains(' '));
-        let again = keys::validate(k.public_key.as_bytes(), &policy).expect(&case.file);
+        let again = keys::validate(k.public_key().as_bytes(), &policy).expect(&case.file);
         assert_eq!(
-            again.fingerprint_sha256, k.fingerprint_sha256,
+            again.fingerprint_sha256(),
+            k.fingerprint_sha256(),
             "{}",
             case.file
         );
-        assert_eq!(again.public_key, k.public_key);
-        assert_eq!((again.algorithm, again.bits), (k.algorithm, k.bits));
+        assert_eq!(again.public_key(), k.public_key());
+        assert_eq!((again.algorithm(), again.bits()), (k.algorithm(), k.bits()));
     }
 }
 
@@ -128,18 +131,18 @@ fn ssh_key_crate_agrees_with_our_canonical_form_and_fingerprint() {
     let policy = Policy::default();
     for case in common::corpus().iter().filter(|c| c.expect_valid) {
         let k = keys::validate(&case.bytes, &policy).expect(&case.file);
-        let theirs = ssh_key::PublicKey::from_openssh(&k.public_key).unwrap_or_else(|e| {
+        let theirs = ssh_key::PublicKey::from_openssh(k.public_key()).unwrap_or_else(|e| {
             panic!("{}: ssh-key cannot read our canonical form: {e}", case.file)
         });
         assert_eq!(
             theirs.algorithm().as_str(),
-            k.algorithm.as_str(),
+            k.algorithm().as_str(),
             "{}",
             case.file
         );
         assert_eq!(
             theirs.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
-            k.fingerprint_sha256,
+            k.fingerprint_sha256(),
             "{}",
             case.file
         );
@@ -156,20 +159,20 @@ fn comments_survive_normalisation_from_every_form() {
             .expect(file);
         keys::validate(&case.bytes, &policy).expect(file)
     };
-    assert_eq!(read("valid/ed25519-no-comment.pub").comment, "");
+    assert_eq!(read("valid/ed25519-no-comment.pub").comment(), "");
     assert!(read("valid/ed25519-comment-spaces.pub")
-        .comment
+        .comment()
         .contains(' '));
     assert!(read("valid/ed25519-comment-script.pub")
-        .comment
+        .comment()
         .contains("<script>"));
     let rfc = read("valid/rfc4716-ed25519.pub");
     assert!(
-        !rfc.comment.is_empty() && !rfc.comment.contains('"') && !rfc.comment.contains('\\'),
+        !rfc.comment().is_empty() && !rfc.comment().contains('"') && !rfc.comment().contains('\\'),
         "{:?}",
-        rfc.comment
+        rfc.comment()
     );
-    assert_eq!(read("valid/pem-pkcs8-rsa-2048.pub").comment, "");
+    assert_eq!(read("valid/pem-pkcs8-rsa-2048.pub").comment(), "");
 }
 
 #[test]
@@ -200,7 +203,7 @@ fn policy_thresholds_are_applied_from_the_argument() {
         ..Policy::default()
     };
     lenient.allowed_algorithms.insert(keys::Algorithm::Dsa);
-    assert_eq!(keys::validate(&dss.bytes, &lenient).unwrap().bits, 1024);
+    assert_eq!(keys::validate(&dss.bytes, &lenient).unwrap().bits(), 1024);
 
     let mut no_rsa = Policy::default();
     no_rsa.allowed_algorithms.remove(keys::Algorithm::Rsa);
@@ -223,12 +226,14 @@ fn stored_key_revalidation_agrees_with_the_full_validator() {
         for case in common::corpus().iter().filter(|c| c.expect_valid) {
             let k = keys::validate(&case.bytes, &Policy::default()).unwrap();
             let full = keys::validate(
-                format!("{} {}", k.public_key, k.comment).trim().as_bytes(),
+                format!("{} {}", k.public_key(), k.comment())
+                    .trim()
+                    .as_bytes(),
                 &policy,
             );
-            let stored = keys::validate_stored(&k.public_key, &k.comment, &policy);
+            let stored = keys::validate_stored(k.public_key(), k.comment(), &policy);
             match (&full, &stored) {
-                (Ok(f), Ok(sha)) => assert_eq!(&f.fingerprint_sha256, sha, "{}", case.file),
+                (Ok(f), Ok(sha)) => assert_eq!(&f.fingerprint_sha256(), sha, "{}", case.file),
                 (Err(a), Err(b)) => assert_eq!(a.code, b.code, "{}", case.file),
                 _ => panic!(
                     "{}: validate says {full:?}, validate_stored says {stored:?}",

@@ -120,13 +120,13 @@ pub(super) async fn validate_key(
     let k = s.services.check_key(&ctx, b.key.as_bytes()).await?;
     Ok(Json(ValidationView {
         valid: true,
-        algorithm: k.algorithm.as_str().to_owned(),
-        bits: k.bits,
-        public_key: k.public_key,
-        comment: k.comment,
-        fingerprint_sha256: k.fingerprint_sha256,
-        fingerprint_md5: k.fingerprint_md5,
-        format: k.format,
+        algorithm: k.algorithm().as_str().to_owned(),
+        bits: k.bits(),
+        public_key: k.public_key().to_owned(),
+        comment: k.comment().to_owned(),
+        fingerprint_sha256: k.fingerprint_sha256().to_owned(),
+        fingerprint_md5: k.fingerprint_md5().to_owned(),
+        format: k.format(),
     }))
 }
 

@@ -99,12 +99,12 @@ pub fn valid_lines(body: &[u8], fingerprint: Option<&str>) -> (String, usize) {
     let mut dropped = 0;
     for v in verdicts {
         match v.result {
-            Ok(k) if fingerprint.is_none_or(|f| f == k.fingerprint_sha256) => {
+            Ok(k) if fingerprint.is_none_or(|f| f == k.fingerprint_sha256()) => {
                 AuthorizedKeysLine {
-                    options: &k.options.to_string(),
+                    options: &k.options().to_string(),
                     expiry: None,
-                    public_key: &k.public_key,
-                    comment: &[&k.comment],
+                    public_key: k.public_key(),
+                    comment: &[k.comment()],
                 }
                 .write_to(&mut out);
             }

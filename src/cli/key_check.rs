@@ -113,7 +113,10 @@ fn emit(
         Ok(k) => writeln!(
             out,
             "{place}: valid {} {} {} {}",
-            k.algorithm, k.bits, k.fingerprint_sha256, k.comment
+            k.algorithm(),
+            k.bits(),
+            k.fingerprint_sha256(),
+            k.comment()
         ),
         Err(r) => writeln!(out, "{place}: rejected {}: {}", r.code, r.message),
     }
@@ -138,18 +141,18 @@ fn emit_json(
     match result {
         Ok(k) => {
             out.write_all(b",\"valid\":true,\"algorithm\":\"")?;
-            out.write_all(k.algorithm.as_str().as_bytes())?;
-            write!(out, "\",\"bits\":{},\"sha256\":\"", k.bits)?;
-            out.write_all(k.fingerprint_sha256.as_bytes())?;
+            out.write_all(k.algorithm().as_str().as_bytes())?;
+            write!(out, "\",\"bits\":{},\"sha256\":\"", k.bits())?;
+            out.write_all(k.fingerprint_sha256().as_bytes())?;
             out.write_all(b"\",\"md5\":\"")?;
-            out.write_all(k.fingerprint_md5.as_bytes())?;
+            out.write_all(k.fingerprint_md5().as_bytes())?;
             out.write_all(b"\",\"canonical\":\"")?;
-            out.write_all(k.public_key.as_bytes())?;
+            out.write_all(k.public_key().as_bytes())?;
             out.write_all(b"\",\"comment\":")?;
-            text(out, &k.comment)?;
-            if !k.options.is_empty() {
+            text(out, k.comment())?;
+            if !k.options().is_empty() {
                 out.write_all(b",\"options\":")?;
-                text(out, &k.options.to_string())?;
+                text(out, &k.options().to_string())?;
             }
         }
         Err(r) => {

@@ -35,21 +35,50 @@ use algorithm::is_certificate_type;
 use error::quoted;
 use text::Lines;
 
-/// A key that passed every check. Built only by the validator.
+/// A key that passed every check. Built only by the validator, and read-only after: its
+/// fields are private, so no caller can change a key after it was judged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ValidatedKey {
-    pub algorithm: Algorithm,
-    pub bits: u32,
+    algorithm: Algorithm,
+    bits: u32,
     /// Canonical one-line form `type base64`, encoded from the decoded key.
-    pub public_key: String,
+    public_key: String,
     /// The comment (may be empty), valid UTF-8 without control characters.
-    pub comment: String,
-    pub fingerprint_sha256: String,
-    pub fingerprint_md5: String,
+    comment: String,
+    fingerprint_sha256: String,
+    fingerprint_md5: String,
     /// authorized_keys options written before the key (only where the caller accepts them).
     #[serde(skip_serializing_if = "KeyOptions::is_empty")]
-    pub options: KeyOptions,
-    pub format: InputFormat,
+    options: KeyOptions,
+    format: InputFormat,
+}
+
+impl ValidatedKey {
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+    /// Canonical one-line form `type base64`.
+    pub fn public_key(&self) -> &str {
+        &self.public_key
+    }
+    pub fn comment(&self) -> &str {
+        &self.comment
+    }
+    pub fn fingerprint_sha256(&self) -> &str {
+        &self.fingerprint_sha256
+    }
+    pub fn fingerprint_md5(&self) -> &str {
+        &self.fingerprint_md5
+    }
+    pub fn options(&self) -> &KeyOptions {
+        &self.options
+    }
+    pub fn format(&self) -> InputFormat {
+        self.format
+    }
 }
 
 /// The form the key was written in.

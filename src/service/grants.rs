@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{authorize, page, Action, Caller, Ctx, Listing, ResultExt, ServiceError, Services};
+use crate::domain::Expiry;
 use crate::domain::LoginName;
 use crate::keys::options;
 use crate::store;
@@ -119,15 +120,8 @@ impl Services {
         let server = self.visible_server(ctx, server).await?;
         let login = LoginName::parse(&new.login).map_err(|e| ServiceError::invalid("login", e))?;
         let options = canonical_options(new.options.as_deref().unwrap_or(""))?;
-        if new
-            .expires_at
-            .is_some_and(|e| e <= OffsetDateTime::now_utc())
-        {
-            return Err(ServiceError::invalid(
-                "expires_at",
-                "expires_at must be in the future",
-            ));
-        }
+        Expiry::parse_optional(new.expires_at)
+            .map_err(|e| ServiceError::invalid("expires_at", e))?;
         let user = store::users::by_username(&self.pool, &new.username)
             .await?
             .ok_or_else(|| {

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{authorize, page, Action, Ctx, Listing, Metrics, ResultExt, ServiceError, Services};
+use crate::domain::{Expiry, KeyTitle};
 use crate::keys::{self, KeyErrorCode, KeyRejection, Policy, ValidatedKey};
 use crate::store;
 use crate::store::keys::KeyRow;
@@ -196,18 +197,9 @@ impl Services {
         expires_at: Option<OffsetDateTime>,
     ) -> Result<KeyView, ServiceError> {
         let title = title.unwrap_or("").trim();
-        if title.chars().count() > 200 || title.chars().any(char::is_control) {
-            return Err(ServiceError::invalid(
-                "title",
-                "the title is at most 200 characters, without control characters",
-            ));
-        }
-        if expires_at.is_some_and(|e| e <= OffsetDateTime::now_utc()) {
-            return Err(ServiceError::invalid(
-                "expires_at",
-                "expires_at must be in the future",
-            ));
-        }
+        KeyTitle::parse(title)
+            .map_err(|e| ServiceError::invalid("title", format!("the title is {e}")))?;
+        Expiry::parse_optional(expires_at).map_err(|e| ServiceError::invalid("expires_at", e))?;
         let (user, policy) = tokio::try_join!(
             self.visible_user(ctx, username, |id| Action::ManageKeysOf { user_id: id }),
             super::policy::current(&self.pool),
@@ -216,7 +208,7 @@ impl Services {
             .validate_key(input, &policy)
             .map_err(ServiceError::KeyRejected)?;
         let title = if title.is_empty() {
-            key.comment.as_str()
+            key.comment()
         } else {
             title
         };
@@ -227,14 +219,14 @@ impl Services {
             store::keys::insert(&mut *tx, &new_key(user.id, title, &key, expires_at))
                 .await
                 .on_constraint(&["ssh_keys_fingerprint_sha256_key"], || {
-                    duplicate(&key.fingerprint_sha256)
+                    duplicate(key.fingerprint_sha256())
                 })?;
         super::audit::record(
             &mut *tx,
             ctx,
             "key.add",
             &format!("user:{}", user.username),
-            json!({ "key_id": id, "fingerprint": key.fingerprint_sha256, "algorithm": key.algorithm, "bits": key.bits }),
+            json!({ "key_id": id, "fingerprint": key.fingerprint_sha256(), "algorithm": key.algorithm(), "bits": key.bits() }),
         )
         .await?;
         tx.commit().await?;
@@ -243,12 +235,12 @@ impl Services {
             id,
             username: user.username,
             title: truncate(title, 200).to_owned(),
-            algorithm: key.algorithm.as_str().to_owned(),
-            bits: key.bits as i32,
-            fingerprint_sha256: key.fingerprint_sha256,
-            fingerprint_md5: key.fingerprint_md5,
-            public_key: key.public_key,
-            comment: key.comment,
+            algorithm: key.algorithm().as_str().to_owned(),
+            bits: key.bits() as i32,
+            fingerprint_sha256: key.fingerprint_sha256().to_owned(),
+            fingerprint_md5: key.fingerprint_md5().to_owned(),
+            public_key: key.public_key().to_owned(),
+            comment: key.comment().to_owned(),
             created_at,
             expires_at,
             last_used_at: None,
@@ -294,7 +286,12 @@ impl Services {
             .fetch_add(verdicts.len() as u64, Ordering::Relaxed);
         let fingerprints: Vec<String> = verdicts
             .iter()
-            .filter_map(|v| v.result.as_ref().ok().map(|k| k.fingerprint_sha256.clone()))
+            .filter_map(|v| {
+                v.result
+                    .as_ref()
+                    .ok()
+                    .map(|k| k.fingerprint_sha256().to_owned())
+            })
             .collect();
         let mut tx = self.pool.begin().await?;
         let held = store::keys::lock_owner_and_count(&mut tx, user.id).await?;
@@ -309,15 +306,15 @@ impl Services {
             let line = match v.result {
                 Err(r) => ImportLine::rejected(v.line, r),
                 Ok(k)
-                    if registered.contains(&k.fingerprint_sha256)
-                        || !seen.insert(k.fingerprint_sha256.clone()) =>
+                    if registered.contains(k.fingerprint_sha256())
+                        || !seen.insert(k.fingerprint_sha256().to_owned()) =>
                 {
                     ImportLine {
                         line: v.line,
                         status: ImportStatus::Duplicate,
                         code: Some("duplicate_key".into()),
                         message: Some("this key is already registered".into()),
-                        fingerprint_sha256: Some(k.fingerprint_sha256),
+                        fingerprint_sha256: Some(k.fingerprint_sha256().to_owned()),
                         key_id: None,
                     }
                 }
@@ -325,21 +322,21 @@ impl Services {
                     // Over the quota, the whole import is refused (the transaction rolls back).
                     check_quota(held + added as i64, 1, policy.max_keys_per_user)?;
                     let (id, _) =
-                        store::keys::insert(&mut *tx, &new_key(user.id, &k.comment, &k, None))
+                        store::keys::insert(&mut *tx, &new_key(user.id, k.comment(), &k, None))
                             .await
                             .on_constraint(&["ssh_keys_fingerprint_sha256_key"], || {
-                                duplicate(&k.fingerprint_sha256)
+                                duplicate(k.fingerprint_sha256())
                             })?;
                     added += 1;
                     ImportLine {
                         line: v.line,
                         status: ImportStatus::Added,
                         code: None,
-                        message: (!k.options.is_empty()).then(|| {
+                        message: (!k.options().is_empty()).then(|| {
                             "the options on this line were not stored: options belong to grants"
                                 .to_owned()
                         }),
-                        fingerprint_sha256: Some(k.fingerprint_sha256),
+                        fingerprint_sha256: Some(k.fingerprint_sha256().to_owned()),
                         key_id: Some(id),
                     }
                 }
@@ -386,12 +383,12 @@ fn new_key<'a>(
     store::keys::NewKey {
         user_id,
         title: truncate(title, 200),
-        algorithm: key.algorithm.as_str(),
-        bits: key.bits as i32,
-        public_key: &key.public_key,
-        comment: &key.comment,
-        fingerprint_sha256: &key.fingerprint_sha256,
-        fingerprint_md5: &key.fingerprint_md5,
+        algorithm: key.algorithm().as_str(),
+        bits: key.bits() as i32,
+        public_key: key.public_key(),
+        comment: key.comment(),
+        fingerprint_sha256: key.fingerprint_sha256(),
+        fingerprint_md5: key.fingerprint_md5(),
         expires_at,
     }
 }

@@ -30,6 +30,16 @@ pub use error::ServiceError;
 
 use crate::store::Page;
 
+/// `N` random bytes from the operating system, base64url: every secret keyportal makes
+/// (passwords it generates, API tokens, session ids, CSRF tokens) comes from here.
+pub fn random_secret<const N: usize>() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// An object id from a URL path: anything that is not a UUID is simply not found.
 pub fn object_id(text: &str, what: &'static str) -> Result<uuid::Uuid, ServiceError> {
     text.parse().map_err(|_| ServiceError::NotFound { what })

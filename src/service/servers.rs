@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use super::{authorize, page, Action, Ctx, Listing, ResultExt, ServiceError, Services};
 use crate::domain::ServerName;
+use crate::domain::{Description, Hostname};
 use crate::store;
 use crate::store::servers::ServerRow;
 
@@ -29,12 +30,12 @@ impl From<ServerRow> for ServerView {
     }
 }
 
-fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), ServiceError> {
-    if value.chars().count() > max || value.chars().any(char::is_control) {
-        return Err(ServiceError::invalid(
-            field,
-            format!("at most {max} characters, without control characters"),
-        ));
+fn check_labels(hostname: Option<&str>, description: Option<&str>) -> Result<(), ServiceError> {
+    if let Some(h) = hostname {
+        Hostname::parse(h).map_err(|e| ServiceError::invalid("hostname", e))?;
+    }
+    if let Some(d) = description {
+        Description::parse(d).map_err(|e| ServiceError::invalid("description", e))?;
     }
     Ok(())
 }
@@ -103,8 +104,7 @@ impl Services {
         let name = ServerName::parse(name).map_err(|e| ServiceError::invalid("name", e))?;
         let hostname = hostname.unwrap_or("");
         let description = description.unwrap_or("");
-        check_text("hostname", hostname, 253)?;
-        check_text("description", description, 2000)?;
+        check_labels(Some(hostname), Some(description))?;
         let mut tx = self.pool.begin().await?;
         let row = store::servers::insert(&mut *tx, name.as_str(), hostname, description)
             .await
@@ -133,12 +133,7 @@ impl Services {
     ) -> Result<ServerView, ServiceError> {
         authorize(&ctx.caller, Action::ManageServers)?;
         let row = self.visible_server(ctx, name).await?;
-        if let Some(h) = hostname {
-            check_text("hostname", h, 253)?;
-        }
-        if let Some(d) = description {
-            check_text("description", d, 2000)?;
-        }
+        check_labels(hostname, description)?;
         let mut tx = self.pool.begin().await?;
         let updated = store::servers::update(&mut *tx, row.id, hostname, description).await?;
         super::audit::record(

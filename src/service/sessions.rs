@@ -10,9 +10,6 @@
 //! - An attempt is counted before its password is checked, and the check runs under the one
 //!   bound on password hashing ([`super::passwords`]); when that is full the answer is `Busy`.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use rand::RngCore;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
@@ -79,9 +76,7 @@ pub struct LiveSession {
 
 /// 256 random bits, base64url: session secrets and CSRF tokens.
 pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    super::random_secret::<32>()
 }
 
 fn retry_after(secs: Option<f64>) -> u64 {

@@ -7,9 +7,6 @@
 //! within the policy's `max_token_days`, and a password change or disabling revokes them all.
 //! Server tokens may expire, and are listed and revoked per server.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use rand::RngCore;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -17,6 +14,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{authorize, Action, Caller, Ctx, ServiceError, Services};
+use crate::domain::{Expiry, TokenName};
 use crate::store;
 use crate::store::tokens::{Owner, TokenRow};
 
@@ -63,13 +61,9 @@ fn view(row: TokenRow, username: Option<String>, server: Option<String>) -> Toke
 
 /// An expiry in the future, or none.
 fn check_expiry(expires_at: Option<OffsetDateTime>) -> Result<(), ServiceError> {
-    if expires_at.is_some_and(|e| e <= OffsetDateTime::now_utc()) {
-        return Err(ServiceError::invalid(
-            "expires_at",
-            "expires_at must be in the future",
-        ));
-    }
-    Ok(())
+    Expiry::parse_optional(expires_at)
+        .map(drop)
+        .map_err(|e| ServiceError::invalid("expires_at", e))
 }
 
 fn secret_hash(secret: &str) -> Vec<u8> {
@@ -77,19 +71,13 @@ fn secret_hash(secret: &str) -> Vec<u8> {
 }
 
 fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+    format!("{PREFIX}{}", super::random_secret::<32>())
 }
 
 fn check_name(name: &str) -> Result<(), ServiceError> {
-    if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ServiceError::invalid(
-            "name",
-            "a token name is 1-100 characters, without control characters",
-        ));
-    }
-    Ok(())
+    TokenName::parse(name.trim())
+        .map(drop)
+        .map_err(|e| ServiceError::invalid("name", format!("a token name is {e}")))
 }
 
 impl Services {
@@ -269,20 +257,13 @@ impl Services {
         if !ctx.caller.is_admin() && ctx.caller.user_id() != Some(user.id) {
             return Err(ServiceError::NotFound { what: "token" });
         }
-        let mut tx = self.pool.begin().await?;
-        if store::tokens::revoke(&mut *tx, id, Owner::User(user.id)).await? == 0 {
-            return Err(ServiceError::NotFound { what: "token" });
-        }
-        super::audit::record(
-            &mut *tx,
+        self.revoke_owned(
             ctx,
-            "token.revoke",
+            id,
+            Owner::User(user.id),
             &format!("user:{}", user.username),
-            json!({ "token_id": id }),
         )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
     /// A server's tokens (never their secrets).
@@ -355,15 +336,32 @@ impl Services {
         let row = store::servers::by_name(&self.pool, server)
             .await?
             .ok_or(ServiceError::NotFound { what: "server" })?;
+        self.revoke_owned(
+            ctx,
+            id,
+            Owner::Server(row.id),
+            &format!("server:{}", row.name),
+        )
+        .await
+    }
+
+    /// Revokes token `id` if `owner` holds it, with its audit event, in one transaction.
+    async fn revoke_owned(
+        &self,
+        ctx: &Ctx,
+        id: Uuid,
+        owner: Owner,
+        target: &str,
+    ) -> Result<(), ServiceError> {
         let mut tx = self.pool.begin().await?;
-        if store::tokens::revoke(&mut *tx, id, Owner::Server(row.id)).await? == 0 {
+        if store::tokens::revoke(&mut *tx, id, owner).await? == 0 {
             return Err(ServiceError::NotFound { what: "token" });
         }
         super::audit::record(
             &mut *tx,
             ctx,
             "token.revoke",
-            &format!("server:{}", row.name),
+            target,
             json!({ "token_id": id }),
         )
         .await?;

@@ -5,6 +5,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::{authorize, page, Action, Ctx, Listing, ResultExt, ServiceError, Services};
+use crate::domain::DisplayName;
 use crate::domain::{Role, Username};
 use crate::store;
 use crate::store::users::UserRow;
@@ -57,11 +58,7 @@ pub struct UserPatch {
 
 /// A fresh password for a new account: 144 random bits as 24 base64url characters.
 pub fn generate_password() -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut bytes = [0u8; 18];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    super::random_secret::<18>()
 }
 
 impl Services {
@@ -85,12 +82,7 @@ impl Services {
 
 fn check_profile(display_name: Option<&str>, email: Option<&str>) -> Result<(), ServiceError> {
     if let Some(d) = display_name {
-        if d.chars().count() > 200 || d.chars().any(char::is_control) {
-            return Err(ServiceError::invalid(
-                "display_name",
-                "at most 200 characters, without control characters",
-            ));
-        }
+        DisplayName::parse(d).map_err(|e| ServiceError::invalid("display_name", e))?;
     }
     if let Some(e) = email {
         let ok = e.len() <= 320
