@@ -1,6 +1,7 @@
 //! Who may do what, over real HTTP: every route of the API contract against nine callers.
-//! Each cell runs on its own fresh database, so one cell's change (a delete, say) cannot
-//! decide another's answer.
+//! Each row gets a fresh database. Refusals and reads share it, since a refusal must change
+//! nothing; each successful write after the first gets a fresh database of its own, so one
+//! cell's change (a delete, say) cannot decide another's answer.
 
 mod common;
 

@@ -151,27 +151,42 @@ mod tests {
         let ok = |c: &Caller, a| authorize(c, a).is_ok();
         let nf = |c: &Caller, a| matches!(authorize(c, a), Err(ServiceError::NotFound { .. }));
         let fb = |c: &Caller, a| matches!(authorize(c, a), Err(ServiceError::Forbidden(_)));
-        assert!(
-            ok(&admin, Action::ManageUsers)
-                && ok(&admin, Action::ReadAudit)
-                && ok(&admin, Action::ManageKeysOf { user_id: 5 })
-        );
-        assert!(ok(&member(5), Action::ManageKeysOf { user_id: 5 }));
-        assert!(nf(&member(5), Action::ManageKeysOf { user_id: 6 }));
-        assert!(nf(&member(5), Action::ReadUser { user_id: 6 }));
-        assert!(
-            fb(&member(5), Action::ManageUsers)
-                && fb(&member(5), Action::EditPolicy)
-                && fb(&member(5), Action::ManageServers)
-        );
-        assert!(ok(&member(5), Action::ReadPolicy) && ok(&member(5), Action::ManageOwnTokens));
-        assert!(ok(&server, Action::ReadAuthorizedKeys { server: "web" }));
-        assert!(nf(&server, Action::ReadAuthorizedKeys { server: "db" }));
-        assert!(
-            fb(&server, Action::ReadPolicy) && fb(&server, Action::ManageKeysOf { user_id: 5 })
-        );
-        assert!(nf(&member(5), Action::ReadAuthorizedKeys { server: "web" }));
-        assert!(ok(&Caller::CommandLine, Action::ManageUsers));
-        assert!(ok(&Caller::CommandLine, Action::ManageServers));
+        // One assertion per decision, so a failure names the one that is wrong.
+        let allowed = [
+            (&admin, Action::ManageUsers),
+            (&admin, Action::ReadAudit),
+            (&admin, Action::ManageKeysOf { user_id: 5 }),
+            (&member(5), Action::ManageKeysOf { user_id: 5 }),
+            (&member(5), Action::ReadPolicy),
+            (&member(5), Action::ManageOwnTokens),
+            (&server, Action::ReadAuthorizedKeys { server: "web" }),
+            (&Caller::CommandLine, Action::ManageUsers),
+            (&Caller::CommandLine, Action::ManageServers),
+        ];
+        for (caller, action) in allowed {
+            assert!(ok(caller, action), "{caller:?} may {action:?}");
+        }
+        let hidden = [
+            (&member(5), Action::ManageKeysOf { user_id: 6 }),
+            (&member(5), Action::ReadUser { user_id: 6 }),
+            (&server, Action::ReadAuthorizedKeys { server: "db" }),
+            (&member(5), Action::ReadAuthorizedKeys { server: "web" }),
+        ];
+        for (caller, action) in hidden {
+            assert!(
+                nf(caller, action),
+                "{caller:?} gets not found for {action:?}"
+            );
+        }
+        let forbidden = [
+            (&member(5), Action::ManageUsers),
+            (&member(5), Action::EditPolicy),
+            (&member(5), Action::ManageServers),
+            (&server, Action::ReadPolicy),
+            (&server, Action::ManageKeysOf { user_id: 5 }),
+        ];
+        for (caller, action) in forbidden {
+            assert!(fb(caller, action), "{caller:?} is forbidden {action:?}");
+        }
     }
 }

@@ -70,6 +70,7 @@ pub struct AuditFilter {
 }
 
 impl Services {
+    #[tracing::instrument(skip_all)]
     pub async fn audit(
         &self,
         ctx: &Ctx,

@@ -15,6 +15,7 @@ impl Services {
     /// One line per valid, unexpired key of an enabled user with an unexpired grant for this
     /// login: `options type base64 keyportal:<user>:<key id>`. Every key is validated again
     /// under today's policy; a key that fails is left out (and counted in the metrics).
+    #[tracing::instrument(skip_all)]
     pub async fn authorized_keys(
         &self,
         ctx: &Ctx,

@@ -26,6 +26,7 @@ pub struct Dashboard {
 }
 
 impl Services {
+    #[tracing::instrument(skip_all)]
     pub async fn dashboard(&self, ctx: &Ctx) -> Result<Dashboard, ServiceError> {
         let (owner, totals) = match &ctx.caller {
             c if c.is_admin() => (None, Some(store::keys::counts(&self.pool).await?)),
@@ -64,6 +65,7 @@ impl Services {
 
     /// The stored keys that are valid today and would be invalid under `proposed`: what an
     /// admin sees before saving a policy. Nothing is changed.
+    #[tracing::instrument(skip_all)]
     pub async fn policy_preview(
         &self,
         ctx: &Ctx,

@@ -83,6 +83,7 @@ pub fn canonical_options(text: &str) -> Result<String, ServiceError> {
 }
 
 impl Services {
+    #[tracing::instrument(skip_all)]
     pub async fn list_grants(
         &self,
         ctx: &Ctx,
@@ -110,6 +111,7 @@ impl Services {
         })
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn create_grant(
         &self,
         ctx: &Ctx,
@@ -134,7 +136,7 @@ impl Services {
                 server_id: server.id,
                 user_id: user.id,
                 key_id: new.key_id,
-                login: login.as_str(),
+                login: &login,
                 options: &options,
                 expires_at: new.expires_at,
                 created_by: ctx.caller.user_id(),
@@ -171,6 +173,7 @@ impl Services {
         Ok(row.into())
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn delete_grant(&self, ctx: &Ctx, id: Uuid) -> Result<(), ServiceError> {
         authorize(&ctx.caller, Action::ManageServers)?;
         let row = store::grants::by_id(&self.pool, id)

@@ -150,12 +150,14 @@ impl Services {
         keys::validate(input, policy)
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn check_key(&self, ctx: &Ctx, input: &[u8]) -> Result<ValidatedKey, ServiceError> {
         let policy = self.policy(ctx).await?;
         self.validate_key(input, &policy)
             .map_err(ServiceError::KeyRejected)
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn list_keys(
         &self,
         ctx: &Ctx,
@@ -182,12 +184,14 @@ impl Services {
         })
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn get_key(&self, ctx: &Ctx, id: Uuid) -> Result<KeyView, ServiceError> {
         let row = self.visible_key(ctx, id).await?;
         let policy = super::policy::current(&self.pool).await?;
         Ok(self.key_view(row, &policy, OffsetDateTime::now_utc()))
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn add_key(
         &self,
         ctx: &Ctx,
@@ -249,6 +253,7 @@ impl Services {
         })
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn delete_key(&self, ctx: &Ctx, id: Uuid) -> Result<(), ServiceError> {
         let row = self.visible_key(ctx, id).await?;
         let mut tx = self.pool.begin().await?;
@@ -269,6 +274,7 @@ impl Services {
 
     /// Imports an authorized_keys file: every line judged; the valid, new keys added in one
     /// transaction (all or nothing).
+    #[tracing::instrument(skip_all)]
     pub async fn import_keys(
         &self,
         ctx: &Ctx,

@@ -87,6 +87,7 @@ pub struct Services {
 
 impl Services {
     /// Whether the database answers within 3 s (`/readyz`).
+    #[tracing::instrument(skip_all)]
     pub async fn ready(&self) -> Result<(), ServiceError> {
         match tokio::time::timeout(
             std::time::Duration::from_secs(3),

@@ -132,6 +132,7 @@ impl PasswordHashing {
     }
 
     /// argon2id with a random salt; the hash string carries its parameters.
+    #[tracing::instrument(skip_all)]
     pub async fn hash(&self, password: &str) -> Result<String, ServiceError> {
         let password = password.to_owned();
         self.run(move || argon2_hash(&password)).await?
@@ -139,6 +140,7 @@ impl PasswordHashing {
 
     /// Whether `password` matches `hash`. Without a (usable) hash the same argon2 work is done,
     /// so that the answer's timing does not tell whether the account exists.
+    #[tracing::instrument(skip_all)]
     pub async fn verify(&self, password: &str, hash: Option<String>) -> Result<bool, ServiceError> {
         let password = password.to_owned();
         self.run(move || password_matches(&password, hash.as_deref()))

@@ -24,11 +24,13 @@ pub(crate) fn check(policy: &Policy) -> Result<(), ServiceError> {
 }
 
 impl Services {
+    #[tracing::instrument(skip_all)]
     pub async fn policy(&self, ctx: &Ctx) -> Result<Policy, ServiceError> {
         authorize(&ctx.caller, Action::ReadPolicy)?;
         current(&self.pool).await
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn set_policy(&self, ctx: &Ctx, new: Policy) -> Result<Policy, ServiceError> {
         authorize(&ctx.caller, Action::EditPolicy)?;
         check(&new)?;

@@ -66,6 +66,7 @@ impl Services {
         }
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn list_servers(
         &self,
         ctx: &Ctx,
@@ -88,11 +89,13 @@ impl Services {
         })
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn get_server(&self, ctx: &Ctx, name: &str) -> Result<ServerView, ServiceError> {
         authorize(&ctx.caller, Action::ListServers)?;
         Ok(self.visible_server(ctx, name).await?.into())
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn create_server(
         &self,
         ctx: &Ctx,
@@ -106,7 +109,7 @@ impl Services {
         let description = description.unwrap_or("");
         check_labels(Some(hostname), Some(description))?;
         let mut tx = self.pool.begin().await?;
-        let row = store::servers::insert(&mut *tx, name.as_str(), hostname, description)
+        let row = store::servers::insert(&mut *tx, &name, hostname, description)
             .await
             .on_constraint(&["servers_name_key"], || ServiceError::Conflict {
                 code: "name_taken",
@@ -124,6 +127,7 @@ impl Services {
         Ok(row.into())
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn update_server(
         &self,
         ctx: &Ctx,
@@ -148,6 +152,7 @@ impl Services {
         Ok(updated.into())
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn delete_server(&self, ctx: &Ctx, name: &str) -> Result<(), ServiceError> {
         authorize(&ctx.caller, Action::ManageServers)?;
         let row = self.visible_server(ctx, name).await?;

@@ -86,6 +86,7 @@ fn retry_after(secs: Option<f64>) -> u64 {
 impl Services {
     /// Signs a user in: a fresh session, or `SignInFailed` / `RateLimited`. Every attempt is
     /// audited.
+    #[tracing::instrument(skip_all)]
     pub async fn sign_in(&self, attempt: SignInAttempt<'_>) -> Result<NewSession, ServiceError> {
         let settings = &self.sessions;
         let username: String = attempt.username.trim().chars().take(200).collect();
@@ -178,6 +179,7 @@ impl Services {
 
     /// The caller behind a session cookie's secret; `Unauthenticated` when the session is
     /// unknown, over (idle or absolute) or its user disabled.
+    #[tracing::instrument(skip_all)]
     pub async fn session(
         &self,
         secret: &str,
@@ -209,6 +211,7 @@ impl Services {
     }
 
     /// Ends the caller's browser session.
+    #[tracing::instrument(skip_all)]
     pub async fn sign_out(&self, ctx: &Ctx) -> Result<(), ServiceError> {
         let Some(session) = &ctx.session else {
             return Ok(());

@@ -83,6 +83,7 @@ fn check_name(name: &str) -> Result<(), ServiceError> {
 impl Services {
     /// Who a bearer secret belongs to. Unknown, revoked and expired tokens, and tokens of
     /// disabled users, are all simply "not authenticated".
+    #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, secret: &str) -> Result<Caller, ServiceError> {
         if !secret.starts_with(PREFIX) || secret.len() > 100 {
             return Err(ServiceError::Unauthenticated);
@@ -111,6 +112,7 @@ impl Services {
     }
 
     /// The caller's own personal tokens.
+    #[tracing::instrument(skip_all)]
     pub async fn list_tokens(&self, ctx: &Ctx) -> Result<Vec<TokenView>, ServiceError> {
         authorize(&ctx.caller, Action::ManageOwnTokens)?;
         let Caller::User { id, username, .. } = &ctx.caller else {
@@ -124,6 +126,7 @@ impl Services {
     }
 
     /// A user's personal tokens: the user, or an admin.
+    #[tracing::instrument(skip_all)]
     pub async fn list_user_tokens(
         &self,
         ctx: &Ctx,
@@ -141,6 +144,7 @@ impl Services {
 
     /// A personal token for the caller. Only from a browser session: a token that could mint
     /// tokens would let whoever steals one keep access after it is revoked.
+    #[tracing::instrument(skip_all)]
     pub async fn create_token(
         &self,
         ctx: &Ctx,
@@ -165,6 +169,7 @@ impl Services {
 
     /// A personal token for another user (`keyportal token create --username`): admins and
     /// the command line only.
+    #[tracing::instrument(skip_all)]
     pub async fn create_token_for(
         &self,
         ctx: &Ctx,
@@ -235,6 +240,7 @@ impl Services {
     }
 
     /// Revokes one of the caller's own tokens.
+    #[tracing::instrument(skip_all)]
     pub async fn revoke_token(&self, ctx: &Ctx, id: Uuid) -> Result<(), ServiceError> {
         authorize(&ctx.caller, Action::ManageOwnTokens)?;
         let Caller::User { username, .. } = &ctx.caller else {
@@ -245,6 +251,7 @@ impl Services {
     }
 
     /// Revokes one of a user's tokens: the user, or an admin.
+    #[tracing::instrument(skip_all)]
     pub async fn revoke_user_token(
         &self,
         ctx: &Ctx,
@@ -267,6 +274,7 @@ impl Services {
     }
 
     /// A server's tokens (never their secrets).
+    #[tracing::instrument(skip_all)]
     pub async fn list_server_tokens(
         &self,
         ctx: &Ctx,
@@ -285,6 +293,7 @@ impl Services {
 
     /// A server token: it may read only that server's authorized_keys, until `expires_at`
     /// (none: until revoked).
+    #[tracing::instrument(skip_all)]
     pub async fn create_server_token(
         &self,
         ctx: &Ctx,
@@ -326,6 +335,7 @@ impl Services {
     }
 
     /// Revokes a server token: the next request made with it, on any process, is refused.
+    #[tracing::instrument(skip_all)]
     pub async fn revoke_server_token(
         &self,
         ctx: &Ctx,

@@ -126,6 +126,7 @@ impl Services {
         Ok(row)
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn me(&self, ctx: &Ctx) -> Result<serde_json::Value, ServiceError> {
         match &ctx.caller {
             super::Caller::User { id, .. } => {
@@ -139,6 +140,7 @@ impl Services {
         }
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn list_users(
         &self,
         ctx: &Ctx,
@@ -156,6 +158,7 @@ impl Services {
         })
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn get_user(&self, ctx: &Ctx, username: &str) -> Result<UserView, ServiceError> {
         Ok(self
             .visible_user(ctx, username, |id| Action::ReadUser { user_id: id })
@@ -163,6 +166,7 @@ impl Services {
             .into())
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn create_user(&self, ctx: &Ctx, new: NewUser) -> Result<UserView, ServiceError> {
         authorize(&ctx.caller, Action::ManageUsers)?;
         let username = Username::parse(&new.username).map_err(|e| ServiceError::Invalid {
@@ -177,7 +181,7 @@ impl Services {
         let row = store::users::insert(
             &mut *tx,
             &store::users::NewUser {
-                username: username.as_str(),
+                username: &username,
                 display_name: new.display_name.as_deref().unwrap_or(""),
                 email: new.email.as_deref(),
                 role,
@@ -201,6 +205,7 @@ impl Services {
         Ok(row.into())
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn update_user(
         &self,
         ctx: &Ctx,
@@ -313,6 +318,7 @@ impl Services {
         }
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn delete_user(&self, ctx: &Ctx, username: &str) -> Result<(), ServiceError> {
         authorize(&ctx.caller, Action::ManageUsers)?;
         let row = self

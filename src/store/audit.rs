@@ -1,3 +1,6 @@
+//! The audit log (`audit_events`): appended in the same transaction as the change it records,
+//! read newest first with filters and a keyset cursor.
+
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 

@@ -1,3 +1,7 @@
+//! Grants (`grants`), and the login-path reads: the granted keys of a server's login (streamed)
+//! and the one key with a fingerprint, found through the unique fingerprint index.
+
+use crate::domain::LoginName;
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -29,7 +33,7 @@ pub struct NewGrant<'a> {
     pub server_id: i64,
     pub user_id: i64,
     pub key_id: Option<Uuid>,
-    pub login: &'a str,
+    pub login: &'a LoginName,
     pub options: &'a str,
     pub expires_at: Option<OffsetDateTime>,
     pub created_by: Option<i64>,
@@ -43,7 +47,7 @@ pub async fn insert(db: impl PgExecutor<'_>, g: &NewGrant<'_>) -> Result<Uuid, s
     .bind(g.server_id)
     .bind(g.user_id)
     .bind(g.key_id)
-    .bind(g.login)
+    .bind(g.login.as_str())
     .bind(g.options)
     .bind(g.expires_at)
     .bind(g.created_by)

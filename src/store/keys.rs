@@ -1,3 +1,6 @@
+//! SSH keys (`ssh_keys`): insert, list, delete, the per-owner lock and count behind the key
+//! quota, and `last_used_at` for keys sshd asked about.
+
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;

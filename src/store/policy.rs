@@ -1,3 +1,5 @@
+//! The validation policy (`policy`): one row of settings, read on every validation.
+
 use sqlx::PgExecutor;
 
 /// The stored policy settings (JSON; missing fields take the built-in defaults).

@@ -1,3 +1,6 @@
+//! Servers (`servers`): by name, list and search, insert, update, delete.
+
+use crate::domain::ServerName;
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 
@@ -16,14 +19,14 @@ const COLUMNS: &str = "id, name, hostname, description, created_at";
 
 pub async fn insert(
     db: impl PgExecutor<'_>,
-    name: &str,
+    name: &ServerName,
     hostname: &str,
     description: &str,
 ) -> Result<ServerRow, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO servers (name, hostname, description) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
     ))
-    .bind(name)
+    .bind(name.as_str())
     .bind(hostname)
     .bind(description)
     .fetch_one(db)

@@ -1,3 +1,6 @@
+//! API tokens (`api_tokens`): looked up by the hash of their secret, never the secret itself;
+//! listed, created and revoked per owner (a user or a server).
+
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;

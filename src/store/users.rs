@@ -1,8 +1,11 @@
+//! Users (`users`): by name or id, list and search, insert and update, and the lock on the
+//! enabled admins behind the last-admin guard.
+
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 
 use super::Page;
-use crate::domain::Role;
+use crate::domain::{Role, Username};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -20,7 +23,7 @@ const COLUMNS: &str =
     "id, username, display_name, email, role, disabled, password_hash, created_at";
 
 pub struct NewUser<'a> {
-    pub username: &'a str,
+    pub username: &'a Username,
     pub display_name: &'a str,
     pub email: Option<&'a str>,
     pub role: Role,
@@ -31,7 +34,7 @@ pub async fn insert(db: impl PgExecutor<'_>, u: &NewUser<'_>) -> Result<UserRow,
     sqlx::query_as(&format!(
         "INSERT INTO users (username, display_name, email, role, password_hash) VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
     ))
-    .bind(u.username)
+    .bind(u.username.as_str())
     .bind(u.display_name)
     .bind(u.email)
     .bind(u.role)

@@ -4,6 +4,8 @@
 //! helper runs one cluster for the whole test run (shared by every test binary, found again by
 //! its socket). Each test gets a fresh database cloned from a template that has all migrations
 //! applied, so tests are fast and never see each other's rows.
+// Every test binary compiles this module and uses a different part of it, so each would warn
+// about the parts it does not use (53 warnings); that, and only that, is why the lint is off.
 #![allow(dead_code)]
 
 pub mod browser;
