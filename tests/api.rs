@@ -577,22 +577,10 @@ async fn raising_min_rsa_bits_hides_2048_bit_keys_until_it_is_lowered_again() {
     // Every change of the policy is in the audit log.
     let (_, events) = answer(app.get(&app.admin, "/api/v1/audit?action=policy.update")).await;
     assert_eq!(events["items"].as_array().unwrap().len(), 2);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     // The 2048-bit key failed re-validation while the policy wanted more: counted.
-    let invalid_on_read: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("keyportal_keys_invalid_on_read_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the counter's sample line");
-    assert!(invalid_on_read >= 1, "{metrics}");
+    let invalid_on_read =
+        common::metric(&app.url(""), "keyportal_keys_invalid_on_read_total").await;
+    assert!(invalid_on_read >= 1.0);
 }
 
 #[tokio::test]
@@ -667,56 +655,43 @@ async fn grants_validate_their_options_owner_and_uniqueness() {
     let bob = app.user_with_token("bob", Role::Member).await;
     make_server(&app, "web1").await;
     let (_, bobs) = add_key(&app, &bob, "bob", "valid/ed25519.pub").await;
-    let (status, body) = grant(
-        &app,
-        "web1",
-        json!({ "username": "alice", "login": "deploy", "options": "command=\"unterminated" }),
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (422, Some("options_invalid"))
-    );
-    let (status, body) = grant(
-        &app,
-        "web1",
-        json!({ "username": "alice", "login": "deploy", "options": "no-pty\nssh-ed25519 AAAA" }),
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (422, Some("options_invalid"))
-    );
-    let (status, body) = grant(
-        &app,
-        "web1",
-        json!({ "username": "alice", "login": "deploy", "key_id": bobs["id"] }),
-    )
-    .await;
-    assert_eq!(
-        (status, body["errors"][0]["field"].as_str()),
-        (422, Some("key_id"))
-    );
-    let (status, body) = grant(
-        &app,
-        "web1",
-        json!({ "username": "alice", "login": "Root Login" }),
-    )
-    .await;
-    assert_eq!(
-        (status, body["errors"][0]["field"].as_str()),
-        (422, Some("login"))
-    );
-    let (status, body) = grant(
-        &app,
-        "web1",
-        json!({ "username": "nobody", "login": "deploy" }),
-    )
-    .await;
-    assert_eq!(
-        (status, body["errors"][0]["field"].as_str()),
-        (422, Some("username"))
-    );
+    // Each refused grant: its status, and its code or the field the problem names.
+    let refused = [
+        (
+            json!({ "username": "alice", "login": "deploy", "options": "command=\"unterminated" }),
+            422,
+            "options_invalid",
+        ),
+        (
+            json!({ "username": "alice", "login": "deploy", "options": "no-pty\nssh-ed25519 AAAA" }),
+            422,
+            "options_invalid",
+        ),
+        (
+            json!({ "username": "alice", "login": "deploy", "key_id": bobs["id"] }),
+            422,
+            "key_id",
+        ),
+        (
+            json!({ "username": "alice", "login": "Root Login" }),
+            422,
+            "login",
+        ),
+        (
+            json!({ "username": "nobody", "login": "deploy" }),
+            422,
+            "username",
+        ),
+    ];
+    for (body, status, what) in refused {
+        let (got, problem) = grant(&app, "web1", body.clone()).await;
+        let named = [
+            problem["code"].as_str(),
+            problem["errors"][0]["field"].as_str(),
+        ];
+        assert_eq!(got, status, "{body}: {problem}");
+        assert!(named.contains(&Some(what)), "{body}: {problem}");
+    }
     let (status, g) = grant(
         &app,
         "web1",

@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use common::answer;
@@ -16,23 +15,8 @@ use keyportal::db::private_cluster::{PrivateCluster, DEFAULT_ACCOUNT};
 use serde_json::json;
 
 fn keyportal(data: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyportal"))
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env("KEYPORTAL_DATA_DIR", data)
-        .env("KEYPORTAL_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run keyportal");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let data = data.to_string_lossy();
+    common::run_keyportal(args, &[("KEYPORTAL_DATA_DIR", &data)], stdin)
 }
 
 /// Row counts of every table that holds data, and a digest of the keys table.
@@ -43,22 +27,7 @@ async fn contents(data: &Path) -> (Vec<i64>, String, PrivateCluster) {
     let pool = sqlx::PgPool::connect_with(cluster.connect_options("keyportal"))
         .await
         .unwrap();
-    let mut counts = Vec::new();
-    for table in [
-        "users",
-        "ssh_keys",
-        "servers",
-        "grants",
-        "api_tokens",
-        "audit_events",
-    ] {
-        counts.push(
-            sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-                .fetch_one(&pool)
-                .await
-                .unwrap(),
-        );
-    }
+    let counts = common::data_counts(&pool).await;
     let digest: String = sqlx::query_scalar(
         "SELECT md5(string_agg(id::text || user_id::text || public_key || fingerprint_sha256 \
          || comment || created_at::text, ',' ORDER BY id)) FROM ssh_keys",

@@ -3,28 +3,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use common::{answer, TestDb};
 
 fn keyportal(db: &TestDb, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyportal"))
-        .args(args)
-        .env("DATABASE_URL", &db.url)
-        .env("KEYPORTAL_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run keyportal");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::run_keyportal(args, &[("DATABASE_URL", &db.url)], stdin)
 }
 
 #[tokio::test]

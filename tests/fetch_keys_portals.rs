@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{corpus_key, TestApp};
 use keyportal::service::Ctx;
@@ -62,26 +61,6 @@ fn fake_portal(status: Option<u16>) -> String {
     format!("http://{addr}")
 }
 
-fn fetch_keys(portals: &[&str], token: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyportal"));
-    cmd.arg("fetch-keys");
-    for p in portals {
-        cmd.args(["--portal", p]);
-    }
-    let out = cmd
-        .args(["--server", "web1", "--token-file"])
-        .arg(token)
-        .args(extra)
-        .arg("deploy")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_portal_answers_when_one_is_down_failing_or_hung() {
     let dir = tempfile::tempdir().unwrap();
@@ -97,13 +76,13 @@ async fn the_next_portal_answers_when_one_is_down_failing_or_hung() {
         (fake_portal(Some(429)), "429"),
         (fake_portal(None), "hung"),
     ] {
-        let (code, out, err) = fetch_keys(&[&first, live], &token, &["--timeout", "4"]);
+        let (code, out, err) = common::fetch_keys(&[&first, live], &token, &["--timeout", "4"]);
         assert_eq!(code, Some(0), "first portal {what}: {err}");
         assert!(out.contains(key_blob), "first portal {what}: {out}");
     }
     // None answers: nothing, exit 1, and each portal's reason said.
     let (a, b) = (closed_port(), fake_portal(Some(503)));
-    let (code, out, err) = fetch_keys(&[&a, &b], &token, &["--timeout", "3"]);
+    let (code, out, err) = common::fetch_keys(&[&a, &b], &token, &["--timeout", "3"]);
     assert_eq!((code, out.as_str()), (Some(1), ""));
     assert!(err.contains(&a) && err.contains(&b), "{err}");
 }
@@ -125,12 +104,12 @@ async fn a_no_from_the_first_portal_is_final_and_the_cache_never_overrides_it() 
     ];
 
     // A good answer fills the cache...
-    let (code, out, _) = fetch_keys(&[live], &token, &cache_args);
+    let (code, out, _) = common::fetch_keys(&[live], &token, &cache_args);
     assert_eq!(code, Some(0));
     assert!(!out.is_empty());
     // ...which stands in when no portal answers...
     let down = closed_port();
-    let (code, cached, err) = fetch_keys(&[&down], &token, &cache_args);
+    let (code, cached, err) = common::fetch_keys(&[&down], &token, &cache_args);
     assert_eq!((code, cached.as_str()), (Some(0), out.as_str()), "{err}");
 
     // ...but a portal that says "no" (here: 401, the token is unknown to it) decides, even with
@@ -138,10 +117,10 @@ async fn a_no_from_the_first_portal_is_final_and_the_cache_never_overrides_it() 
     let other = TestApp::spawn().await;
     let other = other.url("");
     let other = other.trim_end_matches('/');
-    let (code, out, err) = fetch_keys(&[other, live], &token, &cache_args);
+    let (code, out, err) = common::fetch_keys(&[other, live], &token, &cache_args);
     assert_eq!((code, out.as_str()), (Some(1), ""), "{err}");
     assert!(err.contains("401"), "{err}");
-    let (code, out, _) = fetch_keys(&[&down], &token, &cache_args);
+    let (code, out, _) = common::fetch_keys(&[&down], &token, &cache_args);
     assert_eq!((code, out.as_str()), (Some(1), ""), "the cache was dropped");
 }
 
@@ -152,7 +131,7 @@ fn one_plain_http_portal_elsewhere_refuses_them_all_before_asking_any() {
     std::fs::write(&token, "kp_x\n").unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     let hung = fake_portal(None);
-    let (code, out, err) = fetch_keys(&[&hung, "http://192.0.2.1"], &token, &[]);
+    let (code, out, err) = common::fetch_keys(&[&hung, "http://192.0.2.1"], &token, &[]);
     assert_eq!((code, out.as_str()), (Some(1), ""));
     assert!(err.contains("plain HTTP"), "{err}");
 }

@@ -21,22 +21,7 @@ fn ed25519_key() -> String {
 
 /// Rows that any accepted write would have added to.
 async fn footprint(app: &TestApp) -> Vec<i64> {
-    let mut counts = Vec::new();
-    for table in [
-        "users",
-        "ssh_keys",
-        "servers",
-        "grants",
-        "api_tokens",
-        "audit_events",
-    ] {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
-        counts.push(n);
-    }
-    counts
+    common::data_counts(&app.db.pool).await
 }
 
 /// A member `alice` with one key, and a server `web1` with a grant for her.

@@ -187,19 +187,9 @@ async fn caught_up(primary: &PgPool, standby: &PgPool) {
     }
 }
 
-/// One counter or gauge from `/metrics` (0 when absent).
+/// One counter or gauge from `/metrics` of the portal at `addr`.
 async fn metric(addr: &str, series: &str) -> f64 {
-    let text = common::client()
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    common::metric(&format!("http://{addr}"), series).await
 }
 
 fn replica_series(standby: &Standby, name: &str, extra: &str) -> String {

@@ -51,20 +51,7 @@ async fn sign_in_all_at_once(
 
 /// A gauge from `/metrics`.
 async fn gauge(app: &TestApp, name: &str) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
-        .parse()
-        .unwrap()
+    common::metric(&app.url(""), name).await as u64
 }
 
 /// Every answer that is not a plain failure must be "limited" or "busy", and say when to retry.

@@ -7,7 +7,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
 use common::served::Served;
 use common::{answer, corpus_key, TestApp, TestDb};
@@ -101,24 +100,7 @@ async fn server_tokens_are_listed_without_secrets_expire_and_are_revoked_with_au
 
 /// `keyportal fetch-keys` (the real binary) with `token_file` against `portal`.
 fn fetch_keys(portal: &str, token_file: &Path) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_keyportal"))
-        .args([
-            "fetch-keys",
-            "--portal",
-            portal,
-            "--server",
-            "web1",
-            "--token-file",
-        ])
-        .arg(token_file)
-        .arg("deploy")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::fetch_keys(&[portal], token_file, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -213,14 +213,39 @@ impl Services {
                 })
             }
         };
+        let (row, secret) = self
+            .issue(
+                ctx,
+                name,
+                Owner::User(user_id),
+                &format!("user:{username}"),
+                Some(expires_at),
+            )
+            .await?;
+        Ok(NewToken {
+            token: view(row, Some(username.to_owned()), None),
+            secret,
+        })
+    }
+
+    /// A new token for `owner`, stored as the hash of its secret, with its audit event, in
+    /// one transaction; the row and the secret (shown once).
+    async fn issue(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        owner: Owner,
+        target: &str,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<(store::tokens::TokenRow, String), ServiceError> {
         let secret = new_secret();
         let mut tx = self.pool.begin().await?;
         let row = store::tokens::insert(
             &mut *tx,
             name.trim(),
-            Owner::User(user_id),
+            owner,
             &secret_hash(&secret),
-            Some(expires_at),
+            expires_at,
             &ctx.caller.actor(),
         )
         .await?;
@@ -228,15 +253,12 @@ impl Services {
             &mut *tx,
             ctx,
             "token.create",
-            &format!("user:{username}"),
-            json!({ "token_id": row.id, "name": row.name, "expires_at": expires_at.unix_timestamp() }),
+            target,
+            json!({ "token_id": row.id, "name": row.name, "expires_at": expires_at.map(|e| e.unix_timestamp()) }),
         )
         .await?;
         tx.commit().await?;
-        Ok(NewToken {
-            token: view(row, Some(username.to_owned()), None),
-            secret,
-        })
+        Ok((row, secret))
     }
 
     /// Revokes one of the caller's own tokens.
@@ -308,26 +330,15 @@ impl Services {
         let name = name.unwrap_or("sshd");
         check_name(name)?;
         check_expiry(expires_at)?;
-        let secret = new_secret();
-        let mut tx = self.pool.begin().await?;
-        let token = store::tokens::insert(
-            &mut *tx,
-            name.trim(),
-            Owner::Server(row.id),
-            &secret_hash(&secret),
-            expires_at,
-            &ctx.caller.actor(),
-        )
-        .await?;
-        super::audit::record(
-            &mut *tx,
-            ctx,
-            "token.create",
-            &format!("server:{}", row.name),
-            json!({ "token_id": token.id, "name": token.name, "expires_at": expires_at.map(|e| e.unix_timestamp()) }),
-        )
-        .await?;
-        tx.commit().await?;
+        let (token, secret) = self
+            .issue(
+                ctx,
+                name,
+                Owner::Server(row.id),
+                &format!("server:{}", row.name),
+                expires_at,
+            )
+            .await?;
         Ok(NewToken {
             token: view(token, None, Some(row.name)),
             secret,

@@ -242,15 +242,7 @@ pub async fn create_token(
     after_submit(
         outcome,
         (),
-        |token| {
-            let p = TokenCreatedPage {
-                chrome: Some(viewer.chrome.clone()),
-                token,
-                back: "/tokens".into(),
-                for_server: false,
-            };
-            page(StatusCode::OK, p.chrome.as_ref(), &p)
-        },
+        |token| TokenCreatedPage::show(&viewer, token, "/tokens".into(), false),
         |shown| render_tokens(&state, &viewer, shown),
     )
     .await

@@ -315,6 +315,19 @@ pub struct TokenCreatedPage {
     pub for_server: bool,
 }
 
+impl TokenCreatedPage {
+    /// The page that shows a new token's secret, once, with the way back.
+    pub fn show(viewer: &Viewer, token: NewToken, back: String, for_server: bool) -> Response {
+        let p = TokenCreatedPage {
+            chrome: Some(viewer.chrome.clone()),
+            token,
+            back,
+            for_server,
+        };
+        page(StatusCode::OK, p.chrome.as_ref(), &p)
+    }
+}
+
 #[derive(serde::Deserialize)]
 pub struct TokenForm {
     #[serde(default)]
@@ -341,13 +354,12 @@ pub async fn create_token(
         .services
         .create_server_token(viewer.ctx(), &name, optional(&form.name), expires_at)
         .await?;
-    let p = TokenCreatedPage {
-        chrome: Some(viewer.chrome.clone()),
+    Ok(TokenCreatedPage::show(
+        &viewer,
         token,
-        back: format!("/servers/{name}"),
-        for_server: true,
-    };
-    Ok(page(StatusCode::OK, p.chrome.as_ref(), &p))
+        format!("/servers/{name}"),
+        true,
+    ))
 }
 
 /// Revokes a server token from the server's page.

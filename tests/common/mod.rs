@@ -522,3 +522,99 @@ pub async fn user_with_room_for(
         .expect("token")
         .secret
 }
+
+/// One sample from `/metrics` at `base` (`http://host:port`): the value of the line that starts
+/// with `series` (a name, with its labels if it has any); a panic naming it when absent.
+pub async fn metric(base: &str, series: &str) -> f64 {
+    let text = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+}
+
+/// Runs the `keyportal` binary with `args`, `env` (no `DATABASE_URL` unless `env` gives one)
+/// and `stdin`, and waits for it.
+pub fn run_keyportal(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyportal"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("KEYPORTAL_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run keyportal");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The tables that hold what people and servers wrote.
+pub const DATA_TABLES: [&str; 6] = [
+    "users",
+    "ssh_keys",
+    "servers",
+    "grants",
+    "api_tokens",
+    "audit_events",
+];
+
+/// The row count of each of [`DATA_TABLES`].
+pub async fn data_counts(pool: &sqlx::PgPool) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in DATA_TABLES {
+        // A table name of ours, not input.
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        counts.push(n);
+    }
+    counts
+}
+
+/// `keyportal fetch-keys` (the real binary) for login `deploy` on server `web1`, asking
+/// `portals` in order with `token`: its exit code, standard output and standard error.
+pub fn fetch_keys(
+    portals: &[&str],
+    token: &std::path::Path,
+    extra: &[&str],
+) -> (Option<i32>, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keyportal"));
+    cmd.arg("fetch-keys");
+    for p in portals {
+        cmd.args(["--portal", p]);
+    }
+    let out = cmd
+        .args(["--server", "web1", "--token-file"])
+        .arg(token)
+        .args(extra)
+        .arg("deploy")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
