@@ -9,7 +9,7 @@ portal_start() {
   local bin=$1 work=$2
   export KEYPORTAL_DATA_DIR=$work/data
   KEYPORTAL_LISTEN=127.0.0.1:0 \
-    KEYPORTAL_LOG=${KEYPORTAL_LOG:-warn,keyportal::http=info} \
+    KEYPORTAL_LOG=${KEYPORTAL_LOG:-warn,keyportal::server=info} \
     "$bin" serve >"$work/serve.log" 2>&1 &
   PORTAL_PID=$!
   PORTAL_ADDR=
