@@ -17,6 +17,9 @@ pub enum Algorithm {
     SkEcdsaP256,
     Rsa,
     Dsa,
+    /// OpenSSH 10.5's post-quantum hybrid: an ML-DSA-44 key and an Ed25519 key, both of which
+    /// must verify a signature.
+    MlDsa44Ed25519,
 }
 
 /// The elliptic curves of the ECDSA algorithms.
@@ -56,8 +59,9 @@ impl Curve {
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 8] = [
+    pub const ALL: [Algorithm; 9] = [
         Algorithm::Ed25519,
+        Algorithm::MlDsa44Ed25519,
         Algorithm::SkEd25519,
         Algorithm::EcdsaP256,
         Algorithm::EcdsaP384,
@@ -77,6 +81,7 @@ impl Algorithm {
             Algorithm::SkEcdsaP256 => "sk-ecdsa-sha2-nistp256@openssh.com",
             Algorithm::Rsa => "ssh-rsa",
             Algorithm::Dsa => "ssh-dss",
+            Algorithm::MlDsa44Ed25519 => "ssh-mldsa44-ed25519@openssh.com",
         }
     }
 

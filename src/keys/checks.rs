@@ -7,7 +7,8 @@ use super::error::{KeyErrorCode, KeyRejection};
 use super::policy::Policy;
 use super::wire::{bit_length, KeyBlob};
 
-/// Checks the key and returns its size in bits (RSA/DSA modulus, ECDSA curve, 256 for Ed25519).
+/// Checks the key and returns its size in bits (RSA/DSA modulus, ECDSA curve, 256 for Ed25519
+/// and the ML-DSA-44 + Ed25519 hybrid).
 pub fn check_key(
     algorithm: Algorithm,
     key: &KeyBlob<'_>,
@@ -16,6 +17,11 @@ pub fn check_key(
     let bits = match *key {
         KeyBlob::Ed25519 { point } | KeyBlob::SkEd25519 { point, .. } => {
             check_ed25519(point)?;
+            256
+        }
+        // OpenSSH reports 256 bits for the hybrid (its `keybits`), as for Ed25519.
+        KeyBlob::MlDsa44Ed25519 { ed25519, .. } => {
+            check_ed25519(ed25519)?;
             256
         }
         KeyBlob::Ecdsa { curve, point, .. } => {
@@ -101,7 +107,7 @@ fn check_rsa(e: &[u8], n: &[u8], policy: &Policy) -> Result<u32, KeyRejection> {
         |why: String| KeyRejection::new(KeyErrorCode::RsaModulusInvalid, why).with_bits(bits);
     let exponent =
         |why: String| KeyRejection::new(KeyErrorCode::RsaExponentInvalid, why).with_bits(bits);
-    // Both are non-empty and positive: the wire decoder made sure.
+    // n is positive and e non-negative (empty: zero): the wire decoder made sure.
     let n_last = n.last().copied().unwrap_or(0);
     let e_last = e.last().copied().unwrap_or(0);
     if n_last & 1 == 0 {

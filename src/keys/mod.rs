@@ -323,7 +323,7 @@ fn judge_line(
         return Err(KeyRejection::new(
             KeyErrorCode::UnknownAlgorithm,
             format!(
-                "{} is not an SSH public key type (known: ssh-ed25519, ecdsa-sha2-nistp256/384/521, ssh-rsa, and the sk- security-key types)",
+                "{} is not an SSH public key type (known: ssh-ed25519, ssh-mldsa44-ed25519@openssh.com, ecdsa-sha2-nistp256/384/521, ssh-rsa, and the sk- security-key types)",
                 quoted(parts.type_name, 40)
             ),
         )

@@ -14,6 +14,10 @@ pub enum KeyBlob<'a> {
     Ed25519 {
         point: &'a [u8; 32],
     },
+    /// The ML-DSA-44 half needs no check beyond its length (see [`MLDSA44_PUBLIC_KEY_BYTES`]).
+    MlDsa44Ed25519 {
+        ed25519: &'a [u8; 32],
+    },
     SkEd25519 {
         point: &'a [u8; 32],
         application: &'a [u8],
@@ -72,11 +76,21 @@ impl<'a> Reader<'a> {
     /// An `mpint` that must be positive (RFC 4251 §5): returns its magnitude.
     fn positive_mpint(&mut self, field: &str) -> Result<&'a [u8], KeyRejection> {
         let at = self.pos;
-        let bytes = self.string(field)?;
-        match bytes {
+        match self.non_negative_mpint(field)? {
             [] => Err(encoding(format!(
                 "field `{field}` at byte {at} is zero; it must be a positive number"
             ))),
+            magnitude => Ok(magnitude),
+        }
+    }
+
+    /// A canonical, non-negative `mpint`: its magnitude, empty for zero (the empty string is
+    /// zero's canonical encoding, which OpenSSH reads as 0).
+    fn non_negative_mpint(&mut self, field: &str) -> Result<&'a [u8], KeyRejection> {
+        let at = self.pos;
+        let bytes = self.string(field)?;
+        match bytes {
+            [] => Ok(bytes),
             [first, ..] if first & 0x80 != 0 => Err(encoding(format!(
                 "field `{field}` at byte {at} is a negative mpint (high bit set without a leading 00 byte)"
             ))),
@@ -156,10 +170,12 @@ pub fn decode(blob: &[u8], expected: Algorithm) -> Result<KeyBlob<'_>, KeyReject
             }
         }
         Algorithm::Rsa => {
-            let e = r.positive_mpint("e (public exponent)")?;
+            // Zero is well-formed here: the RSA checks refuse it as rsa_exponent_invalid.
+            let e = r.non_negative_mpint("e (public exponent)")?;
             let n = r.positive_mpint("n (modulus)")?;
             KeyBlob::Rsa { e, n }
         }
+        Algorithm::MlDsa44Ed25519 => mldsa44_ed25519(&mut r)?,
         Algorithm::Dsa => {
             let p = r.positive_mpint("p")?;
             r.positive_mpint("q")?;
@@ -181,6 +197,33 @@ fn ed25519_point<'a>(r: &mut Reader<'a>) -> Result<&'a [u8; 32], KeyRejection> {
             bytes.len()
         ))
     })
+}
+
+/// ML-DSA-44 public key length (FIPS 204: rho, 32 bytes, then t1, 256 x 4 coefficients of 10
+/// bits each, 1,280 bytes).
+pub const MLDSA44_PUBLIC_KEY_BYTES: usize = 1312;
+
+/// `string(mldsa44_pk || ed25519_pk)`, exactly 1,312 + 32 bytes, as OpenSSH 10.5 writes it
+/// (`ssh-mldsa-eddsa.c`: `MLDSA44_ED25519_PK_SZ`). Every 1,312-byte string is a well-formed
+/// ML-DSA-44 public key (each 10-bit t1 coefficient is in range by construction, and rho is any
+/// 32 bytes), so the length is the whole check of that half; the Ed25519 half is checked as a
+/// point like a plain Ed25519 key.
+fn mldsa44_ed25519<'a>(r: &mut Reader<'a>) -> Result<KeyBlob<'a>, KeyRejection> {
+    let at = r.pos;
+    let bytes = r.string("public key")?;
+    const WANT: usize = MLDSA44_PUBLIC_KEY_BYTES + 32;
+    if bytes.len() != WANT {
+        return Err(encoding(format!(
+            "ML-DSA-44 + Ed25519 public key at byte {at} is {} bytes long; it must be exactly \
+             {WANT} (1312 for ML-DSA-44, then 32 for Ed25519)",
+            bytes.len()
+        )));
+    }
+    let ed = &bytes[MLDSA44_PUBLIC_KEY_BYTES..];
+    let ed25519: &[u8; 32] = ed
+        .try_into()
+        .map_err(|_| encoding("the Ed25519 half is not 32 bytes".into()))?;
+    Ok(KeyBlob::MlDsa44Ed25519 { ed25519 })
 }
 
 fn application<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], KeyRejection> {
