@@ -1126,3 +1126,91 @@ async fn the_openapi_document_describes_every_route_with_its_errors() {
     let codes = schemas["KeyErrorCode"]["enum"].as_array().unwrap();
     assert_eq!(codes.len(), keyportal::keys::KeyErrorCode::ALL.len());
 }
+
+/// OpenSSH 10.5's hybrid keys through the API: imported with a per-line report (its
+/// certificate refused), listed with their algorithm and size, served in authorized_keys and
+/// found by the fingerprint lookup.
+#[tokio::test]
+async fn openssh_10_5_hybrid_keys_go_through_import_list_and_authorized_keys() {
+    let app = TestApp::spawn().await;
+    let quinn = app.user_with_token("quinn", Role::Member).await;
+    make_server(&app, "web1").await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/openssh-10.5");
+    let file: String = [
+        "sshkey-mldsa44_ed25519_1.pub",
+        "sshkey-mldsa44_ed25519_1-cert.pub",
+        "sshkey-mldsa44_ed25519_2.pub",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
+    .collect();
+    let res = app
+        .client
+        .post(app.url("/api/v1/users/quinn/keys/import"))
+        .bearer_auth(&quinn)
+        .body(file)
+        .send()
+        .await
+        .unwrap();
+    let report: Value = res.json().await.unwrap();
+    assert_eq!(report["added"], 2, "{report}");
+    let statuses: Vec<(&str, Option<&str>)> = report["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["status"].as_str().unwrap(), l["code"].as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("added", None),
+            ("rejected", Some("certificate_not_allowed")),
+            ("added", None)
+        ]
+    );
+    let (_, list) = answer(app.get(&quinn, "/api/v1/users/quinn/keys")).await;
+    for k in list["items"].as_array().unwrap() {
+        assert_eq!(
+            (
+                k["algorithm"].as_str(),
+                k["bits"].as_i64(),
+                k["status"].as_str()
+            ),
+            (
+                Some("ssh-mldsa44-ed25519@openssh.com"),
+                Some(256),
+                Some("valid")
+            )
+        );
+    }
+    let (status, body) = grant(
+        &app,
+        "web1",
+        json!({ "username": "quinn", "login": "deploy" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, text) = authorized_keys(&app, &app.admin, "web1", "deploy").await;
+    assert_eq!(text.lines().count(), 2);
+    assert!(text
+        .lines()
+        .all(|l| l.starts_with("ssh-mldsa44-ed25519@openssh.com AAAA")));
+    let fp = std::fs::read_to_string(dir.join("sshkey-mldsa44_ed25519_2.fp")).unwrap();
+    let res = app
+        .get(
+            &app.admin,
+            &format!(
+                "/api/v1/servers/web1/authorized_keys?login=deploy&fingerprint={}",
+                fp.trim().replace('+', "%2B").replace('/', "%2F")
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let one = res.text().await.unwrap();
+    let want = std::fs::read_to_string(dir.join("sshkey-mldsa44_ed25519_2.pub")).unwrap();
+    let blob = |text: &str| text.split_whitespace().nth(1).map(str::to_owned);
+    assert_eq!(one.lines().count(), 1, "{one}");
+    assert_eq!(blob(&one), blob(&want));
+}

@@ -157,3 +157,66 @@ fn an_rsa_exponent_of_zero_is_rsa_exponent_invalid() {
     assert_eq!(r.code, KeyErrorCode::RsaExponentInvalid, "{}", r.message);
     assert!(r.message.contains("is 0"), "{}", r.message);
 }
+
+/// 1,000 hybrid keys made by OpenSSH 10.5's own `ssh-keygen` (built once from
+/// `../shared/vendor` by `.ci/openssh-10.5.sh`): every one valid, with the fingerprint and size
+/// `ssh-keygen -l` prints.
+#[test]
+fn openssh_10_5_and_keyportal_agree_on_a_thousand_fresh_hybrid_keys() {
+    use std::process::Command;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/openssh-10.5.sh");
+    let built = Command::new(script).output().unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let keygen =
+        PathBuf::from(String::from_utf8_lossy(&built.stdout).trim()).join("bin/ssh-keygen");
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = String::new();
+    for i in 0..1000 {
+        let file = dir.path().join(format!("k{i}"));
+        let status = Command::new(&keygen)
+            .args([
+                "-q",
+                "-t",
+                "mldsa44-ed25519",
+                "-N",
+                "",
+                "-C",
+                &format!("k{i}"),
+                "-f",
+            ])
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        all.push_str(&std::fs::read_to_string(file.with_extension("pub")).unwrap());
+    }
+    let list = dir.path().join("all.pub");
+    std::fs::write(&list, &all).unwrap();
+    let out = Command::new(&keygen)
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let openssh: Vec<(String, u32)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1].to_owned(), f[0].parse().unwrap())
+        })
+        .collect();
+    let ours: Vec<(String, u32)> = all
+        .lines()
+        .map(|l| {
+            let k = keys::validate(l.as_bytes(), &Policy::default())
+                .unwrap_or_else(|r| panic!("{}: {l}", r.message));
+            (k.fingerprint_sha256().to_owned(), k.bits())
+        })
+        .collect();
+    assert_eq!(openssh.len(), 1000);
+    assert_eq!(ours, openssh);
+}

@@ -44,14 +44,65 @@ fn free_port() -> u16 {
 /// A temp dir sshd's `nobody` can traverse, holding host key, client keys, token and cache,
 /// and a copy of `keyportal` where sshd accepts to run it.
 struct Lab {
+    /// Where `ssh`, `sshd` and `ssh-keygen` come from: Debian's, or an OpenSSH built here.
+    openssh: OpenSsh,
     dir: tempfile::TempDir,
     /// sshd runs an AuthorizedKeysCommand only if it and every directory above it are root's
     /// and not writable by others; the build may live under /tmp, so the binary is copied here.
     bin_dir: tempfile::TempDir,
 }
 
+/// The OpenSSH programs a test uses.
+#[derive(Clone)]
+struct OpenSsh {
+    sshd: PathBuf,
+    ssh: PathBuf,
+    keygen: PathBuf,
+    /// sshd_config lines and `ssh -o` options this OpenSSH needs beyond the tests' own.
+    server_config: &'static str,
+    client_options: &'static [&'static str],
+}
+
+impl OpenSsh {
+    fn debian() -> OpenSsh {
+        OpenSsh {
+            sshd: "/usr/sbin/sshd".into(),
+            ssh: "ssh".into(),
+            keygen: "ssh-keygen".into(),
+            server_config: "",
+            client_options: &[],
+        }
+    }
+
+    /// OpenSSH 10.5p1, built once from `../shared/vendor` by `.ci/openssh-10.5.sh` (cached).
+    fn v10_5() -> OpenSsh {
+        let out = std::process::Command::new(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/openssh-10.5.sh"),
+        )
+        .output()
+        .expect("run .ci/openssh-10.5.sh");
+        assert!(
+            out.status.success(),
+            "building OpenSSH 10.5: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let prefix = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        OpenSsh {
+            sshd: prefix.join("sbin/sshd"),
+            ssh: prefix.join("bin/ssh"),
+            keygen: prefix.join("bin/ssh-keygen"),
+            // 10.5 knows the hybrid type but does not accept it by default, on either side.
+            server_config: "PubkeyAcceptedAlgorithms +ssh-mldsa44-ed25519@openssh.com\n",
+            client_options: &[
+                "-o",
+                "PubkeyAcceptedAlgorithms=+ssh-mldsa44-ed25519@openssh.com",
+            ],
+        }
+    }
+}
+
 impl Lab {
-    fn new() -> Lab {
+    fn with(openssh: OpenSsh) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
@@ -65,7 +116,11 @@ impl Lab {
             bin_dir.path().join("keyportal"),
         )
         .unwrap();
-        let lab = Lab { dir, bin_dir };
+        let lab = Lab {
+            openssh,
+            dir,
+            bin_dir,
+        };
         lab.keygen("host", "ed25519", "");
         lab
     }
@@ -80,7 +135,7 @@ impl Lab {
 
     /// A real key pair made by ssh-keygen; returns the public key line.
     fn keygen(&self, name: &str, kind: &str, bits: &str) -> String {
-        let mut cmd = std::process::Command::new("ssh-keygen");
+        let mut cmd = std::process::Command::new(&self.openssh.keygen);
         cmd.args(["-q", "-t", kind, "-N", "", "-C", name, "-f"])
             .arg(self.path(name));
         if !bits.is_empty() {
@@ -143,15 +198,16 @@ impl Sshd {
                  KbdInteractiveAuthentication no\n\
                  UsePAM no\n\
                  PermitRootLogin prohibit-password\n\
-                 LogLevel VERBOSE\n",
+                 LogLevel VERBOSE\n{more}",
                 host = lab.path("host").display(),
                 pid = lab.path(&format!("sshd.{name}.pid")).display(),
                 bin = lab.keyportal().display(),
                 token = token_file.display(),
+                more = lab.openssh.server_config,
             ),
         )
         .unwrap();
-        let mut child = Command::new("/usr/sbin/sshd")
+        let mut child = Command::new(&lab.openssh.sshd)
             .args(["-D", "-e", "-f"])
             .arg(&config)
             .stderr(Stdio::piped())
@@ -183,7 +239,7 @@ impl Sshd {
 
     /// `ssh login@127.0.0.1 <command>` with one key; the exit status and standard output.
     async fn ssh(&self, lab: &Lab, key: &str, command: &str) -> (bool, String) {
-        let out = Command::new("ssh")
+        let out = Command::new(&lab.openssh.ssh)
             .args([
                 "-F",
                 "/dev/null",
@@ -204,6 +260,7 @@ impl Sshd {
                 "-i",
             ])
             .arg(lab.path(key))
+            .args(lab.openssh.client_options)
             .args(["-p", &self.port.to_string()])
             .arg(format!("{}@127.0.0.1", login()))
             .arg(command)
@@ -237,9 +294,13 @@ struct World {
 
 impl World {
     async fn new() -> World {
+        World::with(OpenSsh::debian()).await
+    }
+
+    async fn with(openssh: OpenSsh) -> World {
         require_root();
         let app = TestApp::spawn().await;
-        let lab = Lab::new();
+        let lab = Lab::with(openssh);
         let cli = Ctx::command_line();
         app.services
             .create_server(&cli, "web1", Some("127.0.0.1"), None)
@@ -570,4 +631,26 @@ async fn logins_keep_working_when_the_first_of_two_portals_is_killed() {
             "login {i} after the first portal died"
         );
     }
+}
+
+/// OpenSSH 10.5's post-quantum hybrid key, made by its own `ssh-keygen`: registered, granted,
+/// and used by its own `ssh` against its own `sshd` through `fetch-keys` (by fingerprint, `%f`);
+/// deleted, the next login is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openssh_10_5_mldsa44_ed25519_key_logs_in_through_fetch_keys() {
+    let w = World::with(OpenSsh::v10_5()).await;
+    let id = w.user_with_key("quinn", "mldsa44-ed25519", "").await;
+    let key = w.app.services.get_key(&w.cli, id).await.unwrap();
+    assert_eq!(
+        (key.algorithm.as_str(), key.bits),
+        ("ssh-mldsa44-ed25519@openssh.com", 256)
+    );
+    w.grant("quinn", None).await;
+    let sshd = Sshd::start(&w.lab, "pq", &w.portal(), &w.token, "").await;
+    assert!(
+        sshd.logs_in(&w.lab, "quinn").await,
+        "the hybrid key logs in"
+    );
+    w.app.services.delete_key(&w.cli, id).await.unwrap();
+    assert!(!sshd.logs_in(&w.lab, "quinn").await, "deleted: refused");
 }
