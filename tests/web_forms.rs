@@ -410,6 +410,16 @@ async fn server_grant_policy_and_token_forms_refuse_bad_input() {
     assert!(page.body.contains("KEYPORTAL_PUBLIC_URL"));
     assert!(!page.body.contains("fetch-keys --portal"), "{}", page.body);
 
+    // OpenSSH 10.5's hybrid type is its own algorithm on the policy page, allowed by default.
+    let page = admin.get("/policy").await;
+    assert!(
+        page.body.contains(
+            "value=\"ssh-mldsa44-ed25519@openssh.com\" checked> <code>ssh-mldsa44-ed25519@openssh.com</code>"
+        ),
+        "{}",
+        page.body
+    );
+
     let res = admin
         .post_form(
             "/policy",
