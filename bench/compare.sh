@@ -47,3 +47,6 @@ awk -v n="$n" -v a="$t_kp" -v b="$t_kg" -v c="$t_py" 'BEGIN {
   printf "%-32s %8s s %10.0f keys/s\n", "ssh-keygen -l -E sha256", b, n/b;
   printf "%-32s %8s s %10.0f keys/s\n", "sshpubkeys (strict)", c, n/c;
   printf "keyportal vs ssh-keygen: %.1fx   vs sshpubkeys: %.1fx\n", b/a, c/a }'
+
+# OpenSSH 10.5's post-quantum hybrid keys, against OpenSSH 10.5's own ssh-keygen.
+bench/compare_pq.sh

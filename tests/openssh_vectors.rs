@@ -220,3 +220,36 @@ fn openssh_10_5_and_keyportal_agree_on_a_thousand_fresh_hybrid_keys() {
     assert_eq!(openssh.len(), 1000);
     assert_eq!(ours, openssh);
 }
+
+/// `keyportal key check` (the real binary) on OpenSSH's hybrid test key: valid, with its
+/// `.fp` fingerprint, type and size.
+#[test]
+fn key_check_reports_the_hybrid_key_as_openssh_does() {
+    let file = data().join("sshkey-mldsa44_ed25519_2.pub");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyportal"))
+        .args(["key", "check", "--json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fp = std::fs::read_to_string(data().join("sshkey-mldsa44_ed25519_2.fp")).unwrap();
+    assert_eq!(
+        (
+            v["valid"].as_bool(),
+            v["algorithm"].as_str(),
+            v["bits"].as_u64(),
+            v["sha256"].as_str()
+        ),
+        (
+            Some(true),
+            Some("ssh-mldsa44-ed25519@openssh.com"),
+            Some(256),
+            Some(fp.trim())
+        )
+    );
+}
