@@ -61,6 +61,10 @@ pub struct KeyProblem {
 }
 
 /// Refuses `adding` more keys to a user who holds `held` when that would pass `quota`.
+/// Keys per INSERT statement of an import: large enough to amortise the round trip, small
+/// enough to keep each statement's arrays modest.
+const IMPORT_BATCH: usize = 2000;
+
 fn check_quota(held: i64, adding: i64, quota: u32) -> Result<(), ServiceError> {
     if held + adding > i64::from(quota) {
         return Err(ServiceError::Conflict {
@@ -305,15 +309,17 @@ impl Services {
             .await?
             .into_iter()
             .collect();
+        // Each line's fate is decided first; the new keys are then inserted in batches (one
+        // statement per batch, in this one transaction) and their ids filled in.
         let mut seen = HashSet::new();
         let mut lines = Vec::with_capacity(verdicts.len());
-        let mut added = 0;
-        for v in verdicts {
-            let line = match v.result {
-                Err(r) => ImportLine::rejected(v.line, r),
+        let mut new_keys = Vec::new();
+        for v in &verdicts {
+            let line = match &v.result {
+                Err(r) => ImportLine::rejected(v.line, r.clone()),
                 Ok(k)
                     if registered.contains(k.fingerprint_sha256())
-                        || !seen.insert(k.fingerprint_sha256().to_owned()) =>
+                        || !seen.insert(k.fingerprint_sha256()) =>
                 {
                     ImportLine {
                         line: v.line,
@@ -325,15 +331,7 @@ impl Services {
                     }
                 }
                 Ok(k) => {
-                    // Over the quota, the whole import is refused (the transaction rolls back).
-                    check_quota(held + added as i64, 1, policy.max_keys_per_user)?;
-                    let (id, _) =
-                        store::keys::insert(&mut *tx, &new_key(user.id, k.comment(), &k, None))
-                            .await
-                            .on_constraint(&["ssh_keys_fingerprint_sha256_key"], || {
-                                duplicate(k.fingerprint_sha256())
-                            })?;
-                    added += 1;
+                    new_keys.push(new_key(user.id, k.comment(), k, None));
                     ImportLine {
                         line: v.line,
                         status: ImportStatus::Added,
@@ -343,12 +341,37 @@ impl Services {
                                 .to_owned()
                         }),
                         fingerprint_sha256: Some(k.fingerprint_sha256().to_owned()),
-                        key_id: Some(id),
+                        key_id: None,
                     }
                 }
             };
             lines.push(line);
         }
+        // Over the quota, the whole import is refused (the transaction rolls back).
+        check_quota(held, new_keys.len() as i64, policy.max_keys_per_user)?;
+        let mut ids = std::collections::HashMap::with_capacity(new_keys.len());
+        for batch in new_keys.chunks(IMPORT_BATCH) {
+            let inserted = store::keys::insert_many(&mut *tx, batch)
+                .await
+                .on_constraint(&["ssh_keys_fingerprint_sha256_key"], || {
+                    ServiceError::Conflict {
+                        code: "duplicate_key",
+                        detail: "a key of this file was registered by another request a moment \
+                                 ago; nothing was added: send the file again"
+                            .into(),
+                    }
+                })?;
+            ids.extend(inserted);
+        }
+        for line in &mut lines {
+            if line.status == ImportStatus::Added {
+                line.key_id = line
+                    .fingerprint_sha256
+                    .as_deref()
+                    .and_then(|fp| ids.get(fp).copied());
+            }
+        }
+        let added = new_keys.len();
         super::audit::record(
             &mut *tx,
             ctx,

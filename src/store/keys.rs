@@ -63,6 +63,35 @@ pub async fn insert(
     .await
 }
 
+/// Inserts many keys in one statement (arrays unnested server-side); returns each new key's
+/// fingerprint and id. A fingerprint already registered violates the unique index, as with
+/// [`insert`].
+pub async fn insert_many<'a>(
+    db: impl PgExecutor<'_>,
+    keys: &[NewKey<'a>],
+) -> Result<Vec<(String, Uuid)>, sqlx::Error> {
+    let column = |f: fn(&NewKey<'a>) -> &'a str| keys.iter().map(f).collect::<Vec<&str>>();
+    let user_ids: Vec<i64> = keys.iter().map(|k| k.user_id).collect();
+    let bits: Vec<i32> = keys.iter().map(|k| k.bits).collect();
+    let expires: Vec<Option<OffsetDateTime>> = keys.iter().map(|k| k.expires_at).collect();
+    sqlx::query_as(
+        "INSERT INTO ssh_keys (user_id, title, algorithm, bits, public_key, comment, fingerprint_sha256, fingerprint_md5, expires_at)
+         SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+         RETURNING fingerprint_sha256, id",
+    )
+    .bind(user_ids)
+    .bind(column(|k| k.title))
+    .bind(column(|k| k.algorithm))
+    .bind(bits)
+    .bind(column(|k| k.public_key))
+    .bind(column(|k| k.comment))
+    .bind(column(|k| k.fingerprint_sha256))
+    .bind(column(|k| k.fingerprint_md5))
+    .bind(expires)
+    .fetch_all(db)
+    .await
+}
+
 pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<KeyRow>, sqlx::Error> {
     sqlx::query_as(&format!("{SELECT} WHERE k.id = $1"))
         .bind(id)
