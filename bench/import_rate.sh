@@ -18,7 +18,7 @@ head -c 24 /dev/urandom | base64 | "$bin" admin create --username bench --passwo
 token=$("$bin" token create --username bench --name bench)
 curl -sf -X PUT -H "Authorization: Bearer $token" -H 'content-type: application/json' \
   -d "$(curl -sf -H "Authorization: Bearer $token" "http://$PORTAL_ADDR/api/v1/policy" |
-    python3 -c 'import json,sys; p=json.load(sys.stdin); p["max_keys_per_user"]=10000000; print(json.dumps(p))')" \
+    python3 -c 'import json,sys; p=json.load(sys.stdin); p["max_keys_per_user"]=100000; print(json.dumps(p))')" \
   "http://$PORTAL_ADDR/api/v1/policy" >/dev/null
 python3 - "$work" "$R" "$B" <<'PY'
 import base64, hashlib, struct, sys
