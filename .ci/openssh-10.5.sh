@@ -14,6 +14,10 @@ else
   default_prefix=${XDG_CACHE_HOME:-$HOME/.cache}/keyportal/openssh-10.5
 fi
 prefix=${KEYPORTAL_OPENSSH_CACHE:-$default_prefix}
+# One build at a time (test binaries may ask at once); the second finds it built.
+mkdir -p "$(dirname "$prefix")"
+exec 9>"$prefix.lock"
+flock 9
 if [ -x "$prefix/bin/ssh-keygen" ] && "$prefix/bin/ssh" -V 2>&1 | grep -q "OpenSSH_10.5"; then
   echo "$prefix"
   exit 0

@@ -846,6 +846,19 @@ async fn importing_an_authorized_keys_file_reports_every_line_and_adds_the_valid
     );
     let (_, keys) = answer(app.get(&alice, "/api/v1/users/alice/keys")).await;
     assert_eq!(keys["items"].as_array().unwrap().len(), 2);
+    // Each added line names the stored key it became.
+    for line in report["lines"].as_array().unwrap() {
+        if line["status"] == "added" {
+            let id = line["key_id"]
+                .as_str()
+                .expect("an added line has its key id");
+            let (status, key) = answer(app.get(&alice, &format!("/api/v1/keys/{id}"))).await;
+            assert_eq!(
+                (status, &key["fingerprint_sha256"]),
+                (200, &line["fingerprint_sha256"])
+            );
+        }
+    }
     // A private key pasted into the import is refused whole.
     let res = app
         .client

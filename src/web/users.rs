@@ -202,37 +202,36 @@ pub async fn update(
     posted: Posted<ProfileForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
-    let outcome = async {
-        let patch = UserPatch {
-            display_name: Some(form.display_name.trim().to_owned()),
-            email: Some(non_empty(&form.email)),
-            role: parse_role(form.role.as_deref().unwrap_or(""))?,
-            disabled: form
-                .disabled_shown
-                .as_ref()
-                .map(|_| form.disabled.is_some()),
-            ..UserPatch::default()
-        };
-        Ok::<_, Refusal>(
-            state
-                .services
-                .update_user(viewer.ctx(), &username, patch)
-                .await?,
-        )
-    }
-    .await;
-    saved(&state, &viewer, &username, outcome, "Profile saved").await
+    let patch = parse_role(form.role.as_deref().unwrap_or("")).map(|role| UserPatch {
+        display_name: Some(form.display_name.trim().to_owned()),
+        email: Some(non_empty(&form.email)),
+        role,
+        disabled: form
+            .disabled_shown
+            .as_ref()
+            .map(|_| form.disabled.is_some()),
+        ..UserPatch::default()
+    });
+    saved(&state, &viewer, &username, patch, "Profile saved").await
 }
 
-/// A profile or password change: back to the profile with a message, or the profile again with
-/// what is wrong.
+/// Saves a profile or password change the form parsed into `patch`: back to the profile with a
+/// message, or the profile again with what is wrong.
 async fn saved(
     state: &AppState,
     viewer: &Viewer,
     username: &str,
-    outcome: Result<UserView, Refusal>,
+    patch: Result<UserPatch, Errors>,
     done: &str,
 ) -> Result<Response, WebError> {
+    let outcome = match patch {
+        Ok(patch) => state
+            .services
+            .update_user(viewer.ctx(), username, patch)
+            .await
+            .map_err(Refusal::from),
+        Err(errors) => Err(Refusal::from(errors)),
+    };
     after_submit(
         outcome,
         (),
@@ -259,28 +258,20 @@ pub async fn set_password(
     posted: Posted<PasswordForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
-    let outcome = async {
-        if form.password != form.confirm {
-            Err(Errors::one("confirm", "the two passwords differ"))?;
-        }
-        let patch = UserPatch {
+    let patch = if form.password == form.confirm {
+        Ok(UserPatch {
             password: Some(form.password),
             current_password: form.current_password,
             ..UserPatch::default()
-        };
-        Ok::<_, Refusal>(
-            state
-                .services
-                .update_user(viewer.ctx(), &username, patch)
-                .await?,
-        )
-    }
-    .await;
+        })
+    } else {
+        Err(Errors::one("confirm", "the two passwords differ"))
+    };
     saved(
         &state,
         &viewer,
         &username,
-        outcome,
+        patch,
         "Password changed; the account's other sessions have been signed out and its API tokens revoked",
     )
     .await
