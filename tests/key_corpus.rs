@@ -233,7 +233,15 @@ fn stored_key_revalidation_agrees_with_the_full_validator() {
             );
             let stored = keys::validate_stored(k.public_key(), k.comment(), &policy);
             match (&full, &stored) {
-                (Ok(f), Ok(sha)) => assert_eq!(&f.fingerprint_sha256(), sha, "{}", case.file),
+                (Ok(f), Ok(s)) => {
+                    assert_eq!(
+                        f.fingerprint_sha256(),
+                        s.fingerprint_sha256,
+                        "{}",
+                        case.file
+                    );
+                    assert_eq!(f.shape(), s.shape, "{}", case.file);
+                }
                 (Err(a), Err(b)) => assert_eq!(a.code, b.code, "{}", case.file),
                 _ => panic!(
                     "{}: validate says {full:?}, validate_stored says {stored:?}",
@@ -242,4 +250,74 @@ fn stored_key_revalidation_agrees_with_the_full_validator() {
             }
         }
     }
+}
+
+/// The dashboard and the policy preview judge keys by shape (counted in SQL) instead of by their
+/// bytes: for every valid key of the corpus and many policies, the shape's verdict must be the
+/// validator's, code for code.
+#[test]
+fn shape_verdicts_agree_with_the_validator() {
+    let mut everything = Policy {
+        min_rsa_bits: 1024,
+        max_rsa_exponent_bits: 4096,
+        max_comment_bytes: 4096,
+        max_input_bytes: 1024 * 1024,
+        ..Policy::default()
+    };
+    everything.allowed_algorithms.insert(keys::Algorithm::Dsa);
+    let mut policies = vec![Policy::default(), everything.clone()];
+    for (min, max) in [(2048, 4096), (3072, 16384), (4096, 4096), (1024, 2048)] {
+        policies.push(Policy {
+            min_rsa_bits: min,
+            max_rsa_bits: max,
+            ..everything.clone()
+        });
+    }
+    for exponent in [17, 18, 33] {
+        policies.push(Policy {
+            max_rsa_exponent_bits: exponent,
+            ..everything.clone()
+        });
+    }
+    for comment in [0, 5, 20, 100] {
+        policies.push(Policy {
+            max_comment_bytes: comment,
+            ..everything.clone()
+        });
+    }
+    for input in [256, 500, 800, 1000, 3000] {
+        policies.push(Policy {
+            max_input_bytes: input,
+            max_comment_bytes: 0,
+            ..everything.clone()
+        });
+    }
+    for a in keys::Algorithm::ALL {
+        let mut without = everything.clone();
+        without.allowed_algorithms.remove(a);
+        policies.push(without);
+    }
+    let stored: Vec<_> = common::corpus()
+        .iter()
+        .filter_map(|c| keys::validate(&c.bytes, &everything).ok())
+        .collect();
+    assert!(stored.len() > 40, "only {} corpus keys", stored.len());
+    let mut refused = 0;
+    for policy in &policies {
+        for k in &stored {
+            let by_bytes = keys::validate_stored(k.public_key(), k.comment(), policy)
+                .err()
+                .map(|r| r.code);
+            assert_eq!(
+                k.shape().policy_verdict(policy),
+                by_bytes,
+                "{} {:?} under {policy:?}",
+                k.fingerprint_sha256(),
+                k.shape()
+            );
+            refused += usize::from(by_bytes.is_some());
+        }
+    }
+    // The policies above must actually refuse keys for the comparison to mean anything.
+    assert!(refused > 200, "only {refused} refusals");
 }

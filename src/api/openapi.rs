@@ -18,7 +18,7 @@ use crate::http::error::Problem;
         grants::list_grants, grants::create_grant, grants::delete_grant,
         tokens::list_tokens, tokens::create_token, tokens::revoke_token, tokens::list_user_tokens, tokens::revoke_user_token,
         tokens::create_server_token, tokens::list_server_tokens, tokens::revoke_server_token,
-        policy::get_policy, policy::put_policy, audit::audit, metrics,
+        policy::get_policy, policy::put_policy, policy::preview_policy, policy::dashboard, audit::audit, metrics,
     ),
     components(schemas(Problem, crate::http::error::FieldError, crate::keys::KeyErrorCode)),
     modifiers(&BearerAuth, &CommonErrors),

@@ -18,6 +18,7 @@ pub mod options;
 mod pem;
 pub mod policy;
 mod rfc4716;
+mod shape;
 mod text;
 mod wire;
 
@@ -30,6 +31,7 @@ pub use error::{KeyErrorCode, KeyRejection};
 pub use line::AuthorizedKeysLine;
 pub use options::{KeyOption, KeyOptions};
 pub use policy::Policy;
+pub use shape::KeyShape;
 
 use algorithm::is_certificate_type;
 use error::quoted;
@@ -41,6 +43,8 @@ use text::Lines;
 pub struct ValidatedKey {
     algorithm: Algorithm,
     bits: u32,
+    /// Bit length of the RSA public exponent (0 for other algorithms).
+    rsa_exponent_bits: u32,
     /// Canonical one-line form `type base64`, encoded from the decoded key.
     public_key: String,
     /// The comment (may be empty), valid UTF-8 without control characters.
@@ -79,6 +83,26 @@ impl ValidatedKey {
     pub fn format(&self) -> InputFormat {
         self.format
     }
+    /// What the policy judges about this key (see [`KeyShape`]).
+    pub fn shape(&self) -> KeyShape {
+        KeyShape {
+            algorithm: self.algorithm.as_str().to_owned(),
+            bits: self.bits,
+            rsa_exponent_bits: self.rsa_exponent_bits,
+            comment_bytes: self.comment.len() as u32,
+            line_bytes: (self.public_key.len()
+                + usize::from(!self.comment.is_empty())
+                + self.comment.len()) as u32,
+        }
+    }
+}
+
+/// What re-validating a stored key found: the fingerprint of its bytes (reads compare it with
+/// the registered one) and its shape (reads compare it with the stored columns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKeyCheck {
+    pub fingerprint_sha256: String,
+    pub shape: KeyShape,
 }
 
 /// The form the key was written in.
@@ -258,12 +282,12 @@ fn validate_line(
 
 /// Re-validation of a stored key, as every read does: its canonical `type base64` form and its
 /// comment under `policy`. The same checks as [`validate`] on `"{public_key} {comment}"`; only
-/// the SHA-256 fingerprint is computed (reads compare it with the registered one).
+/// the SHA-256 fingerprint is computed.
 pub fn validate_stored(
     public_key: &str,
     comment: &str,
     policy: &Policy,
-) -> Result<String, KeyRejection> {
+) -> Result<StoredKeyCheck, KeyRejection> {
     let len = public_key.len() + usize::from(!comment.is_empty()) + comment.len();
     if len > policy.max_input_bytes {
         return Err(KeyRejection::new(
@@ -288,7 +312,10 @@ pub fn validate_stored(
         OptionsMode::Reject,
         false,
     )
-    .map(|k| k.fingerprint_sha256)
+    .map(|k| StoredKeyCheck {
+        shape: k.shape(),
+        fingerprint_sha256: k.fingerprint_sha256,
+    })
 }
 
 fn judge_line(
@@ -412,6 +439,10 @@ fn finish_with(
     let tag = |e: KeyRejection| e.with_algorithm(algorithm.as_str());
     let decoded = wire::decode(blob, algorithm).map_err(tag)?;
     let bits = checks::check_key(algorithm, &decoded, policy).map_err(tag)?;
+    let rsa_exponent_bits = match decoded {
+        wire::KeyBlob::Rsa { e, .. } => wire::bit_length(e),
+        _ => 0,
+    };
     let comment = check_comment(comment, policy).map_err(|e| tag(e).with_bits(bits))?;
     // The blob was checked field by field with no trailing bytes, so its bytes are exactly the
     // canonical encoding of the parsed key: re-encoding it gives the canonical form.
@@ -423,6 +454,7 @@ fn finish_with(
     Ok(ValidatedKey {
         algorithm,
         bits,
+        rsa_exponent_bits,
         public_key,
         comment,
         fingerprint_sha256: fingerprint::sha256(blob),

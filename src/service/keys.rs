@@ -86,11 +86,11 @@ pub fn revalidate(
     comment: &str,
     fingerprint: &str,
     policy: &Policy,
-) -> Result<(), KeyRejection> {
+) -> Result<keys::StoredKeyCheck, KeyRejection> {
     metrics.validations_read.fetch_add(1, Ordering::Relaxed);
-    let result = keys::validate_stored(public_key, comment, policy).and_then(|sha256| {
-        if sha256 == fingerprint {
-            Ok(())
+    let result = keys::validate_stored(public_key, comment, policy).and_then(|check| {
+        if check.fingerprint_sha256 == fingerprint {
+            Ok(check)
         } else {
             Err(KeyRejection::new(
                 KeyErrorCode::EncodingInvalid,
@@ -112,7 +112,24 @@ impl Services {
             &row.comment,
             &row.fingerprint_sha256,
             policy,
-        );
+        )
+        .and_then(|check| {
+            // The dashboard and the policy preview counted this key by its stored shape
+            // columns. PostgreSQL computes them from the same text, so they cannot disagree
+            // unless the database was altered by hand; if they ever do, this read is where it
+            // shows, and the key is refused rather than trusted.
+            let stored = row.stored_shape();
+            if check.shape == stored {
+                return Ok(());
+            }
+            tracing::error!(key_id = %row.id, ?stored, computed = ?check.shape,
+                "a stored key's shape columns disagree with its bytes");
+            self.metrics.invalid_on_read.fetch_add(1, Ordering::Relaxed);
+            Err(KeyRejection::new(
+                KeyErrorCode::EncodingInvalid,
+                "the stored key's recorded type, size or length does not match its bytes",
+            ))
+        });
         let (status, problem) = match verdict {
             Err(r) => (
                 KeyStatus::Invalid,

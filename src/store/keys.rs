@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::Page;
+use crate::keys::KeyShape;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KeyRow {
@@ -22,12 +23,39 @@ pub struct KeyRow {
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
     pub last_used_at: Option<OffsetDateTime>,
+    /// Shape columns PostgreSQL computes from the key's text (migrations/0006_scale.sql).
+    pub rsa_exponent_bits: i32,
+    pub comment_bytes: i32,
+    pub line_bytes: i32,
 }
 
-const SELECT: &str =
-    "SELECT k.id, k.user_id, u.username, k.title, k.algorithm, k.bits, k.public_key, k.comment,
-    k.fingerprint_sha256, k.fingerprint_md5, k.created_at, k.expires_at, k.last_used_at
-    FROM ssh_keys k JOIN users u ON u.id = k.user_id";
+impl KeyRow {
+    /// The shape the whole-set views counted this key under.
+    pub fn stored_shape(&self) -> KeyShape {
+        let n = |v: i32| u32::try_from(v).unwrap_or(0);
+        KeyShape {
+            algorithm: self.algorithm.clone(),
+            bits: n(self.bits),
+            rsa_exponent_bits: n(self.rsa_exponent_bits),
+            comment_bytes: n(self.comment_bytes),
+            line_bytes: n(self.line_bytes),
+        }
+    }
+}
+
+macro_rules! key_columns {
+    () => {
+        "k.id, k.user_id, u.username, k.title, k.algorithm, k.bits, k.public_key, k.comment,
+         k.fingerprint_sha256, k.fingerprint_md5, k.created_at, k.expires_at, k.last_used_at,
+         k.rsa_exponent_bits, k.comment_bytes, k.line_bytes"
+    };
+}
+const COLUMNS: &str = key_columns!();
+const SELECT: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM ssh_keys k JOIN users u ON u.id = k.user_id"
+);
 
 pub struct NewKey<'a> {
     pub user_id: i64,
@@ -173,28 +201,65 @@ pub async fn mark_used(db: impl PgExecutor<'_>, ids: &[uuid::Uuid]) -> Result<()
     .map(|_| ())
 }
 
-/// Every key (or one user's), in no particular order, for whole-set views: the dashboard and
-/// the policy preview. They keep a few rows and sort those; sorting all of them here spilled
-/// to disk (EXPLAIN ANALYZE, 10,000 keys: 30.8 ms with ORDER BY, 3.9 ms without).
-pub async fn all(
+/// Up to `limit` keys of each of these shapes (of one user, or anyone's), oldest first within
+/// a shape; with `unexpired_at`, only keys not expired by then. One probe of the shape index per
+/// shape, so the cost is the rows returned, not the table.
+pub async fn of_shapes(
     db: impl PgExecutor<'_>,
+    shapes: &[KeyShape],
     user_id: Option<i64>,
+    unexpired_at: Option<OffsetDateTime>,
+    limit: i64,
 ) -> Result<Vec<KeyRow>, sqlx::Error> {
+    // Shape lengths and bit counts are far below i32::MAX; a larger one matches no row.
+    let column = |f: fn(&KeyShape) -> u32| {
+        shapes
+            .iter()
+            .map(|s| i32::try_from(f(s)).unwrap_or(i32::MAX))
+            .collect::<Vec<i32>>()
+    };
+    let names: Vec<&str> = shapes.iter().map(|s| s.algorithm.as_str()).collect();
     sqlx::query_as(&format!(
-        "{SELECT} WHERE ($1::bigint IS NULL OR k.user_id = $1)"
+        "SELECT k.* FROM UNNEST($1::text[], $2::int4[], $3::int4[], $4::int4[], $5::int4[])
+             AS s (algorithm, bits, rsa_exponent_bits, comment_bytes, line_bytes)
+         CROSS JOIN LATERAL (
+             SELECT {COLUMNS} FROM ssh_keys k JOIN users u ON u.id = k.user_id
+             WHERE k.algorithm = s.algorithm AND k.bits = s.bits
+               AND k.rsa_exponent_bits = s.rsa_exponent_bits AND k.comment_bytes = s.comment_bytes
+               AND k.line_bytes = s.line_bytes
+               AND ($6::int8 IS NULL OR k.user_id = $6)
+               AND ($7::timestamptz IS NULL OR k.expires_at IS NULL OR k.expires_at > $7)
+             ORDER BY k.created_at, k.id LIMIT $8) k
+         LIMIT $8"
     ))
+    .bind(names)
+    .bind(column(|s| s.bits))
+    .bind(column(|s| s.rsa_exponent_bits))
+    .bind(column(|s| s.comment_bytes))
+    .bind(column(|s| s.line_bytes))
     .bind(user_id)
+    .bind(unexpired_at)
+    .bind(limit)
     .fetch_all(db)
     .await
 }
 
-/// How many users, keys, servers and grants there are.
-pub async fn counts(db: impl PgExecutor<'_>) -> Result<(i64, i64, i64, i64), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM ssh_keys),
-                (SELECT count(*) FROM servers), (SELECT count(*) FROM grants)",
-    )
-    .fetch_one(db)
+/// The `limit` keys (of one user, or anyone's) that expire first, up to `before`: expired ones
+/// and those expiring soon. Walks the expiry index.
+pub async fn expiring(
+    db: impl PgExecutor<'_>,
+    before: OffsetDateTime,
+    user_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<KeyRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE k.expires_at <= $1 AND ($2::int8 IS NULL OR k.user_id = $2)
+         ORDER BY k.expires_at, k.id LIMIT $3"
+    ))
+    .bind(before)
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(db)
     .await
 }
 

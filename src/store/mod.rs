@@ -7,6 +7,7 @@ pub mod keys;
 pub mod policy;
 pub mod servers;
 pub mod sessions;
+pub mod tallies;
 pub mod tokens;
 pub mod users;
 

@@ -14,7 +14,7 @@ use super::{page, redirect_with_flash, Chrome, Viewer, WebError};
 use crate::http::AppState;
 use crate::keys::{Algorithm, AlgorithmSet, Policy};
 use crate::service::audit::{AuditEvent, AuditFilter};
-use crate::service::keys::KeyView;
+use crate::service::dashboard::PolicyPreview;
 use crate::service::object_id;
 use crate::service::tokens::TokenView;
 use crate::service::Listing;
@@ -25,7 +25,7 @@ struct PolicyPage {
     chrome: Option<Chrome>,
     policy: Policy,
     /// Keys that the proposed policy would invalidate, after a preview.
-    preview: Option<Vec<KeyView>>,
+    preview: Option<PolicyPreview>,
     errors: Errors,
 }
 
@@ -40,7 +40,7 @@ impl PolicyPage {
 
 fn render_policy(
     viewer: &Viewer,
-    preview: Option<Vec<KeyView>>,
+    preview: Option<PolicyPreview>,
     shown: FormView<Policy>,
 ) -> Response {
     let p = PolicyPage {
