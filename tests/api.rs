@@ -1227,3 +1227,46 @@ async fn openssh_10_5_hybrid_keys_go_through_import_list_and_authorized_keys() {
     assert_eq!(one.lines().count(), 1, "{one}");
     assert_eq!(blob(&one), blob(&want));
 }
+
+/// Two imports of the same keys for two users at once: each key is registered exactly once,
+/// and each report calls every other line a duplicate, whichever request got there first.
+#[tokio::test]
+async fn concurrent_imports_of_the_same_keys_register_each_key_once() {
+    let app = TestApp::spawn().await;
+    let cli = keyportal::service::Ctx::command_line();
+    let mut policy = app.services.policy(&cli).await.unwrap();
+    policy.max_keys_per_user = 5000;
+    app.services.set_policy(&cli, policy).await.unwrap();
+    let ann = app.user_with_token("ann", Role::Member).await;
+    let ben = app.user_with_token("ben", Role::Member).await;
+    let file = common::generated_ed25519_keys(3000).join("\n");
+    let import = |token: String, user: &'static str| {
+        let req = app
+            .client
+            .post(app.url(&format!("/api/v1/users/{user}/keys/import")))
+            .bearer_auth(token)
+            .body(file.clone());
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let (a, b) = tokio::join!(import(ann, "ann"), import(ben, "ben"));
+    let added = |r: &Value| r["added"].as_u64().unwrap();
+    assert_eq!(added(&a) + added(&b), 3000, "{} + {}", added(&a), added(&b));
+    for report in [&a, &b] {
+        let duplicates = report["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["status"] == "duplicate" && l["code"] == "duplicate_key")
+            .count() as u64;
+        assert_eq!(added(report) + duplicates, 3000);
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM ssh_keys")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 3000);
+}

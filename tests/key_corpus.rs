@@ -240,7 +240,7 @@ fn stored_key_revalidation_agrees_with_the_full_validator() {
                         "{}",
                         case.file
                     );
-                    assert_eq!(f.shape(), s.shape, "{}", case.file);
+                    assert_eq!(f.shape(), s.shape(), "{}", case.file);
                 }
                 (Err(a), Err(b)) => assert_eq!(a.code, b.code, "{}", case.file),
                 _ => panic!(

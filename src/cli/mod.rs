@@ -201,10 +201,14 @@ fn with_runtime(
     log: &LogConfig,
     work: impl std::future::Future<Output = Result<(), String>>,
 ) -> ExitCode {
-    if let Err(e) = crate::telemetry::init(log) {
-        eprintln!("keyportal: {e}");
-        return ExitCode::from(2);
-    }
+    // Held to the end of this function: dropping it flushes the queued log lines.
+    let _log_writer = match crate::telemetry::init(log) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("keyportal: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

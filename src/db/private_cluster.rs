@@ -130,8 +130,24 @@ pub struct PrivateCluster {
     started_here: bool,
 }
 
+/// PostgreSQL's default 128 MB of shared buffers holds a small portal; a million keys need their
+/// indexes in memory (bulk imports were half as fast with the default, docs/performance.md). An
+/// eighth of the machine's memory, between 128 MB and 1 GB.
+fn shared_buffers_mb() -> u64 {
+    let total_kb = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    (total_kb / 1024 / 8).clamp(128, 1024)
+}
+
 /// Settings for a throw-away cluster (tests): durability is traded for speed.
 pub const TEST_SERVER_SETTINGS: &[&str] = &[
+    "shared_buffers=128MB",
     "fsync=off",
     "synchronous_commit=off",
     "full_page_writes=off",
@@ -349,9 +365,12 @@ impl PrivateCluster {
             self.write_owned(&log, "")?;
         }
         let mut server_opts = format!(
-            "-c listen_addresses= -c unix_socket_directories='{}' -c unix_socket_permissions=0700",
-            self.socket_dir.display()
+            "-c listen_addresses= -c unix_socket_directories='{}' -c unix_socket_permissions=0700 \
+             -c shared_buffers={}MB -c max_wal_size=4GB",
+            self.socket_dir.display(),
+            shared_buffers_mb(),
         );
+        // Later settings win: the caller's (tests') override these.
         for s in settings {
             server_opts.push_str(" -c ");
             server_opts.push_str(s);

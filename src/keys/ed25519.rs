@@ -94,59 +94,104 @@ pub fn check_point(bytes: &[u8; 32]) -> Result<(), Ed25519Fault> {
 
 /// The Jacobi symbol (a | n) for odd n > a ≥ 0, by the binary algorithm: strip factors of two
 /// (flipping the sign when n ≡ 3, 5 mod 8), swap by quadratic reciprocity when a < n (flipping
-/// when both are ≡ 3 mod 4), subtract. Runs on 256-bit values until both fit in 128 bits, then
-/// on u128, then on u64.
-fn jacobi(mut a: [u64; 4], mut n: [u64; 4]) -> i8 {
-    let mut t: i8 = 1;
+/// when both are ≡ 3 mod 4), subtract. Runs on four 64-bit limbs while either value needs
+/// them, then three, then u128, then u64: each stage costs what its width costs.
+fn jacobi(a: [u64; 4], n: [u64; 4]) -> i8 {
     if a == [0; 4] {
         return 0;
     }
-    // Invariant at the top of the loop: a > 0, n odd.
-    while (a[2] | a[3] | n[2] | n[3]) != 0 {
-        let tz = trailing_zeros(&a);
-        shr(&mut a, tz);
-        if tz & 1 == 1 && matches!(n[0] & 7, 3 | 5) {
-            t = -t;
-        }
-        // Both odd now: replace the larger by the difference (one subtraction, the borrow
-        // tells which was larger), swapping by quadratic reciprocity when a < n.
-        let (diff, a_was_smaller) = sub_abs(&a, &n);
-        if a_was_smaller {
-            if a[0] & 3 == 3 && n[0] & 3 == 3 {
-                t = -t;
-            }
-            n = a;
-        }
-        a = diff;
-        if a == [0; 4] {
-            return if n == [1, 0, 0, 0] { t } else { 0 };
-        }
-    }
+    let (a, n, t) = match jacobi_wide(a, n, 1) {
+        Ok(symbol) => return symbol,
+        Err(state) => state,
+    };
+    let (a3, n3) = ([a[0], a[1], a[2]], [n[0], n[1], n[2]]);
+    let (a, n, t) = match jacobi_wide(a3, n3, t) {
+        Ok(symbol) => return symbol,
+        Err(state) => state,
+    };
     let a = u128::from(a[0]) | (u128::from(a[1]) << 64);
     let n = u128::from(n[0]) | (u128::from(n[1]) << 64);
     t * jacobi_u128(a, n)
 }
 
-/// |a − b| and whether a < b.
-fn sub_abs(a: &[u64; 4], b: &[u64; 4]) -> ([u64; 4], bool) {
-    let mut d = [0u64; 4];
-    let mut borrow = false;
-    for i in 0..4 {
-        let (d1, b1) = a[i].overflowing_sub(b[i]);
-        let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
-        d[i] = d2;
-        borrow = b1 || b2;
+/// Binary Jacobi steps on N limbs (a > 0, n odd) until both fit in N − 1 limbs: then
+/// `Err((a, n, sign so far))` to continue narrower; `Ok(symbol)` when it finished here.
+#[allow(clippy::type_complexity)]
+fn jacobi_wide<const N: usize>(
+    mut a: [u64; N],
+    mut n: [u64; N],
+    mut t: i8,
+) -> Result<i8, ([u64; N], [u64; N], i8)> {
+    strip_twos(&mut a, &n, &mut t);
+    // Invariant at the top of the loop: a and n odd.
+    while (a[N - 1] | n[N - 1]) != 0 {
+        if less(&a, &n) {
+            if a[0] & 3 == 3 && n[0] & 3 == 3 {
+                t = -t;
+            }
+            std::mem::swap(&mut a, &mut n);
+        }
+        sub_in_place(&mut a, &n);
+        if a.iter().all(|l| *l == 0) {
+            let one = n[0] == 1 && n[1..].iter().all(|l| *l == 0);
+            return Ok(if one { t } else { 0 });
+        }
+        strip_twos(&mut a, &n, &mut t);
     }
-    if borrow {
-        // Two's complement negation of the wrapped difference gives b − a.
-        let mut carry = true;
-        for limb in &mut d {
-            let (v, c) = (!*limb).overflowing_add(u64::from(carry));
-            *limb = v;
-            carry = c;
+    Err((a, n, t))
+}
+
+/// a < b, from the top limb down.
+fn less<const N: usize>(a: &[u64; N], b: &[u64; N]) -> bool {
+    for i in (0..N).rev() {
+        if a[i] != b[i] {
+            return a[i] < b[i];
         }
     }
-    (d, borrow)
+    false
+}
+
+/// a −= b, for a ≥ b.
+fn sub_in_place<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
+    let mut borrow = false;
+    for i in 0..N {
+        let (d1, b1) = a[i].overflowing_sub(b[i]);
+        let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
+        a[i] = d2;
+        borrow = b1 || b2;
+    }
+}
+
+/// Divides a (> 0) by its largest power of two, flipping the sign for each factor 2 when
+/// n ≡ 3, 5 mod 8.
+fn strip_twos<const N: usize>(a: &mut [u64; N], n: &[u64; N], t: &mut i8) {
+    let mut k = 0;
+    for limb in a.iter() {
+        if *limb != 0 {
+            k += limb.trailing_zeros();
+            break;
+        }
+        k += 64;
+    }
+    if k == 0 {
+        return;
+    }
+    if k & 1 == 1 && matches!(n[0] & 7, 3 | 5) {
+        *t = -*t;
+    }
+    let limbs = (k / 64) as usize;
+    let bits = k % 64;
+    if limbs > 0 {
+        for i in 0..N {
+            a[i] = if i + limbs < N { a[i + limbs] } else { 0 };
+        }
+    }
+    if bits > 0 {
+        for i in 0..N - 1 {
+            a[i] = (a[i] >> bits) | (a[i + 1] << (64 - bits));
+        }
+        a[N - 1] >>= bits;
+    }
 }
 
 fn jacobi_u128(mut a: u128, mut n: u128) -> i8 {
@@ -191,38 +236,6 @@ fn jacobi_u64(mut a: u64, mut n: u64) -> i8 {
         t
     } else {
         0
-    }
-}
-
-fn trailing_zeros(a: &[u64; 4]) -> u32 {
-    let mut bits = 0;
-    for limb in a {
-        if *limb != 0 {
-            return bits + limb.trailing_zeros();
-        }
-        bits += 64;
-    }
-    bits
-}
-
-/// a >>= k for 0 < k < 256 (k = 0 is a no-op).
-fn shr(a: &mut [u64; 4], k: u32) {
-    let limbs = (k / 64) as usize;
-    let bits = k % 64;
-    if limbs > 0 {
-        for i in 0..4 {
-            a[i] = if i + limbs < 4 { a[i + limbs] } else { 0 };
-        }
-    }
-    if bits > 0 {
-        for i in 0..4 {
-            let high = if i + 1 < 4 {
-                a[i + 1] << (64 - bits)
-            } else {
-                0
-            };
-            a[i] = (a[i] >> bits) | high;
-        }
     }
 }
 
@@ -322,6 +335,38 @@ mod tests {
             on_curve > 11_000,
             "about half of random encodings are points; got {on_curve}"
         );
+    }
+
+    /// The staged loop against crypto-bigint's Jacobi symbol, on random odd moduli of every
+    /// width the stages switch at (256, 192, 128 and 64 bits) and random a < n.
+    #[test]
+    fn jacobi_agrees_with_crypto_bigint_at_every_width() {
+        use crypto_bigint::{JacobiSymbol, Odd};
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for i in 0..8_000 {
+            let width = [4, 3, 2, 1][i % 4];
+            let mut n = [0u64; 4];
+            let mut a = [0u64; 4];
+            for l in 0..width {
+                n[l] = xorshift(&mut state);
+                a[l] = xorshift(&mut state);
+            }
+            n[0] |= 1;
+            // Sometimes a shares factors with n, or is a multiple of a power of two.
+            if i % 7 == 0 {
+                a = [0, a[1], a[2], 0];
+            }
+            let (nn, aa) = (U256::from_words(n), U256::from_words(a));
+            let aa = aa.rem_vartime(&crypto_bigint::NonZero::new(nn).unwrap());
+            let expected = match aa.jacobi_symbol_vartime(&Odd::new(nn).unwrap()) {
+                JacobiSymbol::Zero => 0,
+                JacobiSymbol::One => 1,
+                JacobiSymbol::MinusOne => -1,
+            };
+            let mut reduced = [0u64; 4];
+            reduced.copy_from_slice(aa.as_words());
+            assert_eq!(jacobi(reduced, n), expected, "({reduced:x?} | {n:x?})");
+        }
     }
 
     /// The Jacobi loop against Euler's criterion computed naively on small moduli.

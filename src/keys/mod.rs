@@ -102,7 +102,24 @@ impl ValidatedKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKeyCheck {
     pub fingerprint_sha256: String,
-    pub shape: KeyShape,
+    algorithm: Algorithm,
+    bits: u32,
+    rsa_exponent_bits: u32,
+    comment_bytes: u32,
+    line_bytes: u32,
+}
+
+impl StoredKeyCheck {
+    /// Built only when asked: authorized_keys needs the verdict, not the shape.
+    pub fn shape(&self) -> KeyShape {
+        KeyShape {
+            algorithm: self.algorithm.as_str().to_owned(),
+            bits: self.bits,
+            rsa_exponent_bits: self.rsa_exponent_bits,
+            comment_bytes: self.comment_bytes,
+            line_bytes: self.line_bytes,
+        }
+    }
 }
 
 /// The form the key was written in.
@@ -313,7 +330,11 @@ pub fn validate_stored(
         false,
     )
     .map(|k| StoredKeyCheck {
-        shape: k.shape(),
+        algorithm: k.algorithm,
+        bits: k.bits,
+        rsa_exponent_bits: k.rsa_exponent_bits,
+        comment_bytes: k.comment.len() as u32,
+        line_bytes: len as u32,
         fingerprint_sha256: k.fingerprint_sha256,
     })
 }

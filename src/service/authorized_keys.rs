@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures_util::TryStreamExt;
+use time::OffsetDateTime;
 
 use super::{authorize, Action, Caller, Ctx, ServiceError, Services};
 use crate::db::replicas::ReadSource;
@@ -47,6 +48,13 @@ impl Services {
                     .await?
             }
         };
+        let keys_read: Vec<(uuid::Uuid, Option<OffsetDateTime>)> = match fingerprint {
+            Some(_) => keys
+                .iter()
+                .map(|(k, _)| (k.key_id, k.last_used_at))
+                .collect(),
+            None => Vec::new(),
+        };
         let mut out = String::with_capacity(keys.len() * 600);
         let mut written = HashSet::new();
         // A key granted twice for the same login (all-keys and one-key grants): the first
@@ -73,12 +81,18 @@ impl Services {
         }
         // A server asking by fingerprint (`AuthorizedKeysCommand ... %f`) is sshd seeing that
         // key offered: record it, so the portal learns which keys are in use.
-        if fingerprint.is_some()
-            && !written.is_empty()
-            && matches!(ctx.caller, Caller::Server { .. })
-        {
-            let ids: Vec<uuid::Uuid> = written.into_iter().collect();
-            store::keys::mark_used(&self.pool, &ids).await?;
+        if fingerprint.is_some() && matches!(ctx.caller, Caller::Server { .. }) {
+            // At most one write a minute per key, decided from the row already read, so a busy
+            // login path costs no extra round trip.
+            let stale = OffsetDateTime::now_utc() - time::Duration::minutes(1);
+            let ids: Vec<uuid::Uuid> = keys_read
+                .iter()
+                .filter(|(id, used)| written.contains(id) && used.is_none_or(|t| t < stale))
+                .map(|(id, _)| *id)
+                .collect();
+            if !ids.is_empty() {
+                store::keys::mark_used(&self.pool, &ids).await?;
+            }
         }
         Ok(out)
     }
@@ -92,14 +106,43 @@ impl Services {
         login: &str,
         fingerprint: Option<&str>,
     ) -> Result<Vec<(GrantedKey, bool)>, ServiceError> {
-        let policy = super::policy::current(read).await?;
-        let keys = self
-            .granted_and_validated(read, server, login, fingerprint, policy)
-            .await?;
+        let keys = match fingerprint {
+            Some(fp) => self.granted_key_validated(read, server, login, fp).await?,
+            None => {
+                let policy = super::policy::current(read).await?;
+                self.granted_and_validated(read, server, login, policy)
+                    .await?
+            }
+        };
         if keys.is_empty() && store::servers::by_name(read, server).await?.is_none() {
             return Err(ServiceError::NotFound { what: "server" });
         }
         Ok(keys)
+    }
+
+    /// The one granted key with this fingerprint (one row per grant that names it), with its
+    /// verdict under the policy read by the same statement. Validated in place: it is one key.
+    async fn granted_key_validated(
+        &self,
+        read: &sqlx::PgPool,
+        server: &str,
+        login: &str,
+        fingerprint: &str,
+    ) -> Result<Vec<(GrantedKey, bool)>, ServiceError> {
+        let rows = store::grants::granted_key(read, server, login, fingerprint).await?;
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        let policy = super::policy::parse(first.policy.clone())?;
+        let mut out: Vec<(GrantedKey, bool)> = rows
+            .into_iter()
+            .map(|r| {
+                let ok = granted_key_is_valid(&self.metrics, &r.key, &policy);
+                (r.key, ok)
+            })
+            .collect();
+        sort_granted(&mut out);
+        Ok(out)
     }
 
     /// The granted keys, each with its verdict under `policy`, in authorized_keys order. Long
@@ -110,36 +153,14 @@ impl Services {
         read: &sqlx::PgPool,
         server: &str,
         login: &str,
-        fingerprint: Option<&str>,
         policy: Policy,
     ) -> Result<Vec<(GrantedKey, bool)>, ServiceError> {
         const BATCH: usize = 256;
         let policy = Arc::new(policy);
         let check = {
             let metrics = self.metrics.clone();
-            move |k: &GrantedKey, policy: &Policy| {
-                super::keys::revalidate(
-                    &metrics,
-                    &k.public_key,
-                    &k.comment,
-                    &k.fingerprint_sha256,
-                    policy,
-                )
-                .is_ok()
-            }
+            move |k: &GrantedKey, policy: &Policy| granted_key_is_valid(&metrics, k, policy)
         };
-        if let Some(fp) = fingerprint {
-            let rows = store::grants::granted_key(read, server, login, fp).await?;
-            let mut out: Vec<(GrantedKey, bool)> = rows
-                .into_iter()
-                .map(|k| {
-                    let ok = check(&k, &policy);
-                    (k, ok)
-                })
-                .collect();
-            sort_granted(&mut out);
-            return Ok(out);
-        }
         let validate_batch = |batch: Vec<GrantedKey>| {
             let policy = policy.clone();
             let check = check.clone();
@@ -180,6 +201,17 @@ impl Services {
         sort_granted(&mut out);
         Ok(out)
     }
+}
+
+fn granted_key_is_valid(metrics: &super::Metrics, k: &GrantedKey, policy: &Policy) -> bool {
+    super::keys::revalidate(
+        metrics,
+        &k.public_key,
+        &k.comment,
+        &k.fingerprint_sha256,
+        policy,
+    )
+    .is_ok()
 }
 
 /// authorized_keys order: by user, then the key's age and id, then the grant's age, so the

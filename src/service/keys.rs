@@ -119,10 +119,11 @@ impl Services {
             // unless the database was altered by hand; if they ever do, this read is where it
             // shows, and the key is refused rather than trusted.
             let stored = row.stored_shape();
-            if check.shape == stored {
+            let computed = check.shape();
+            if computed == stored {
                 return Ok(());
             }
-            tracing::error!(key_id = %row.id, ?stored, computed = ?check.shape,
+            tracing::error!(key_id = %row.id, ?stored, ?computed,
                 "a stored key's shape columns disagree with its bytes");
             self.metrics.invalid_on_read.fetch_add(1, Ordering::Relaxed);
             Err(KeyRejection::new(
@@ -306,46 +307,30 @@ impl Services {
             .visible_user(ctx, username, |id| Action::ManageKeysOf { user_id: id })
             .await?;
         let policy = super::policy::current(&self.pool).await?;
-        let verdicts =
-            keys::validate_authorized_keys(file, &policy).map_err(ServiceError::KeyRejected)?;
+        // Ten thousand lines are a few milliseconds of validation: off the async workers.
+        let verdicts = {
+            let (file, policy) = (file.to_vec(), policy.clone());
+            tokio::task::spawn_blocking(move || keys::validate_authorized_keys(&file, &policy))
+                .await
+                .map_err(|e| ServiceError::Internal(format!("key validation task failed: {e}")))?
+                .map_err(ServiceError::KeyRejected)?
+        };
         self.metrics
             .validations_write
             .fetch_add(verdicts.len() as u64, Ordering::Relaxed);
-        let fingerprints: Vec<String> = verdicts
-            .iter()
-            .filter_map(|v| {
-                v.result
-                    .as_ref()
-                    .ok()
-                    .map(|k| k.fingerprint_sha256().to_owned())
-            })
-            .collect();
         let mut tx = self.pool.begin().await?;
         let held = store::keys::lock_owner_and_count(&mut tx, user.id).await?;
-        let registered: HashSet<String> = store::keys::registered(&mut *tx, &fingerprints)
-            .await?
-            .into_iter()
-            .collect();
-        // Each line's fate is decided first; the new keys are then inserted in batches (one
-        // statement per batch, in this one transaction) and their ids filled in.
+        // Each line's fate is decided here, except whether a new key is registered already:
+        // the insert answers that (a fingerprint it skips is someone's key), so the unique
+        // index is probed once per key, not twice.
         let mut seen = HashSet::new();
         let mut lines = Vec::with_capacity(verdicts.len());
         let mut new_keys = Vec::new();
         for v in &verdicts {
             let line = match &v.result {
                 Err(r) => ImportLine::rejected(v.line, r.clone()),
-                Ok(k)
-                    if registered.contains(k.fingerprint_sha256())
-                        || !seen.insert(k.fingerprint_sha256()) =>
-                {
-                    ImportLine {
-                        line: v.line,
-                        status: ImportStatus::Duplicate,
-                        code: Some("duplicate_key".into()),
-                        message: Some("this key is already registered".into()),
-                        fingerprint_sha256: Some(k.fingerprint_sha256().to_owned()),
-                        key_id: None,
-                    }
+                Ok(k) if !seen.insert(k.fingerprint_sha256()) => {
+                    ImportLine::duplicate(v.line, k.fingerprint_sha256())
                 }
                 Ok(k) => {
                     new_keys.push(new_key(user.id, k.comment(), k, None));
@@ -364,31 +349,22 @@ impl Services {
             };
             lines.push(line);
         }
-        // Over the quota, the whole import is refused (the transaction rolls back).
-        check_quota(held, new_keys.len() as i64, policy.max_keys_per_user)?;
         let mut ids = std::collections::HashMap::with_capacity(new_keys.len());
         for batch in new_keys.chunks(IMPORT_BATCH) {
-            let inserted = store::keys::insert_many(&mut *tx, batch)
-                .await
-                .on_constraint(&["ssh_keys_fingerprint_sha256_key"], || {
-                    ServiceError::Conflict {
-                        code: "duplicate_key",
-                        detail: "a key of this file was registered by another request a moment \
-                                 ago; nothing was added: send the file again"
-                            .into(),
-                    }
-                })?;
-            ids.extend(inserted);
+            ids.extend(store::keys::insert_many(&mut *tx, batch).await?);
         }
+        // Over the quota, the whole import is refused (the transaction rolls back).
+        check_quota(held, ids.len() as i64, policy.max_keys_per_user)?;
         for line in &mut lines {
             if line.status == ImportStatus::Added {
-                line.key_id = line
-                    .fingerprint_sha256
-                    .as_deref()
-                    .and_then(|fp| ids.get(fp).copied());
+                let fingerprint = line.fingerprint_sha256.clone().unwrap_or_default();
+                match ids.get(&fingerprint) {
+                    Some(id) => line.key_id = Some(*id),
+                    None => *line = ImportLine::duplicate(line.line, &fingerprint),
+                }
             }
         }
-        let added = new_keys.len();
+        let added = ids.len();
         super::audit::record(
             &mut *tx,
             ctx,
@@ -475,6 +451,17 @@ pub struct ImportLine {
 }
 
 impl ImportLine {
+    fn duplicate(line: usize, fingerprint: &str) -> Self {
+        ImportLine {
+            line,
+            status: ImportStatus::Duplicate,
+            code: Some("duplicate_key".into()),
+            message: Some("this key is already registered".into()),
+            fingerprint_sha256: Some(fingerprint.to_owned()),
+            key_id: None,
+        }
+    }
+
     fn rejected(line: usize, r: KeyRejection) -> Self {
         ImportLine {
             line,

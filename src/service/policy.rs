@@ -9,7 +9,11 @@ use crate::store;
 
 /// The policy in force (stored settings over the defaults).
 pub async fn current(db: impl PgExecutor<'_>) -> Result<Policy, ServiceError> {
-    let settings = store::policy::load(db).await?;
+    parse(store::policy::load(db).await?)
+}
+
+/// The policy from its stored settings (read on their own, or with a login's keys).
+pub(crate) fn parse(settings: serde_json::Value) -> Result<Policy, ServiceError> {
     serde_json::from_value(settings)
         .map_err(|e| ServiceError::Internal(format!("the stored policy cannot be read: {e}")))
 }
