@@ -7,6 +7,7 @@
 #      keys as JSON, and the admin dashboard (validates every stored key)
 # Keys come from ../shared/keys/gen_bulk.py (bench/out/keys-100000.txt, made by compare.sh).
 # Usage: bench/api_load.sh [seconds per run]
+#   KEYPORTAL_BENCH_BIN=path   another binary (a baseline); else this checkout's release build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -14,8 +15,10 @@ OUT=bench/out
 KEYS="$OUT/keys-100000.txt"
 [ -s "$KEYS" ] || python3 ../shared/keys/gen_bulk.py 100000 > "$KEYS"
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
-cargo build --release -q
-KP=$PWD/target/release/keyportal
+if [ -n "${KEYPORTAL_BENCH_BIN:-}" ]; then KP=$KEYPORTAL_BENCH_BIN; else
+  cargo build --release -q --bin keyportal
+  KP=$PWD/target/release/keyportal
+fi
 
 DIR=$(mktemp -d -p /tmp kpload.XXXX); chmod 755 "$DIR"
 export KEYPORTAL_DATA_DIR=$DIR/data KEYPORTAL_LOG=warn
