@@ -31,6 +31,11 @@ echo "bench passphrase 123" | "$KP" admin create --username bench --password-std
 TOKEN=$("$KP" token create --username bench --name load 2>/dev/null)
 API=http://127.0.0.1:$PORT/api/v1
 H=(-H "Authorization: Bearer $TOKEN")
+# The key submissions below go to users who already hold 100 keys: lift the per-user quota
+# (default 100, issue 11), or every submission is a 409.
+curl -sf -X PUT "${H[@]}" -H 'content-type: application/json' \
+  -d "$(curl -sf "${H[@]}" "$API/policy" | python3 -c 'import json,sys; p=json.load(sys.stdin); p["max_keys_per_user"]=100000; print(json.dumps(p))')" \
+  "$API/policy" >/dev/null
 
 echo "setup: 100 users x 100 keys, all granted on server 'bench' as login 'deploy'"
 curl -sf "${H[@]}" -H 'content-type: application/json' -d '{"name":"bench"}' "$API/servers" >/dev/null

@@ -1270,3 +1270,52 @@ async fn concurrent_imports_of_the_same_keys_register_each_key_once() {
         .unwrap();
     assert_eq!(stored, 3000);
 }
+
+/// sshd's `%f` lookup records the key as used, but writes at most once a minute per key: the
+/// login path reads `last_used_at` with the key and skips the write when it is recent.
+#[tokio::test]
+async fn a_fingerprint_lookup_records_use_at_most_once_a_minute() {
+    let app = TestApp::spawn().await;
+    common::alice_granted_on_web1(&app.services).await;
+    let (code, made) = answer(app.post(&app.admin, "/api/v1/servers/web1/tokens", json!({}))).await;
+    assert_eq!(code, 201, "{made}");
+    let server = made["secret"].as_str().unwrap().to_owned();
+    let fingerprint: String = sqlx::query_scalar("SELECT fingerprint_sha256 FROM ssh_keys")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    let lookup = || async {
+        let res = app
+            .client
+            .get(app.url("/api/v1/servers/web1/authorized_keys"))
+            .query(&[("login", "deploy"), ("fingerprint", fingerprint.as_str())])
+            .bearer_auth(&server)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.text().await.unwrap().lines().count(), 1);
+    };
+    let used = || async {
+        sqlx::query_scalar::<_, Option<time::OffsetDateTime>>("SELECT last_used_at FROM ssh_keys")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(used().await, None);
+    lookup().await;
+    let first = used().await.expect("the lookup recorded the key as used");
+    lookup().await;
+    assert_eq!(
+        used().await,
+        Some(first),
+        "a second lookup within the minute writes nothing"
+    );
+    sqlx::query("UPDATE ssh_keys SET last_used_at = now() - interval '2 minutes'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let stale = used().await.unwrap();
+    lookup().await;
+    assert!(used().await.unwrap() > stale, "an old mark is renewed");
+}

@@ -391,4 +391,20 @@ async fn key_material_cannot_be_changed_in_place_and_the_tallies_follow_every_wr
         .await
         .unwrap();
     assert!(rows <= 3, "{rows} rows after folding");
+    // TRUNCATE (no row triggers) starts that table's tally over.
+    let (code, _) = answer(app.post(
+        &app.admin,
+        "/api/v1/servers/a2/grants",
+        json!({ "username": "root", "login": "ops" }),
+    ))
+    .await;
+    assert_eq!(code, 201);
+    sqlx::raw_sql("TRUNCATE grants")
+        .execute(&app.db.pool)
+        .await
+        .expect("truncate");
+    let (_, board) = answer(app.get(&app.admin, "/api/v1/dashboard")).await;
+    assert_eq!(counts(&board).to_vec(), truth().await[..4].to_vec());
+    assert_eq!(board["totals"]["grants"], 0);
+    assert_eq!(board["totals"]["servers"], 1);
 }
