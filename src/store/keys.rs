@@ -32,14 +32,15 @@ pub struct KeyRow {
 impl KeyRow {
     /// The shape the whole-set views counted this key under.
     pub fn stored_shape(&self) -> KeyShape {
-        let n = |v: i32| u32::try_from(v).unwrap_or(0);
-        KeyShape {
-            algorithm: self.algorithm.clone(),
-            bits: n(self.bits),
-            rsa_exponent_bits: n(self.rsa_exponent_bits),
-            comment_bytes: n(self.comment_bytes),
-            line_bytes: n(self.line_bytes),
-        }
+        super::tallies::shape_from_columns(
+            &self.algorithm,
+            [
+                self.bits,
+                self.rsa_exponent_bits,
+                self.comment_bytes,
+                self.line_bytes,
+            ],
+        )
     }
 }
 

@@ -22,15 +22,28 @@ pub struct ShapeCount {
 
 impl ShapeCount {
     pub fn shape(&self) -> KeyShape {
-        // The columns are non-negative by construction (lengths and bit counts).
-        let n = |v: i32| u32::try_from(v).unwrap_or(0);
-        KeyShape {
-            algorithm: self.algorithm.clone(),
-            bits: n(self.bits),
-            rsa_exponent_bits: n(self.rsa_exponent_bits),
-            comment_bytes: n(self.comment_bytes),
-            line_bytes: n(self.line_bytes),
-        }
+        shape_from_columns(
+            &self.algorithm,
+            [
+                self.bits,
+                self.rsa_exponent_bits,
+                self.comment_bytes,
+                self.line_bytes,
+            ],
+        )
+    }
+}
+
+/// A shape from its columns: `[bits, rsa_exponent_bits, comment_bytes, line_bytes]`. They are
+/// non-negative by construction (bit counts and lengths; `bits` has a CHECK).
+pub fn shape_from_columns(algorithm: &str, [bits, exponent, comment, line]: [i32; 4]) -> KeyShape {
+    let n = |v: i32| u32::try_from(v).unwrap_or(0);
+    KeyShape {
+        algorithm: algorithm.to_owned(),
+        bits: n(bits),
+        rsa_exponent_bits: n(exponent),
+        comment_bytes: n(comment),
+        line_bytes: n(line),
     }
 }
 
