@@ -47,11 +47,24 @@ pub fn shape_from_columns(algorithm: &str, [bits, exponent, comment, line]: [i32
     }
 }
 
+/// Delta rows the tallies may hold before a reader folds them.
+pub const FOLD_AFTER: i64 = 256;
+
 /// Folds the delta rows, if no other transaction is folding them right now (then it simply
 /// skips: the sums are right either way). Deleting and re-inserting in one statement keeps
 /// every delta a concurrent writer appends meanwhile, since the DELETE only sees rows that
 /// were committed when it started.
 pub async fn fold(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    // Reading a few hundred deltas costs less than a write per view: fold only past that.
+    let piled_up: bool = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM key_shape_tallies) + (SELECT count(*) FROM row_tallies) > $1",
+    )
+    .bind(FOLD_AFTER)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !piled_up {
+        return Ok(());
+    }
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let ours: bool =
         sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('keyportal.tallies'))")
