@@ -252,6 +252,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             });
         }
     };
+    let checks_refresh = crate::service::compromised::spawn_refresh(db.pool.clone());
     let addr = listener.local_addr().map_err(ServeError::Serve)?;
     tracing::info!(%addr, startup_ms = started.elapsed().as_millis() as u64, "keyportal is listening on http://{addr}");
     let served = axum::serve(
@@ -261,6 +262,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     .with_graceful_shutdown(shutdown_signal())
     .await;
     tracing::info!("shutting down");
+    checks_refresh.abort();
     if let Some(supervisor) = supervisor {
         supervisor.abort();
     }

@@ -231,7 +231,8 @@ fn stored_key_revalidation_agrees_with_the_full_validator() {
                     .as_bytes(),
                 &policy,
             );
-            let stored = keys::validate_stored(k.public_key(), k.comment(), &policy);
+            let stored =
+                keys::validate_stored(k.public_key(), k.comment(), &policy, &Default::default());
             match (&full, &stored) {
                 (Ok(f), Ok(s)) => {
                     assert_eq!(
@@ -305,9 +306,10 @@ fn shape_verdicts_agree_with_the_validator() {
     let mut refused = 0;
     for policy in &policies {
         for k in &stored {
-            let by_bytes = keys::validate_stored(k.public_key(), k.comment(), policy)
-                .err()
-                .map(|r| r.code);
+            let by_bytes =
+                keys::validate_stored(k.public_key(), k.comment(), policy, &Default::default())
+                    .err()
+                    .map(|r| r.code);
             assert_eq!(
                 k.shape().policy_verdict(policy),
                 by_bytes,

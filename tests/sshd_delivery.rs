@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
-use common::TestApp;
+use common::{answer, TestApp};
 use keyportal::domain::Role;
 use keyportal::service::grants::NewGrant;
 use keyportal::service::users::UserPatch;
@@ -653,4 +653,53 @@ async fn an_openssh_10_5_mldsa44_ed25519_key_logs_in_through_fetch_keys() {
     );
     w.app.services.delete_key(&w.cli, id).await.unwrap();
     assert!(!sshd.logs_in(&w.lab, "quinn").await, "deleted: refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_blocklisted_through_the_api_is_refused_at_its_next_login() {
+    let w = World::new().await;
+    let alice_key = w.user_with_key("alice", "ed25519", "").await;
+    w.grant("alice", None).await;
+    let sshd = Sshd::start(&w.lab, "main", &w.portal(), &w.token, "").await;
+    assert!(sshd.logs_in(&w.lab, "alice").await, "alice has a grant");
+
+    let admin = w.app.user_with_token("blockadmin", Role::Admin).await;
+    let (status, key) = answer(w.app.get(&admin, &format!("/api/v1/keys/{alice_key}"))).await;
+    assert_eq!(status, 200, "{key}");
+    let fingerprint = key["fingerprint_sha256"].as_str().unwrap().to_owned();
+    let (status, entry) = answer(w.app.post(
+        &admin,
+        "/api/v1/blocklist",
+        serde_json::json!({ "fingerprint": fingerprint, "reason": "private key found on a pastebin" }),
+    ))
+    .await;
+    assert_eq!(status, 201, "{entry}");
+    assert_eq!(entry["key_owner"], "alice");
+
+    assert!(
+        !sshd.logs_in(&w.lab, "alice").await,
+        "a blocklisted key is refused at the very next login"
+    );
+    let (_, key) = answer(w.app.get(&admin, &format!("/api/v1/keys/{alice_key}"))).await;
+    assert_eq!(key["status"], "invalid", "{key}");
+    assert_eq!(key["problem"]["code"], "key_compromised", "{key}");
+    assert_eq!(key["problem"]["reason"], "blocklisted", "{key}");
+    assert!(
+        key["problem"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("private key found on a pastebin"),
+        "{key}"
+    );
+
+    // Taking the entry back lets the key in again, also at the next login.
+    let id = entry["id"].as_str().unwrap();
+    let res = w
+        .app
+        .delete(&admin, &format!("/api/v1/blocklist/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(sshd.logs_in(&w.lab, "alice").await, "the entry is gone");
 }

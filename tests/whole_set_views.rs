@@ -47,6 +47,7 @@ async fn rejudge(app: &TestApp, users: &[&str], policy: &Policy) -> Judged {
                 k["public_key"].as_str().expect("public_key"),
                 k["comment"].as_str().expect("comment"),
                 policy,
+                &Default::default(),
             )
             .is_ok();
             let status = match (ok, expires) {

@@ -3,6 +3,7 @@
 //! renders the answer; the rules live in [`crate::service`].
 
 mod audit;
+mod blocklist;
 mod extract;
 mod grants;
 mod keys;
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .merge(tokens::router())
         .merge(policy::router())
         .merge(audit::router())
+        .merge(blocklist::router())
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi::document))
 }

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{__path_metrics, audit, grants, keys, policy, servers, tokens, users};
+use super::{__path_metrics, audit, blocklist, grants, keys, policy, servers, tokens, users};
 use crate::http::error::Problem;
 
 #[derive(OpenApi)]
@@ -19,8 +19,9 @@ use crate::http::error::Problem;
         tokens::list_tokens, tokens::create_token, tokens::revoke_token, tokens::list_user_tokens, tokens::revoke_user_token,
         tokens::create_server_token, tokens::list_server_tokens, tokens::revoke_server_token,
         policy::get_policy, policy::put_policy, policy::preview_policy, policy::dashboard, audit::audit, metrics,
+        blocklist::list_blocklist, blocklist::add_to_blocklist, blocklist::import_blocklist, blocklist::delete_from_blocklist,
     ),
-    components(schemas(Problem, crate::http::error::FieldError, crate::keys::KeyErrorCode)),
+    components(schemas(Problem, crate::http::error::FieldError, crate::keys::KeyErrorCode, crate::keys::CompromiseReason)),
     modifiers(&BearerAuth, &CommonErrors),
 )]
 pub struct ApiDoc;

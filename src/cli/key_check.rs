@@ -118,7 +118,16 @@ fn emit(
             k.fingerprint_sha256(),
             k.comment()
         ),
-        Err(r) => writeln!(out, "{place}: rejected {}: {}", r.code, r.message),
+        Err(r) => match r.reason {
+            Some(reason) => writeln!(
+                out,
+                "{place}: rejected {} ({}): {}",
+                r.code,
+                reason.as_str(),
+                r.message
+            ),
+            None => writeln!(out, "{place}: rejected {}: {}", r.code, r.message),
+        },
     }
 }
 
@@ -156,11 +165,11 @@ fn emit_json(
             }
         }
         Err(r) => {
-            write!(
-                out,
-                ",\"valid\":false,\"code\":\"{}\",\"message\":",
-                r.code.as_str()
-            )?;
+            write!(out, ",\"valid\":false,\"code\":\"{}\",", r.code.as_str())?;
+            if let Some(reason) = r.reason {
+                write!(out, "\"reason\":\"{}\",", reason.as_str())?;
+            }
+            out.write_all(b"\"message\":")?;
             text(out, &r.message)?;
         }
     }

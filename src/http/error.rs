@@ -48,6 +48,10 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     pub code: &'static str,
+    /// With `key_compromised`: what made the key compromised (`blocklisted`, `small_factor`,
+    /// `fermat`, `roca`, `shared_prime`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<crate::keys::CompromiseReason>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }
@@ -68,6 +72,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             code,
+            reason: None,
             errors: Vec::new(),
         }
     }
@@ -89,6 +94,9 @@ impl Problem {
     /// The problem document of a service-layer answer.
     pub fn of(e: &ServiceError) -> Problem {
         let mut p = Problem::new(e.status(), e.code(), e.detail());
+        if let ServiceError::KeyRejected(r) = e {
+            p.reason = r.reason;
+        }
         if let Some(field) = e.field() {
             p.errors.push(FieldError {
                 field,

@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::compromised::CompromiseReason;
+
 /// The stable rejection codes of the key-validation contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -29,10 +31,11 @@ pub enum KeyErrorCode {
     OptionsNotAllowed,
     OptionsInvalid,
     CommentInvalid,
+    KeyCompromised,
 }
 
 impl KeyErrorCode {
-    pub const ALL: [KeyErrorCode; 20] = [
+    pub const ALL: [KeyErrorCode; 21] = [
         Self::Empty,
         Self::TooLong,
         Self::MultipleKeys,
@@ -53,6 +56,7 @@ impl KeyErrorCode {
         Self::OptionsNotAllowed,
         Self::OptionsInvalid,
         Self::CommentInvalid,
+        Self::KeyCompromised,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +81,7 @@ impl KeyErrorCode {
             Self::OptionsNotAllowed => "options_not_allowed",
             Self::OptionsInvalid => "options_invalid",
             Self::CommentInvalid => "comment_invalid",
+            Self::KeyCompromised => "key_compromised",
         }
     }
 
@@ -101,6 +106,9 @@ pub struct KeyRejection {
     pub algorithm: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bits: Option<u32>,
+    /// Only with `key_compromised`: what made the key compromised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<CompromiseReason>,
 }
 
 impl KeyRejection {
@@ -110,17 +118,31 @@ impl KeyRejection {
             message: message.into(),
             algorithm: None,
             bits: None,
+            reason: None,
         }
     }
 
-    pub(crate) fn with_algorithm(mut self, algorithm: &str) -> Self {
+    /// `key_compromised` with its reason; `detail` adds what is known about this case (the
+    /// blocklist entry's reason text, the other key of a shared prime).
+    pub fn compromised(reason: CompromiseReason, detail: Option<&str>) -> Self {
+        let message = match detail {
+            Some(d) if !d.is_empty() => format!("{} ({d})", reason.explain()),
+            _ => reason.explain().to_owned(),
+        };
+        KeyRejection {
+            reason: Some(reason),
+            ..Self::new(KeyErrorCode::KeyCompromised, message)
+        }
+    }
+
+    pub fn with_algorithm(mut self, algorithm: &str) -> Self {
         if self.algorithm.is_none() {
             self.algorithm = Some(algorithm.to_owned());
         }
         self
     }
 
-    pub(crate) fn with_bits(mut self, bits: u32) -> Self {
+    pub fn with_bits(mut self, bits: u32) -> Self {
         self.bits = Some(bits);
         self
     }

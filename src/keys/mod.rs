@@ -10,6 +10,7 @@
 
 pub mod algorithm;
 mod checks;
+pub mod compromised;
 mod ed25519;
 mod error;
 mod fingerprint;
@@ -27,6 +28,7 @@ use base64::Engine;
 use serde::Serialize;
 
 pub use algorithm::{Algorithm, AlgorithmSet};
+pub use compromised::CompromiseReason;
 pub use error::{KeyErrorCode, KeyRejection};
 pub use line::AuthorizedKeysLine;
 pub use options::{KeyOption, KeyOptions};
@@ -119,6 +121,32 @@ impl StoredKeyCheck {
             comment_bytes: self.comment_bytes,
             line_bytes: self.line_bytes,
         }
+    }
+}
+
+/// What the database holds about a stored key besides its text, passed in with it: inputs of
+/// the verdict like the policy, so the verdict stays a pure function of its arguments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredFacts<'a> {
+    /// The computed checks' verdict stored with the key, when the checks of this version
+    /// ([`compromised::CHECKS_VERSION`]) wrote it; `None` runs them.
+    pub computed: Option<Option<CompromiseReason>>,
+    /// The blocklist entry for the key's fingerprint, if there is one.
+    pub blocklisted: Option<BlockEntry<'a>>,
+}
+
+/// A blocklist entry as the validator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockEntry<'a> {
+    /// `Blocklisted` (added by a person) or `SharedPrime` (found by the scan).
+    pub kind: CompromiseReason,
+    /// Why it was added, in the words of whoever added it.
+    pub reason: &'a str,
+}
+
+impl BlockEntry<'_> {
+    pub fn rejection(&self) -> KeyRejection {
+        KeyRejection::compromised(self.kind, Some(self.reason))
     }
 }
 
@@ -230,6 +258,78 @@ pub fn validate_with(
     }
 }
 
+/// A key named by a blocklist entry: its canonical `type base64` form and SHA256 fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyIdentity {
+    pub public_key: String,
+    pub fingerprint_sha256: String,
+}
+
+/// Identifies a one-line public key (`type base64 [comment]`) checked only for being a
+/// well-formed key: type, base64 and wire encoding, no point, size or policy checks. A
+/// blocklist entry needs the fingerprint of keys the validator itself may refuse.
+pub fn identify(line: &[u8]) -> Result<KeyIdentity, KeyRejection> {
+    let parts = text::split_key_line(text::trim(line))?;
+    if parts.options.is_some() {
+        return Err(KeyRejection::new(
+            KeyErrorCode::OptionsNotAllowed,
+            "remove the authorized_keys options before the key type",
+        ));
+    }
+    let algorithm = Algorithm::from_name(parts.type_name).ok_or_else(|| {
+        KeyRejection::new(
+            KeyErrorCode::UnknownAlgorithm,
+            format!(
+                "{} is not an SSH public key type",
+                quoted(parts.type_name, 40)
+            ),
+        )
+    })?;
+    let blob = decode_base64(parts.body)?;
+    wire::decode(&blob, algorithm).map_err(|e| e.with_algorithm(algorithm.as_str()))?;
+    let mut public_key =
+        String::with_capacity(algorithm.as_str().len() + 1 + blob.len() * 4 / 3 + 4);
+    public_key.push_str(algorithm.as_str());
+    public_key.push(' ');
+    STANDARD.encode_string(&blob, &mut public_key);
+    Ok(KeyIdentity {
+        public_key,
+        fingerprint_sha256: fingerprint::sha256(&blob),
+    })
+}
+
+/// The computed compromised-key checks alone, on a stored canonical key (`type base64`): what
+/// the `compromise` column of a key holds. A key that does not decode gets an error; the full
+/// validation of every read refuses it anyway.
+pub fn computed_checks(public_key: &str) -> Result<Option<CompromiseReason>, KeyRejection> {
+    let parts = text::split_key_line(public_key.as_bytes())?;
+    let algorithm = Algorithm::from_name(parts.type_name).ok_or_else(|| {
+        KeyRejection::new(
+            KeyErrorCode::UnknownAlgorithm,
+            format!(
+                "{} is not an SSH public key type",
+                quoted(parts.type_name, 40)
+            ),
+        )
+    })?;
+    let blob = decode_base64(parts.body)?;
+    Ok(match wire::decode(&blob, algorithm)? {
+        wire::KeyBlob::Rsa { n, .. } => compromised::check_rsa_modulus(n),
+        _ => None,
+    })
+}
+
+/// Whether `text` is a SHA256 fingerprint as `ssh-keygen -l -E sha256` prints it: `SHA256:`
+/// and the unpadded base64 of 32 bytes.
+pub fn is_sha256_fingerprint(text: &str) -> bool {
+    text.strip_prefix("SHA256:").is_some_and(|b64| {
+        b64.len() == 43
+            && base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(b64)
+                .is_ok_and(|d| d.len() == 32)
+    })
+}
+
 /// One line of an authorized_keys file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LineVerdict {
@@ -294,7 +394,7 @@ fn validate_line(
 ) -> Result<ValidatedKey, KeyRejection> {
     let parts = text::split_key_line(line)?;
     let comment = parts.comment;
-    judge_line(parts, comment, policy, mode, true)
+    judge_line(parts, comment, policy, mode, true, &StoredFacts::default())
 }
 
 /// Re-validation of a stored key, as every read does: its canonical `type base64` form and its
@@ -304,6 +404,7 @@ pub fn validate_stored(
     public_key: &str,
     comment: &str,
     policy: &Policy,
+    facts: &StoredFacts<'_>,
 ) -> Result<StoredKeyCheck, KeyRejection> {
     let len = public_key.len() + usize::from(!comment.is_empty()) + comment.len();
     if len > policy.max_input_bytes {
@@ -328,6 +429,7 @@ pub fn validate_stored(
         policy,
         OptionsMode::Reject,
         false,
+        facts,
     )
     .map(|k| StoredKeyCheck {
         algorithm: k.algorithm,
@@ -345,6 +447,7 @@ fn judge_line(
     policy: &Policy,
     mode: OptionsMode,
     want_md5: bool,
+    facts: &StoredFacts<'_>,
 ) -> Result<ValidatedKey, KeyRejection> {
     let type_str = String::from_utf8_lossy(parts.type_name);
     let options = match (parts.options, mode) {
@@ -386,6 +489,7 @@ fn judge_line(
         policy,
         InputFormat::Openssh,
         want_md5,
+        facts,
     )
 }
 
@@ -445,9 +549,20 @@ fn finish(
     policy: &Policy,
     format: InputFormat,
 ) -> Result<ValidatedKey, KeyRejection> {
-    finish_with(algorithm, blob, comment, options, policy, format, true)
+    finish_with(
+        algorithm,
+        blob,
+        comment,
+        options,
+        policy,
+        format,
+        true,
+        &StoredFacts::default(),
+    )
 }
 
+// The validator's one inner step: each argument is a separate input of the verdict.
+#[allow(clippy::too_many_arguments)]
 fn finish_with(
     algorithm: Algorithm,
     blob: &[u8],
@@ -456,6 +571,7 @@ fn finish_with(
     policy: &Policy,
     format: InputFormat,
     want_md5: bool,
+    facts: &StoredFacts<'_>,
 ) -> Result<ValidatedKey, KeyRejection> {
     let tag = |e: KeyRejection| e.with_algorithm(algorithm.as_str());
     let decoded = wire::decode(blob, algorithm).map_err(tag)?;
@@ -465,6 +581,18 @@ fn finish_with(
         _ => 0,
     };
     let comment = check_comment(comment, policy).map_err(|e| tag(e).with_bits(bits))?;
+    // Judged last: the contract gives a key that also fails a format or policy check that code.
+    let computed = match (facts.computed, &decoded) {
+        (Some(known), _) => known,
+        (None, wire::KeyBlob::Rsa { n, .. }) => compromised::check_rsa_modulus(n),
+        (None, _) => None,
+    };
+    if let Some(reason) = computed {
+        return Err(tag(KeyRejection::compromised(reason, None)).with_bits(bits));
+    }
+    if let Some(entry) = facts.blocklisted {
+        return Err(tag(entry.rejection()).with_bits(bits));
+    }
     // The blob was checked field by field with no trailing bytes, so its bytes are exactly the
     // canonical encoding of the parsed key: re-encoding it gives the canonical form.
     let mut public_key =

@@ -77,6 +77,8 @@ pub enum Action<'a> {
     ReadAudit,
     /// Manage one's own personal tokens.
     ManageOwnTokens,
+    /// Read and change the blocklist of compromised keys; run the shared-prime scan.
+    ManageBlocklist,
 }
 
 /// Decides. Objects the caller may not see are `NotFound`, so names do not leak; actions the
@@ -120,7 +122,11 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ServiceError
         ) => Ok(()),
         (
             Caller::User { .. },
-            Action::ManageUsers | Action::ManageServers | Action::EditPolicy | Action::ReadAudit,
+            Action::ManageUsers
+            | Action::ManageServers
+            | Action::EditPolicy
+            | Action::ReadAudit
+            | Action::ManageBlocklist,
         ) => Err(ServiceError::Forbidden("this needs the admin role")),
     }
 }
@@ -182,6 +188,7 @@ mod tests {
             (&member(5), Action::ManageUsers),
             (&member(5), Action::EditPolicy),
             (&member(5), Action::ManageServers),
+            (&member(5), Action::ManageBlocklist),
             (&server, Action::ReadPolicy),
             (&server, Action::ManageKeysOf { user_id: 5 }),
         ];

@@ -210,6 +210,7 @@ fn granted_key_is_valid(metrics: &super::Metrics, k: &GrantedKey, policy: &Polic
         &k.comment,
         &k.fingerprint_sha256,
         policy,
+        &k.facts(),
     )
     .is_ok()
 }

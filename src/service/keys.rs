@@ -58,6 +58,9 @@ impl KeyStatus {
 pub struct KeyProblem {
     pub code: KeyErrorCode,
     pub message: String,
+    /// With `key_compromised`: what made the key compromised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<keys::CompromiseReason>,
 }
 
 /// Refuses `adding` more keys to a user who holds `held` when that would pass `quota`.
@@ -86,9 +89,10 @@ pub fn revalidate(
     comment: &str,
     fingerprint: &str,
     policy: &Policy,
+    facts: &keys::StoredFacts<'_>,
 ) -> Result<keys::StoredKeyCheck, KeyRejection> {
     metrics.validations_read.fetch_add(1, Ordering::Relaxed);
-    let result = keys::validate_stored(public_key, comment, policy).and_then(|check| {
+    let result = keys::validate_stored(public_key, comment, policy, facts).and_then(|check| {
         if check.fingerprint_sha256 == fingerprint {
             Ok(check)
         } else {
@@ -112,6 +116,7 @@ impl Services {
             &row.comment,
             &row.fingerprint_sha256,
             policy,
+            &row.facts(),
         )
         .and_then(|check| {
             // The dashboard and the policy preview counted this key by its stored shape
@@ -137,6 +142,7 @@ impl Services {
                 Some(KeyProblem {
                     code: r.code,
                     message: r.message,
+                    reason: r.reason,
                 }),
             ),
             Ok(()) if row.expires_at.is_some_and(|e| e <= now) => (KeyStatus::Expired, None),
@@ -233,6 +239,20 @@ impl Services {
         let key = self
             .validate_key(input, &policy)
             .map_err(ServiceError::KeyRejected)?;
+        // The blocklist is the validator's other input: an entry refuses the key here as on
+        // every read.
+        if let Some((_, kind, reason)) =
+            store::blocklist::entries_for(&self.pool, &[key.fingerprint_sha256()])
+                .await?
+                .into_iter()
+                .next()
+        {
+            return Err(ServiceError::KeyRejected(
+                super::blocklist::refusal(&kind, &reason)
+                    .with_algorithm(key.algorithm().as_str())
+                    .with_bits(key.bits()),
+            ));
+        }
         let title = if title.is_empty() {
             key.comment()
         } else {
@@ -318,6 +338,16 @@ impl Services {
         self.metrics
             .validations_write
             .fetch_add(verdicts.len() as u64, Ordering::Relaxed);
+        let fingerprints: Vec<&str> = verdicts
+            .iter()
+            .filter_map(|v| v.result.as_ref().ok().map(|k| k.fingerprint_sha256()))
+            .collect();
+        let blocked: std::collections::HashMap<String, (String, String)> =
+            store::blocklist::entries_for(&self.pool, &fingerprints)
+                .await?
+                .into_iter()
+                .map(|(fp, kind, reason)| (fp, (kind, reason)))
+                .collect();
         let mut tx = self.pool.begin().await?;
         let held = store::keys::lock_owner_and_count(&mut tx, user.id).await?;
         // Each line's fate is decided here, except whether a new key is registered already:
@@ -329,6 +359,10 @@ impl Services {
         for v in &verdicts {
             let line = match &v.result {
                 Err(r) => ImportLine::rejected(v.line, r.clone()),
+                Ok(k) if blocked.contains_key(k.fingerprint_sha256()) => {
+                    let (kind, reason) = &blocked[k.fingerprint_sha256()];
+                    ImportLine::rejected(v.line, super::blocklist::refusal(kind, reason))
+                }
                 Ok(k) if !seen.insert(k.fingerprint_sha256()) => {
                     ImportLine::duplicate(v.line, k.fingerprint_sha256())
                 }
@@ -342,6 +376,7 @@ impl Services {
                             "the options on this line were not stored: options belong to grants"
                                 .to_owned()
                         }),
+                        reason: None,
                         fingerprint_sha256: Some(k.fingerprint_sha256().to_owned()),
                         key_id: None,
                     }
@@ -444,6 +479,9 @@ pub struct ImportLine {
     pub code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// With `key_compromised`: what made the key compromised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<keys::CompromiseReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -457,6 +495,7 @@ impl ImportLine {
             status: ImportStatus::Duplicate,
             code: Some("duplicate_key".into()),
             message: Some("this key is already registered".into()),
+            reason: None,
             fingerprint_sha256: Some(fingerprint.to_owned()),
             key_id: None,
         }
@@ -468,6 +507,7 @@ impl ImportLine {
             status: ImportStatus::Rejected,
             code: Some(r.code.as_str().to_owned()),
             message: Some(r.message),
+            reason: r.reason,
             fingerprint_sha256: None,
             key_id: None,
         }

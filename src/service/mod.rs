@@ -8,6 +8,8 @@
 pub mod access;
 pub mod audit;
 pub mod authorized_keys;
+pub mod blocklist;
+pub mod compromised;
 pub mod dashboard;
 mod error;
 pub mod grants;

@@ -107,6 +107,22 @@ pub struct GrantedKey {
     pub key_created_at: OffsetDateTime,
     pub grant_created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
+    pub compromise: Option<String>,
+    pub compromise_checks: i16,
+    pub blocked_kind: Option<String>,
+    pub blocked_reason: Option<String>,
+}
+
+impl GrantedKey {
+    /// What the database knows of this key besides its text, as the validator takes it.
+    pub fn facts(&self) -> crate::keys::StoredFacts<'_> {
+        super::keys::stored_facts(
+            self.compromise.as_deref(),
+            self.compromise_checks,
+            self.blocked_kind.as_deref(),
+            self.blocked_reason.as_deref(),
+        )
+    }
 }
 
 /// The columns of a [`GrantedKey`], in the order its rows are read by position: a login with
@@ -115,7 +131,8 @@ pub struct GrantedKey {
 macro_rules! granted_columns {
     () => {
         "k.id, u.username, k.public_key, k.comment, k.fingerprint_sha256,
-         g.options, g.expires_at, k.created_at, g.created_at, k.last_used_at"
+         g.options, g.expires_at, k.created_at, g.created_at, k.last_used_at,
+         k.compromise, k.compromise_checks, b.kind, b.reason"
     };
 }
 
@@ -133,6 +150,10 @@ impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for GrantedKey {
             key_created_at: row.try_get(7)?,
             grant_created_at: row.try_get(8)?,
             last_used_at: row.try_get(9)?,
+            compromise: row.try_get(10)?,
+            compromise_checks: row.try_get(11)?,
+            blocked_kind: row.try_get(12)?,
+            blocked_reason: row.try_get(13)?,
         })
     }
 }
@@ -150,7 +171,7 @@ impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for GrantedKeyAndPolicy {
         use sqlx::Row;
         Ok(GrantedKeyAndPolicy {
             key: GrantedKey::from_row(row)?,
-            policy: row.try_get(10)?,
+            policy: row.try_get(14)?,
         })
     }
 }
@@ -170,6 +191,7 @@ pub fn granted_keys<'a>(
          JOIN grants g ON g.server_id = s.id
          JOIN users u ON u.id = g.user_id
          JOIN ssh_keys k ON k.user_id = g.user_id AND (g.key_id IS NULL OR g.key_id = k.id)
+         LEFT JOIN blocklist b ON b.fingerprint_sha256 = k.fingerprint_sha256
          WHERE s.name = $1 AND g.login = $2 AND NOT u.disabled
            AND (g.expires_at IS NULL OR g.expires_at > now())
            AND (k.expires_at IS NULL OR k.expires_at > now())"
@@ -195,6 +217,7 @@ pub async fn granted_key(
          JOIN users u ON u.id = k.user_id
          JOIN grants g ON g.user_id = k.user_id AND (g.key_id IS NULL OR g.key_id = k.id)
          JOIN servers s ON s.id = g.server_id
+         LEFT JOIN blocklist b ON b.fingerprint_sha256 = k.fingerprint_sha256
          WHERE k.fingerprint_sha256 = $3 AND s.name = $1 AND g.login = $2 AND NOT u.disabled
            AND (g.expires_at IS NULL OR g.expires_at > now())
            AND (k.expires_at IS NULL OR k.expires_at > now())"

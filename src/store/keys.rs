@@ -27,9 +27,26 @@ pub struct KeyRow {
     pub rsa_exponent_bits: i32,
     pub comment_bytes: i32,
     pub line_bytes: i32,
+    /// The computed checks' verdict and the version of the checks that wrote it
+    /// (migrations/0007_compromised_keys.sql).
+    pub compromise: Option<String>,
+    pub compromise_checks: i16,
+    /// The key's blocklist entry, if any.
+    pub blocked_kind: Option<String>,
+    pub blocked_reason: Option<String>,
 }
 
 impl KeyRow {
+    /// What the database knows of this key besides its text, as the validator takes it.
+    pub fn facts(&self) -> crate::keys::StoredFacts<'_> {
+        stored_facts(
+            self.compromise.as_deref(),
+            self.compromise_checks,
+            self.blocked_kind.as_deref(),
+            self.blocked_reason.as_deref(),
+        )
+    }
+
     /// The shape the whole-set views counted this key under.
     pub fn stored_shape(&self) -> KeyShape {
         super::tallies::shape_from_columns(
@@ -48,15 +65,49 @@ macro_rules! key_columns {
     () => {
         "k.id, k.user_id, u.username, k.title, k.algorithm, k.bits, k.public_key, k.comment,
          k.fingerprint_sha256, k.fingerprint_md5, k.created_at, k.expires_at, k.last_used_at,
-         k.rsa_exponent_bits, k.comment_bytes, k.line_bytes"
+         k.rsa_exponent_bits, k.comment_bytes, k.line_bytes,
+         k.compromise, k.compromise_checks, b.kind AS blocked_kind, b.reason AS blocked_reason"
+    };
+}
+/// Every read of a key reads its blocklist entry with it: an entry counts from the next read.
+macro_rules! key_tables {
+    () => {
+        "ssh_keys k JOIN users u ON u.id = k.user_id
+         LEFT JOIN blocklist b ON b.fingerprint_sha256 = k.fingerprint_sha256"
     };
 }
 const COLUMNS: &str = key_columns!();
-const SELECT: &str = concat!(
-    "SELECT ",
-    key_columns!(),
-    " FROM ssh_keys k JOIN users u ON u.id = k.user_id"
-);
+const TABLES: &str = key_tables!();
+const SELECT: &str = concat!("SELECT ", key_columns!(), " FROM ", key_tables!());
+
+/// The validator's view of a key's stored verdict columns and blocklist entry. A value no
+/// version of keyportal writes (a hand-edited row) makes the checks run again rather than be
+/// trusted, and an unknown blocklist kind still blocks.
+pub fn stored_facts<'a>(
+    compromise: Option<&str>,
+    checks: i16,
+    blocked_kind: Option<&str>,
+    blocked_reason: Option<&'a str>,
+) -> crate::keys::StoredFacts<'a> {
+    use crate::keys::{BlockEntry, CompromiseReason, StoredFacts};
+    let computed = if checks == crate::keys::compromised::CHECKS_VERSION {
+        match compromise {
+            None => Some(None),
+            Some(text) => CompromiseReason::parse(text).map(Some),
+        }
+    } else {
+        None
+    };
+    StoredFacts {
+        computed,
+        blocklisted: blocked_reason.map(|reason| BlockEntry {
+            kind: blocked_kind
+                .and_then(CompromiseReason::parse)
+                .unwrap_or(CompromiseReason::Blocklisted),
+            reason,
+        }),
+    }
+}
 
 pub struct NewKey<'a> {
     pub user_id: i64,
@@ -79,8 +130,8 @@ pub async fn insert(
     k: &NewKey<'_>,
 ) -> Result<(Uuid, OffsetDateTime), sqlx::Error> {
     sqlx::query_as(
-        "INSERT INTO ssh_keys (id, user_id, title, algorithm, bits, public_key, comment, fingerprint_sha256, fingerprint_md5, expires_at)
-         VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id, created_at",
+        "INSERT INTO ssh_keys (id, user_id, title, algorithm, bits, public_key, comment, fingerprint_sha256, fingerprint_md5, expires_at, compromise_checks)
+         VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8, $9, $11) RETURNING id, created_at",
     )
     .bind(k.user_id)
     .bind(k.title)
@@ -92,6 +143,8 @@ pub async fn insert(
     .bind(k.fingerprint_md5)
     .bind(k.expires_at)
     .bind(Uuid::now_v7())
+    // The validator passed it, computed checks included: nothing for them to find.
+    .bind(crate::keys::compromised::CHECKS_VERSION)
     .fetch_one(db)
     .await
 }
@@ -108,8 +161,8 @@ pub async fn insert_many<'a>(
     let bits: Vec<i32> = keys.iter().map(|k| k.bits).collect();
     let expires: Vec<Option<OffsetDateTime>> = keys.iter().map(|k| k.expires_at).collect();
     sqlx::query_as(
-        "INSERT INTO ssh_keys (user_id, title, algorithm, bits, public_key, comment, fingerprint_sha256, fingerprint_md5, expires_at, id)
-         SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::uuid[])
+        "INSERT INTO ssh_keys (user_id, title, algorithm, bits, public_key, comment, fingerprint_sha256, fingerprint_md5, expires_at, id, compromise_checks)
+         SELECT *, $11::int2 FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::uuid[])
          ON CONFLICT ON CONSTRAINT ssh_keys_fingerprint_sha256_key DO NOTHING
          RETURNING fingerprint_sha256, id",
     )
@@ -123,6 +176,7 @@ pub async fn insert_many<'a>(
     .bind(column(|k| k.fingerprint_md5))
     .bind(expires)
     .bind(keys.iter().map(|_| Uuid::now_v7()).collect::<Vec<Uuid>>())
+    .bind(crate::keys::compromised::CHECKS_VERSION)
     .fetch_all(db)
     .await
 }
@@ -230,7 +284,7 @@ pub async fn of_shapes(
         "SELECT k.* FROM UNNEST($1::text[], $2::int4[], $3::int4[], $4::int4[], $5::int4[])
              AS s (algorithm, bits, rsa_exponent_bits, comment_bytes, line_bytes)
          CROSS JOIN LATERAL (
-             SELECT {COLUMNS} FROM ssh_keys k JOIN users u ON u.id = k.user_id
+             SELECT {COLUMNS} FROM {TABLES}
              WHERE k.algorithm = s.algorithm AND k.bits = s.bits
                AND k.rsa_exponent_bits = s.rsa_exponent_bits AND k.comment_bytes = s.comment_bytes
                AND k.line_bytes = s.line_bytes
@@ -268,4 +322,40 @@ pub async fn expiring(
     .bind(limit)
     .fetch_all(db)
     .await
+}
+
+/// Up to `limit` keys whose computed-check columns another version of the checks wrote (or
+/// none did): id and canonical key.
+pub async fn unchecked(
+    db: impl PgExecutor<'_>,
+    version: i16,
+    limit: i64,
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, public_key FROM ssh_keys WHERE compromise_checks <> $1 ORDER BY compromise_checks LIMIT $2",
+    )
+    .bind(version)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Stores the computed checks' verdicts (`None`: nothing found) under `version`.
+pub async fn record_computed_checks(
+    db: impl PgExecutor<'_>,
+    verdicts: &[(Uuid, Option<&str>)],
+    version: i16,
+) -> Result<u64, sqlx::Error> {
+    let ids: Vec<Uuid> = verdicts.iter().map(|v| v.0).collect();
+    let found: Vec<Option<&str>> = verdicts.iter().map(|v| v.1).collect();
+    Ok(sqlx::query(
+        "UPDATE ssh_keys k SET compromise = v.found, compromise_checks = $3
+         FROM UNNEST($1::uuid[], $2::text[]) AS v (id, found) WHERE k.id = v.id",
+    )
+    .bind(ids)
+    .bind(found)
+    .bind(version)
+    .execute(db)
+    .await?
+    .rows_affected())
 }

@@ -2,6 +2,7 @@
 //! service layer decides what runs in one transaction.
 
 pub mod audit;
+pub mod blocklist;
 pub mod grants;
 pub mod keys;
 pub mod policy;

@@ -3,6 +3,7 @@
 //! function the JSON API calls, render the page or redirect with a flash message.
 
 mod admin;
+mod blocklist;
 pub mod forms;
 mod keys;
 mod pages;
@@ -57,6 +58,8 @@ pub fn router() -> Router<AppState> {
         .route("/grants/{id}/delete", post(servers::delete_grant))
         .route("/policy", get(admin::policy).post(admin::save_policy))
         .route("/audit", get(admin::audit))
+        .route("/blocklist", get(blocklist::list).post(blocklist::add))
+        .route("/blocklist/{id}/delete", post(blocklist::delete))
         .route("/tokens", get(admin::tokens).post(admin::create_token))
         .route("/tokens/{id}/revoke", post(admin::revoke_token))
 }

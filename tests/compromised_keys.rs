@@ -1,0 +1,433 @@
+//! Compromised keys (issue 15): the computed RSA checks against the `badkeys` package as an
+//! independent oracle, and the blocklist through the JSON API, the submission paths and reads.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use common::{answer, corpus_key, TestApp};
+use keyportal::keys::{self, CompromiseReason, KeyErrorCode, Policy};
+use malachite_nz::natural::Natural;
+use serde_json::{json, Value};
+
+/// A Python environment with badkeys 0.0.21 (from PyPI), made once under target/.
+fn badkeys_python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/badkeys-venv");
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", "import badkeys, gmpy2, cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv");
+        assert!(made.success(), "python3 -m venv failed");
+        let installed = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "badkeys==0.0.21"])
+            .status()
+            .expect("pip");
+        assert!(installed.success(), "pip install badkeys failed");
+    }
+    python
+}
+
+fn rsa_line(n: &Natural, e: u32) -> String {
+    let mut n_be: Vec<u8> = n
+        .to_limbs_asc()
+        .iter()
+        .rev()
+        .flat_map(|l| l.to_be_bytes())
+        .skip_while(|b| *b == 0)
+        .collect();
+    if n_be[0] & 0x80 != 0 {
+        n_be.insert(0, 0);
+    }
+    let e_be: Vec<u8> = e
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
+    let mut blob = Vec::new();
+    for field in [&b"ssh-rsa"[..], &e_be, &n_be] {
+        blob.extend((field.len() as u32).to_be_bytes());
+        blob.extend(field);
+    }
+    format!(
+        "ssh-rsa {} made-by-test",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    )
+}
+
+/// n = a^2 - 1 = (a - 1)(a + 1): Fermat's method factors it in its first step.
+fn fermat_key() -> String {
+    // 1.5 * 2^1023, even, so n is odd and has 2048 bits.
+    let a = (Natural::from(3u32) << 1022u64) + (Natural::from(1u32) << 500u64);
+    rsa_line(&(&a * &a - Natural::from(1u32)), 65537)
+}
+
+/// n = 3 q: a prime factor far below 65537.
+fn small_factor_key() -> String {
+    let q =
+        (Natural::from(1u32) << 2046u64) + (Natural::from(1u32) << 1500u64) + Natural::from(1u32);
+    rsa_line(&(Natural::from(3u32) * q), 65537)
+}
+
+#[test]
+fn keyportal_flags_exactly_the_keys_badkeys_flags_with_the_same_reason() {
+    let python = badkeys_python();
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/badkeys_corpus.py");
+    let made = Command::new(&python)
+        .arg(&script)
+        .arg(dir.path())
+        .arg("10000")
+        .output()
+        .expect("run the badkeys corpus script");
+    assert!(
+        made.status.success(),
+        "badkeys_corpus.py: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let keys = std::fs::read_to_string(dir.path().join("keys.txt")).unwrap();
+    let expected = std::fs::read_to_string(dir.path().join("expected.jsonl")).unwrap();
+    let policy = Policy::default();
+    let (mut flagged, mut ordinary) = (0, 0);
+    for (n, (line, want)) in keys.lines().zip(expected.lines()).enumerate() {
+        let want: Value = serde_json::from_str(want).unwrap();
+        let want: Vec<&str> = want["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        let got = keys::validate(line.as_bytes(), &policy);
+        if want.is_empty() {
+            ordinary += 1;
+            assert!(
+                got.is_ok(),
+                "line {}: badkeys finds nothing, keyportal says {got:?}",
+                n + 1
+            );
+        } else {
+            flagged += 1;
+            let r = got.expect_err("badkeys flags this key");
+            assert_eq!(
+                r.code,
+                KeyErrorCode::KeyCompromised,
+                "line {}: {r:?}",
+                n + 1
+            );
+            let reason = r.reason.expect("a reason").as_str();
+            assert!(
+                want.contains(&reason),
+                "line {}: badkeys says {want:?}, keyportal {reason}",
+                n + 1
+            );
+        }
+    }
+    assert_eq!(keys.lines().count(), expected.lines().count());
+    assert!(ordinary >= 10_000, "{ordinary} ordinary keys");
+    assert!(flagged >= 30, "{flagged} broken keys");
+}
+
+#[test]
+fn the_built_broken_keys_are_refused_with_their_reason_and_advice() {
+    let policy = Policy::default();
+    for (line, reason, advice) in [
+        (fermat_key(), CompromiseReason::Fermat, "Fermat"),
+        (small_factor_key(), CompromiseReason::SmallFactor, "65537"),
+    ] {
+        let r = keys::validate(line.as_bytes(), &policy).unwrap_err();
+        assert_eq!(
+            (r.code, r.reason),
+            (KeyErrorCode::KeyCompromised, Some(reason))
+        );
+        assert!(
+            r.message.contains(advice) && r.message.contains("new key"),
+            "{}",
+            r.message
+        );
+        // A key that also fails a policy check gets that code: compromise is judged last.
+        let strict = Policy {
+            min_rsa_bits: 3072,
+            ..Policy::default()
+        };
+        assert_eq!(
+            keys::validate(line.as_bytes(), &strict).unwrap_err().code,
+            KeyErrorCode::KeyTooSmall
+        );
+    }
+}
+
+#[test]
+fn verdicts_with_the_blocklist_as_input_do_not_depend_on_order_or_thread() {
+    let policy = Policy::default();
+    let stored: Vec<keys::ValidatedKey> = common::generated_ed25519_keys(200)
+        .iter()
+        .map(|k| keys::validate(k.as_bytes(), &policy).unwrap())
+        .collect();
+    let facts = |i: usize| keys::StoredFacts {
+        computed: None,
+        blocklisted: (i % 3 == 0).then_some(keys::BlockEntry {
+            kind: CompromiseReason::Blocklisted,
+            reason: "test",
+        }),
+    };
+    let judge = |i: usize| {
+        let k = &stored[i];
+        keys::validate_stored(k.public_key(), k.comment(), &policy, &facts(i))
+            .map_err(|r| (r.code, r.reason))
+            .map(|c| c.fingerprint_sha256)
+    };
+    let forward: Vec<_> = (0..stored.len()).map(judge).collect();
+    let (stored, judge) = (&stored, &judge);
+    let results: Vec<Vec<_>> = std::thread::scope(|s| {
+        (0..4)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut order: Vec<usize> = (0..stored.len()).collect();
+                    order.rotate_left(t * 37);
+                    if t % 2 == 1 {
+                        order.reverse();
+                    }
+                    let mut out = vec![None; stored.len()];
+                    for i in order {
+                        out[i] = Some(judge(i));
+                    }
+                    out.into_iter().map(Option::unwrap).collect()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect()
+    });
+    for r in results {
+        assert_eq!(r, forward);
+    }
+    assert_eq!(
+        forward.iter().filter(|v| v.is_err()).count(),
+        (0..stored.len()).filter(|i| i % 3 == 0).count()
+    );
+}
+
+async fn fingerprint_of(app: &TestApp, id: &str) -> String {
+    let (_, key) = answer(app.get(&app.admin, &format!("/api/v1/keys/{id}"))).await;
+    key["fingerprint_sha256"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_blocklist_api_adds_lists_imports_and_deletes_with_audit() {
+    let app = TestApp::spawn().await;
+    let alice = app
+        .user_with_token("alice", keyportal::domain::Role::Member)
+        .await;
+    let (status, key) = answer(app.post(
+        &alice,
+        "/api/v1/users/alice/keys",
+        json!({ "key": corpus_key("valid/ed25519.pub") }),
+    ))
+    .await;
+    assert_eq!(status, 201, "{key}");
+    let id = key["id"].as_str().unwrap().to_owned();
+    let fingerprint = fingerprint_of(&app, &id).await;
+
+    // Members may not touch it; bad input changes nothing.
+    let (status, _) = answer(app.get(&alice, "/api/v1/blocklist")).await;
+    assert_eq!(status, 403);
+    for body in [
+        json!({ "fingerprint": "SHA256:short", "reason": "x" }),
+        json!({ "fingerprint": fingerprint, "reason": "  " }),
+        json!({ "fingerprint": fingerprint, "key": corpus_key("valid/ed25519.pub"), "reason": "x" }),
+        json!({ "key": "ssh-ed25519 AAAA!!", "reason": "x" }),
+    ] {
+        let (status, p) = answer(app.post(&app.admin, "/api/v1/blocklist", body)).await;
+        assert_eq!(status, 422, "{p}");
+    }
+    let (_, list) = answer(app.get(&app.admin, "/api/v1/blocklist")).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+
+    // By whole key: stored by its fingerprint, with the owner of the stored key.
+    let (status, entry) = answer(app.post(
+        &app.admin,
+        "/api/v1/blocklist",
+        json!({ "key": corpus_key("valid/ed25519.pub"), "reason": "laptop stolen" }),
+    ))
+    .await;
+    assert_eq!(status, 201, "{entry}");
+    assert_eq!(entry["fingerprint_sha256"], fingerprint.as_str());
+    assert_eq!(entry["key_owner"], "alice");
+    assert_eq!(entry["kind"], "blocklisted");
+    assert_eq!(entry["added_by"], "root");
+    let (status, p) = answer(app.post(
+        &app.admin,
+        "/api/v1/blocklist",
+        json!({ "fingerprint": fingerprint, "reason": "again" }),
+    ))
+    .await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (409, Some("already_blocklisted"))
+    );
+
+    // Every read says why; the owner cannot add it again, alone or in an import.
+    let (_, key) = answer(app.get(&alice, &format!("/api/v1/keys/{id}"))).await;
+    assert_eq!(key["status"], "invalid");
+    assert_eq!(key["problem"]["code"], "key_compromised");
+    assert_eq!(key["problem"]["reason"], "blocklisted");
+    let entry_id = entry["id"].as_str().unwrap().to_owned();
+
+    // Import: a fingerprint, a key, a duplicate, a bad line.
+    let other = common::generated_ed25519_keys(2);
+    let other_fp = keys::identify(other[1].as_bytes())
+        .unwrap()
+        .fingerprint_sha256;
+    let file = format!(
+        "# compromised in the incident\n{other_fp}\n{}\n{fingerprint}\nnot a key\n",
+        other[0]
+    );
+    let res = app
+        .client
+        .post(app.url("/api/v1/blocklist/import?reason=incident%2042"))
+        .bearer_auth(&app.admin)
+        .body(file)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let report: Value = res.json().await.unwrap();
+    assert_eq!(report["added"], 2, "{report}");
+    let statuses: Vec<&str> = report["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["added", "added", "duplicate", "rejected"],
+        "{report}"
+    );
+
+    let bob = app
+        .user_with_token("bob", keyportal::domain::Role::Member)
+        .await;
+    let (status, p) =
+        answer(app.post(&bob, "/api/v1/users/bob/keys", json!({ "key": other[0] }))).await;
+    assert_eq!(
+        (status, p["code"].as_str(), p["reason"].as_str()),
+        (422, Some("key_compromised"), Some("blocklisted")),
+        "{p}"
+    );
+    assert!(p["detail"].as_str().unwrap().contains("incident 42"), "{p}");
+    let res = app
+        .client
+        .post(app.url("/api/v1/users/bob/keys/import"))
+        .bearer_auth(&bob)
+        .body(format!(
+            "{}\n{}\n",
+            other[1],
+            common::generated_ed25519_keys(3)[2]
+        ))
+        .send()
+        .await
+        .unwrap();
+    let report: Value = res.json().await.unwrap();
+    assert_eq!(report["added"], 1, "{report}");
+    assert_eq!(report["lines"][0]["code"], "key_compromised", "{report}");
+    assert_eq!(report["lines"][0]["reason"], "blocklisted", "{report}");
+
+    // Paging, then delete: the key is valid again at the next read.
+    let (_, page) = answer(app.get(&app.admin, "/api/v1/blocklist?limit=2")).await;
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let (_, rest) = answer(app.get(
+        &app.admin,
+        &format!("/api/v1/blocklist?limit=2&cursor={cursor}"),
+    ))
+    .await;
+    assert_eq!(
+        page["items"].as_array().unwrap().len() + rest["items"].as_array().unwrap().len(),
+        3
+    );
+    let res = app
+        .delete(&app.admin, &format!("/api/v1/blocklist/{entry_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let (_, key) = answer(app.get(&alice, &format!("/api/v1/keys/{id}"))).await;
+    assert_eq!(key["status"], "valid", "{key}");
+
+    for action in ["blocklist.add", "blocklist.import", "blocklist.delete"] {
+        let (_, events) =
+            answer(app.get(&app.admin, &format!("/api/v1/audit?action={action}"))).await;
+        let event = &events["items"][0];
+        assert_eq!(event["actor"], "root", "{action}: {events}");
+    }
+}
+
+#[tokio::test]
+async fn a_compromised_key_is_refused_on_submission_and_a_stored_one_on_every_read() {
+    let app = TestApp::spawn().await;
+    app.user_with_token("carol", keyportal::domain::Role::Member)
+        .await;
+    let (status, p) = answer(app.post(
+        &app.admin,
+        "/api/v1/users/carol/keys",
+        json!({ "key": fermat_key() }),
+    ))
+    .await;
+    assert_eq!(
+        (status, p["code"].as_str(), p["reason"].as_str()),
+        (422, Some("key_compromised"), Some("fermat")),
+        "{p}"
+    );
+
+    // A key stored before these checks existed (as an older version would have stored it):
+    // its reads run the checks, and the background pass records the verdict.
+    let line = small_factor_key();
+    let id = keys::identify(line.as_bytes()).unwrap();
+    let key_id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO ssh_keys (user_id, algorithm, bits, public_key, fingerprint_sha256, fingerprint_md5)
+         SELECT id, 'ssh-rsa', 2048, $1, $2, 'MD5:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00'
+         FROM users WHERE username = 'carol' RETURNING id",
+    )
+    .bind(&id.public_key)
+    .bind(&id.fingerprint_sha256)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    let (_, key) = answer(app.get(&app.admin, &format!("/api/v1/keys/{key_id}"))).await;
+    assert_eq!(key["problem"]["code"], "key_compromised", "{key}");
+    assert_eq!(key["problem"]["reason"], "small_factor", "{key}");
+
+    let judged = keyportal::service::compromised::refresh_computed_checks(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(judged >= 1);
+    let (found, checks): (Option<String>, i16) =
+        sqlx::query_as("SELECT compromise, compromise_checks FROM ssh_keys WHERE id = $1")
+            .bind(key_id)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(found.as_deref(), Some("small_factor"));
+    assert_eq!(checks, keyportal::keys::compromised::CHECKS_VERSION);
+    let (_, key) = answer(app.get(&app.admin, &format!("/api/v1/keys/{key_id}"))).await;
+    assert_eq!(key["problem"]["reason"], "small_factor", "{key}");
+    assert_eq!(
+        keyportal::service::compromised::refresh_computed_checks(&app.db.pool)
+            .await
+            .unwrap(),
+        0,
+        "nothing left to judge"
+    );
+}
