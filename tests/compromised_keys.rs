@@ -281,6 +281,15 @@ async fn the_blocklist_api_adds_lists_imports_and_deletes_with_audit() {
     assert_eq!(key["problem"]["code"], "key_compromised");
     assert_eq!(key["problem"]["reason"], "blocklisted");
     let entry_id = entry["id"].as_str().unwrap().to_owned();
+    // The first thing an admin sees, with owner and reason; the owner sees it too.
+    for token in [&app.admin, &alice] {
+        let (_, board) = answer(app.get(token, "/api/v1/dashboard")).await;
+        assert_eq!(board["compromised"][0]["username"], "alice", "{board}");
+        assert_eq!(
+            board["compromised"][0]["problem"]["reason"], "blocklisted",
+            "{board}"
+        );
+    }
 
     // Import: a fingerprint, a key, a duplicate, a bad line.
     let other = common::generated_ed25519_keys(2);
@@ -423,6 +432,12 @@ async fn a_compromised_key_is_refused_on_submission_and_a_stored_one_on_every_re
     assert_eq!(checks, keyportal::keys::compromised::CHECKS_VERSION);
     let (_, key) = answer(app.get(&app.admin, &format!("/api/v1/keys/{key_id}"))).await;
     assert_eq!(key["problem"]["reason"], "small_factor", "{key}");
+    let (_, board) = answer(app.get(&app.admin, "/api/v1/dashboard")).await;
+    assert_eq!(board["compromised"][0]["username"], "carol", "{board}");
+    assert_eq!(
+        board["compromised"][0]["problem"]["reason"], "small_factor",
+        "{board}"
+    );
     assert_eq!(
         keyportal::service::compromised::refresh_computed_checks(&app.db.pool)
             .await

@@ -46,6 +46,9 @@ pub struct Dashboard {
     pub expiring_soon: i64,
     /// Up to [`SHOWN`] of the keys needing attention, validated from their bytes.
     pub attention: Vec<KeyView>,
+    /// Up to [`SHOWN`] compromised keys (blocklisted, or flagged by the computed checks), with
+    /// owner and reason: shown before anything else.
+    pub compromised: Vec<KeyView>,
 }
 
 impl Dashboard {
@@ -137,6 +140,14 @@ impl Services {
                 k.status != KeyStatus::Valid || k.expires_at.is_some_and(|e| e <= soon)
             })
             .await?;
+        let compromised_rows = store::keys::compromised(&self.pool, owner, SHOWN).await?;
+        let compromised = self
+            .shown(compromised_rows, &policy, now, |_, k| {
+                k.problem
+                    .as_ref()
+                    .is_some_and(|p| p.code == crate::keys::KeyErrorCode::KeyCompromised)
+            })
+            .await?;
         Ok(Dashboard {
             totals,
             keys: v.keys,
@@ -145,6 +156,7 @@ impl Services {
             expired_keys: v.expired,
             expiring_soon: v.expiring,
             attention,
+            compromised,
         })
     }
 

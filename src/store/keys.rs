@@ -359,3 +359,36 @@ pub async fn record_computed_checks(
     .await?
     .rows_affected())
 }
+
+/// Up to `limit` compromised keys (of one user, or anyone's): those the computed checks
+/// flagged (the partial index) and those on the blocklist (joined from the blocklist, which
+/// is small), oldest first. Keys not yet judged by this version of the checks show once the
+/// background pass has judged them; their reads refuse them before that.
+pub async fn compromised(
+    db: &sqlx::PgPool,
+    user_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<KeyRow>, sqlx::Error> {
+    let flagged: Vec<KeyRow> = sqlx::query_as(&format!(
+        "{SELECT} WHERE k.compromise IS NOT NULL AND ($1::int8 IS NULL OR k.user_id = $1)
+         ORDER BY k.created_at, k.id LIMIT $2"
+    ))
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    let blocked: Vec<KeyRow> = sqlx::query_as(&format!(
+        "{SELECT} WHERE b.id IS NOT NULL AND ($1::int8 IS NULL OR k.user_id = $1)
+         ORDER BY b.created_at, b.id LIMIT $2"
+    ))
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    let mut rows = blocked;
+    rows.extend(flagged);
+    let mut seen = std::collections::HashSet::new();
+    rows.retain(|r| seen.insert(r.id));
+    rows.truncate(limit as usize);
+    Ok(rows)
+}
