@@ -5,6 +5,7 @@
 #   ssh-keygen -l -f                       (OpenSSH: parse + fingerprint)
 #   sshpubkeys SSHKey(strict=True).parse() (Python library)
 # All three must produce the same SHA256 fingerprints. Usage: bench/compare.sh [N]
+# KEYPORTAL_BASELINE_BIN=/path/to/older/keyportal adds that build to the same run (before/after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100000}
@@ -25,6 +26,9 @@ median() { local n=$1; shift; for _ in $(seq "$n"); do secs "$@"; echo; done | s
 
 echo "keys: $(wc -l < "$KEYS") in $KEYS; cpu: $(nproc) cores, every tool on one core (taskset -c 0); median of 7/5/3 runs"
 t_kp=$(median 7 sh -c "taskset -c 0 $KP key check --lines --json '$KEYS' > '$OUT/kp.jsonl'")
+if [ -n "${KEYPORTAL_BASELINE_BIN:-}" ]; then
+  t_base=$(median 7 sh -c "taskset -c 0 $KEYPORTAL_BASELINE_BIN key check --lines --json '$KEYS' > '$OUT/kp-baseline.jsonl'")
+fi
 t_kg=$(median 5 sh -c "taskset -c 0 ssh-keygen -l -E sha256 -f '$KEYS' > '$OUT/keygen.txt'")
 t_py=$(median 3 sh -c "taskset -c 0 '$OUT/venv/bin/python' bench/sshpubkeys_check.py '$KEYS' > '$OUT/py.txt' 2>'$OUT/py.err'")
 
@@ -47,6 +51,10 @@ awk -v n="$n" -v a="$t_kp" -v b="$t_kg" -v c="$t_py" 'BEGIN {
   printf "%-32s %8s s %10.0f keys/s\n", "ssh-keygen -l -E sha256", b, n/b;
   printf "%-32s %8s s %10.0f keys/s\n", "sshpubkeys (strict)", c, n/c;
   printf "keyportal vs ssh-keygen: %.1fx   vs sshpubkeys: %.1fx\n", b/a, c/a }'
+if [ -n "${t_base:-}" ]; then
+  awk -v n="$n" -v a="$t_kp" -v z="$t_base" -v b="$t_kg" 'BEGIN {
+    printf "%-32s %8s s %10.0f keys/s (%.1fx ssh-keygen); this build takes %.2fx its time\n", "baseline build", z, n/z, b/z, a/z }'
+fi
 
 # OpenSSH 10.5's post-quantum hybrid keys, against OpenSSH 10.5's own ssh-keygen.
 bench/compare_pq.sh
