@@ -67,6 +67,10 @@ pub struct ServeConfig {
     /// marked Secure.
     #[arg(long, env = "KEYPORTAL_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Hours between shared-prime scans of every stored RSA modulus (batch GCD; one process at
+    /// a time); 0 turns the schedule off (the CLI and the admin action still work).
+    #[arg(long, env = "KEYPORTAL_SHARED_PRIME_SCAN_HOURS", default_value_t = 24)]
+    pub shared_prime_scan_hours: u32,
     /// A browser session unused for this many minutes ends.
     #[arg(long, env = "KEYPORTAL_SESSION_IDLE_MINUTES", default_value_t = 60)]
     pub session_idle_minutes: u32,

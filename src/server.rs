@@ -234,6 +234,10 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             .is_some_and(|u| u.starts_with("https://")),
         public_url: cfg.public_url.clone(),
     };
+    let scheduled_scan = crate::service::compromised::spawn_scheduled_scan(
+        state.services.clone(),
+        cfg.shared_prime_scan_hours,
+    );
     let app = app(state, &settings);
     let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
         Ok(l) => l,
@@ -263,6 +267,9 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     .await;
     tracing::info!("shutting down");
     checks_refresh.abort();
+    if let Some(scan) = scheduled_scan {
+        scan.abort();
+    }
     if let Some(supervisor) = supervisor {
         supervisor.abort();
     }

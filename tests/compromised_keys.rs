@@ -446,3 +446,131 @@ async fn a_compromised_key_is_refused_on_submission_and_a_stored_one_on_every_re
         "nothing left to judge"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_prime_scan_finds_every_sharing_key_of_a_gen_bulk_set_and_nothing_else() {
+    let python = badkeys_python();
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/shared_primes_oracle.py");
+    let made = Command::new(&python)
+        .arg(&script)
+        .arg(dir.path())
+        .arg("10000")
+        .output()
+        .expect("run the shared-prime oracle");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let (bulk, independent) = (read("bulk.txt"), read("independent.txt"));
+    let bulk_lines: Vec<&str> = bulk.lines().collect();
+    let expected: std::collections::BTreeSet<String> = read("bulk_sharing.txt")
+        .lines()
+        .map(|n| {
+            let line = bulk_lines[n.parse::<usize>().unwrap() - 1];
+            keys::identify(line.as_bytes()).unwrap().fingerprint_sha256
+        })
+        .collect();
+    assert!(expected.len() > 1000, "gen_bulk's RSA moduli share primes");
+
+    let app = TestApp::spawn().await;
+    let cli = keyportal::service::Ctx::command_line();
+    let mut policy = app.services.policy(&cli).await.unwrap();
+    policy.max_keys_per_user = 20_000;
+    app.services.set_policy(&cli, policy).await.unwrap();
+    for (user, file) in [("bulk", &bulk), ("independent", &independent)] {
+        app.user_with_token(user, keyportal::domain::Role::Member)
+            .await;
+        let report = app
+            .services
+            .import_keys(&cli, user, file.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(report.added, file.lines().count(), "{user}");
+    }
+    let rsa_keys = bulk_lines
+        .iter()
+        .filter(|l| l.starts_with("ssh-rsa "))
+        .count()
+        + 200;
+
+    // Another process holding the scan lock: this one says so and changes nothing.
+    let mut holder = app.db.pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(1802531696)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let (status, p) = answer(app.post(&app.admin, "/api/v1/blocklist/scan", json!({}))).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (409, Some("scan_running")),
+        "{p}"
+    );
+    sqlx::query("SELECT pg_advisory_unlock(1802531696)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    drop(holder);
+
+    let (status, report) = answer(app.post(&app.admin, "/api/v1/blocklist/scan", json!({}))).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["rsa_keys"], rsa_keys);
+    assert_eq!(report["sharing"], expected.len());
+    assert_eq!(report["added"], expected.len());
+    let listed: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT fingerprint_sha256, kind, related_fingerprint FROM blocklist")
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    let found: std::collections::BTreeSet<String> = listed.iter().map(|r| r.0.clone()).collect();
+    assert_eq!(found, expected, "exactly the keys the pairwise gcd finds");
+    for (fp, kind, other) in &listed {
+        assert_eq!(kind, "shared_prime");
+        let other = other.as_deref().expect("names the other key");
+        assert!(expected.contains(other) && other != fp);
+    }
+
+    // The keys are refused from now on, with the reason; the independent ones are untouched.
+    let (_, keys_page) = answer(app.get(&app.admin, "/api/v1/users/bulk/keys?limit=500")).await;
+    let refused = keys_page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["problem"]["reason"] == "shared_prime")
+        .count();
+    let rsa_on_page = keys_page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["algorithm"] == "ssh-rsa")
+        .count();
+    assert_eq!(refused, rsa_on_page);
+    let (_, indep) = answer(app.get(&app.admin, "/api/v1/users/independent/keys?limit=500")).await;
+    assert!(indep["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k["status"] == "valid"));
+
+    // Idempotent: the CLI's run finds the same and adds nothing.
+    let out = common::run_keyportal(
+        &["scan", "shared-primes"],
+        &[("DATABASE_URL", &app.db.url)],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["sharing"], expected.len());
+    assert_eq!(again["added"], 0);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM blocklist")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count as usize, expected.len());
+}

@@ -32,6 +32,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
         [
             "api_tokens",
             "audit_events",
+            "blocklist",
             "grants",
             "key_shape_tallies",
             "policy",

@@ -13,6 +13,7 @@ use super::{created, ApiResult};
 use crate::http::error::Problem;
 use crate::http::AppState;
 use crate::service::blocklist::{BlockEntryView, BlockImportReport, BlockTarget};
+use crate::service::compromised::ScanReport;
 use crate::service::{object_id, Listing, ServiceError};
 
 pub(super) fn router() -> Router<AppState> {
@@ -22,6 +23,7 @@ pub(super) fn router() -> Router<AppState> {
             get(list_blocklist).post(add_to_blocklist),
         )
         .route("/api/v1/blocklist/import", post(import_blocklist))
+        .route("/api/v1/blocklist/scan", post(scan_shared_primes))
         .route("/api/v1/blocklist/{id}", delete(delete_from_blocklist))
 }
 
@@ -114,4 +116,12 @@ pub(super) async fn delete_from_blocklist(
         .delete_from_blocklist(&ctx, object_id(&id, "blocklist entry")?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/blocklist/scan", tag = "blocklist", responses((status = 200, description = "batch GCD over every stored RSA modulus done: each that shares a prime is on the blocklist (`shared_prime`); running it again adds nothing new", body = ScanReport), (status = 409, description = "`scan_running`: another process is scanning", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(super) async fn scan_shared_primes(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.services.scan_shared_primes(&ctx).await?))
 }

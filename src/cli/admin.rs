@@ -118,3 +118,20 @@ pub async fn server_token(args: ServerTokenArgs) -> Result<(), String> {
     db.close().await;
     super::print_stdout(&result.map_err(|e| e.to_string())?.secret)
 }
+
+#[derive(clap::Args, Debug)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+}
+
+pub async fn scan_shared_primes(args: ScanArgs) -> Result<(), String> {
+    let (db, services) = open(&args.database).await?;
+    let result = services
+        .scan_shared_primes(&Ctx::command_line())
+        .await
+        .map_err(|e| e.to_string());
+    db.close().await;
+    let report = serde_json::to_string_pretty(&result?).map_err(|e| e.to_string())?;
+    super::print_stdout(&report)
+}

@@ -41,6 +41,9 @@ pub enum Command {
     /// Servers.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// Scans of the stored keys.
+    #[command(subcommand)]
+    Scan(ScanCommand),
     /// Print a login's authorized_keys lines from the portal: sshd's AuthorizedKeysCommand
     /// (`fetch-keys --portal URL --server S --token-file F %u %f`). Fails closed.
     FetchKeys(fetch_keys::FetchKeysArgs),
@@ -97,6 +100,13 @@ pub enum ServerCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ScanCommand {
+    /// Batch GCD over every stored RSA modulus: moduli sharing a prime go on the blocklist
+    /// (`shared_prime`). Prints the report as JSON; exit 0 whether or not any were found.
+    SharedPrimes(admin::ScanArgs),
+}
+
+#[derive(Subcommand, Debug)]
 pub enum KeyCommand {
     /// Validate public keys. Exit status: 0 all valid, 1 some rejected, 2 usage error.
     Check(key_check::KeyCheckArgs),
@@ -121,6 +131,9 @@ pub fn run() -> ExitCode {
         }
         Command::Server(ServerCommand::Token(args)) => {
             with_runtime(&cli.log, admin::server_token(args))
+        }
+        Command::Scan(ScanCommand::SharedPrimes(args)) => {
+            with_runtime(&cli.log, admin::scan_shared_primes(args))
         }
         Command::Openapi => match serde_json::to_string_pretty(&crate::api::openapi_document())
             .map_err(|e| e.to_string())

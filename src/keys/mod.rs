@@ -20,6 +20,7 @@ mod pem;
 pub mod policy;
 mod rfc4716;
 mod shape;
+pub mod shared_primes;
 mod text;
 mod wire;
 
@@ -317,6 +318,18 @@ pub fn computed_checks(public_key: &str) -> Result<Option<CompromiseReason>, Key
         wire::KeyBlob::Rsa { n, .. } => compromised::check_rsa_modulus(n),
         _ => None,
     })
+}
+
+/// The RSA modulus (big-endian magnitude) of a stored canonical key, if it is an RSA key that
+/// decodes: the shared-prime scan's input.
+pub fn rsa_modulus(public_key: &str) -> Option<Vec<u8>> {
+    let parts = text::split_key_line(public_key.as_bytes()).ok()?;
+    let algorithm = Algorithm::from_name(parts.type_name)?;
+    let blob = decode_base64(parts.body).ok()?;
+    match wire::decode(&blob, algorithm).ok()? {
+        wire::KeyBlob::Rsa { n, .. } => Some(n.to_vec()),
+        _ => None,
+    }
 }
 
 /// Whether `text` is a SHA256 fingerprint as `ssh-keygen -l -E sha256` prints it: `SHA256:`

@@ -65,3 +65,183 @@ pub fn spawn_refresh(pool: sqlx::PgPool) -> tokio::task::JoinHandle<()> {
         }
     })
 }
+
+/// The advisory lock that lets one shared-prime scan run at a time across every process on
+/// the database ("kp" "sp" in ASCII).
+const SCAN_LOCK: i64 = 0x6b70_7370;
+
+/// What a shared-prime scan found.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ScanReport {
+    /// RSA keys scanned.
+    pub rsa_keys: usize,
+    /// Keys whose modulus shares a prime with another stored modulus.
+    pub sharing: usize,
+    /// Blocklist entries this run added (keys found by an earlier run are listed already).
+    pub added: usize,
+    /// Seconds the batch GCD took.
+    pub seconds: f64,
+    /// Each key found, with one other key it shares a prime with.
+    pub found: Vec<SharedPrimeFinding>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SharedPrimeFinding {
+    pub fingerprint_sha256: String,
+    pub other_fingerprint: String,
+}
+
+impl super::Services {
+    /// Batch GCD over every stored RSA modulus: each one that shares a prime with another goes
+    /// on the blocklist as `shared_prime`, naming the other. Running it again adds nothing new.
+    /// One scan at a time across all processes; another caller gets `scan_running`.
+    #[tracing::instrument(skip_all)]
+    pub async fn scan_shared_primes(
+        &self,
+        ctx: &super::Ctx,
+    ) -> Result<ScanReport, super::ServiceError> {
+        super::authorize(&ctx.caller, super::Action::ManageBlocklist)?;
+        let mut lock = self.pool.acquire().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(SCAN_LOCK)
+            .fetch_one(&mut *lock)
+            .await?;
+        if !locked {
+            return Err(super::ServiceError::Conflict {
+                code: "scan_running",
+                detail: "a shared-prime scan is running already; try again when it has finished"
+                    .into(),
+            });
+        }
+        let result = self.scan_shared_primes_locked(ctx).await;
+        if let Err(e) = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(SCAN_LOCK)
+            .execute(&mut *lock)
+            .await
+        {
+            // The lock ends with the connection anyway; do not hand that one back.
+            tracing::warn!(error = %e, "could not release the shared-prime scan lock; closing its connection");
+            lock.detach();
+        }
+        result
+    }
+
+    async fn scan_shared_primes_locked(
+        &self,
+        ctx: &super::Ctx,
+    ) -> Result<ScanReport, super::ServiceError> {
+        let keys = store::keys::rsa_keys(&self.pool).await?;
+        let started = std::time::Instant::now();
+        let (keys, found) = tokio::task::spawn_blocking(move || {
+            let moduli: Vec<(String, malachite_nz::natural::Natural)> = keys
+                .into_iter()
+                .filter_map(|(fp, public_key)| {
+                    keys::rsa_modulus(&public_key)
+                        .map(|n| (fp, keys::compromised::natural_from_be(&n)))
+                })
+                .collect();
+            let numbers: Vec<malachite_nz::natural::Natural> =
+                moduli.iter().map(|(_, n)| n.clone()).collect();
+            let found = keys::shared_primes::shared_primes(&numbers);
+            let fps: Vec<String> = moduli.into_iter().map(|(fp, _)| fp).collect();
+            (fps, found)
+        })
+        .await
+        .map_err(|e| {
+            super::ServiceError::Internal(format!("shared-prime scan task failed: {e}"))
+        })?;
+        let seconds = started.elapsed().as_secs_f64();
+        let found: Vec<SharedPrimeFinding> = found
+            .iter()
+            .map(|f| SharedPrimeFinding {
+                fingerprint_sha256: keys[f.index].clone(),
+                other_fingerprint: keys[f.other].clone(),
+            })
+            .collect();
+        let reasons: Vec<String> = found
+            .iter()
+            .map(|f| {
+                format!(
+                    "its RSA modulus shares a prime factor with that of {} (shared-prime scan)",
+                    f.other_fingerprint
+                )
+            })
+            .collect();
+        let entries: Vec<store::blocklist::NewEntry<'_>> = found
+            .iter()
+            .zip(&reasons)
+            .map(|(f, reason)| store::blocklist::NewEntry {
+                fingerprint_sha256: &f.fingerprint_sha256,
+                public_key: None,
+                kind: keys::CompromiseReason::SharedPrime.as_str(),
+                reason,
+                related_fingerprint: Some(&f.other_fingerprint),
+                added_by: ctx.caller.user_id(),
+            })
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        let mut added = 0;
+        for batch in entries.chunks(2000) {
+            added += store::blocklist::insert_many(&mut *tx, batch).await?.len();
+        }
+        super::audit::record(
+            &mut *tx,
+            ctx,
+            "blocklist.scan",
+            "blocklist",
+            serde_json::json!({ "rsa_keys": keys.len(), "sharing": found.len(), "added": added, "seconds": seconds }),
+        )
+        .await?;
+        tx.commit().await?;
+        if !found.is_empty() {
+            tracing::warn!(
+                rsa_keys = keys.len(),
+                sharing = found.len(),
+                added,
+                "the shared-prime scan found RSA keys that share a prime"
+            );
+        }
+        Ok(ScanReport {
+            rsa_keys: keys.len(),
+            sharing: found.len(),
+            added,
+            seconds,
+            found,
+        })
+    }
+}
+
+/// Runs the scan every `hours` (the first one `hours` after start); 0 turns it off. Only one
+/// process scans at a time (the advisory lock); the others skip that round.
+pub fn spawn_scheduled_scan(
+    services: super::Services,
+    hours: u32,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if hours == 0 {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let every = Duration::from_secs(u64::from(hours) * 3600);
+        loop {
+            tokio::time::sleep(every).await;
+            match services
+                .scan_shared_primes(&super::Ctx::command_line())
+                .await
+            {
+                Ok(r) => tracing::info!(
+                    rsa_keys = r.rsa_keys,
+                    sharing = r.sharing,
+                    added = r.added,
+                    seconds = r.seconds,
+                    "scheduled shared-prime scan done"
+                ),
+                Err(super::ServiceError::Conflict { .. }) => {
+                    tracing::info!("another process is running the shared-prime scan; skipped")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the scheduled shared-prime scan failed; next try at the next interval")
+                }
+            }
+        }
+    }))
+}

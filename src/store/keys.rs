@@ -392,3 +392,12 @@ pub async fn compromised(
     rows.truncate(limit as usize);
     Ok(rows)
 }
+
+/// Fingerprint and canonical text of every stored RSA key: the shared-prime scan's input.
+pub async fn rsa_keys(db: impl PgExecutor<'_>) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT fingerprint_sha256, public_key FROM ssh_keys WHERE algorithm = 'ssh-rsa' ORDER BY id",
+    )
+    .fetch_all(db)
+    .await
+}

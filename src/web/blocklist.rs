@@ -147,3 +147,21 @@ pub async fn delete(
         "Entry deleted: the key is judged without it from the next read on",
     ))
 }
+
+pub async fn scan(
+    State(state): State<AppState>,
+    posted: Posted<Empty>,
+) -> Result<Response, WebError> {
+    let report = state
+        .services
+        .scan_shared_primes(posted.viewer.ctx())
+        .await?;
+    Ok(redirect_with_flash(
+        "/blocklist",
+        "ok",
+        format!(
+            "Scanned {} RSA keys in {:.1} s: {} share a prime, {} newly blocklisted",
+            report.rsa_keys, report.seconds, report.sharing, report.added
+        ),
+    ))
+}

@@ -60,6 +60,7 @@ pub fn router() -> Router<AppState> {
         .route("/audit", get(admin::audit))
         .route("/blocklist", get(blocklist::list).post(blocklist::add))
         .route("/blocklist/{id}/delete", post(blocklist::delete))
+        .route("/blocklist/scan", post(blocklist::scan))
         .route("/tokens", get(admin::tokens).post(admin::create_token))
         .route("/tokens/{id}/revoke", post(admin::revoke_token))
 }
