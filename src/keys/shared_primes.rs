@@ -35,7 +35,7 @@ pub fn shared_primes(moduli: &[Natural]) -> Vec<SharedPrime> {
 }
 
 /// Indexes of the moduli that share a prime with another modulus of the set.
-fn sharing(moduli: &[Natural]) -> Vec<usize> {
+pub fn sharing(moduli: &[Natural]) -> Vec<usize> {
     if moduli.len() < 2 {
         return Vec::new();
     }
