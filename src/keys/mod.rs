@@ -270,7 +270,31 @@ pub struct KeyIdentity {
 /// well-formed key: type, base64 and wire encoding, no point, size or policy checks. A
 /// blocklist entry needs the fingerprint of keys the validator itself may refuse.
 pub fn identify(line: &[u8]) -> Result<KeyIdentity, KeyRejection> {
-    let parts = text::split_key_line(text::trim(line))?;
+    let DecodedLine {
+        algorithm, blob, ..
+    } = decode_key_line(text::trim(line))?;
+    let mut public_key =
+        String::with_capacity(algorithm.as_str().len() + 1 + blob.len().div_ceil(3) * 4);
+    public_key.push_str(algorithm.as_str());
+    public_key.push(' ');
+    STANDARD.encode_string(&blob, &mut public_key);
+    Ok(KeyIdentity {
+        public_key,
+        fingerprint_sha256: fingerprint::sha256(&blob),
+    })
+}
+
+/// A one-line key (no options) that decodes: the common part of [`identify`],
+/// [`computed_checks`] and [`rsa_modulus`].
+struct DecodedLine {
+    algorithm: Algorithm,
+    blob: Vec<u8>,
+    /// The RSA modulus (big-endian magnitude), for an RSA key.
+    rsa_modulus: Option<Vec<u8>>,
+}
+
+fn decode_key_line(line: &[u8]) -> Result<DecodedLine, KeyRejection> {
+    let parts = text::split_key_line(line)?;
     if parts.options.is_some() {
         return Err(KeyRejection::new(
             KeyErrorCode::OptionsNotAllowed,
@@ -287,15 +311,15 @@ pub fn identify(line: &[u8]) -> Result<KeyIdentity, KeyRejection> {
         )
     })?;
     let blob = decode_base64(parts.body)?;
-    wire::decode(&blob, algorithm).map_err(|e| e.with_algorithm(algorithm.as_str()))?;
-    let mut public_key =
-        String::with_capacity(algorithm.as_str().len() + 1 + blob.len() * 4 / 3 + 4);
-    public_key.push_str(algorithm.as_str());
-    public_key.push(' ');
-    STANDARD.encode_string(&blob, &mut public_key);
-    Ok(KeyIdentity {
-        public_key,
-        fingerprint_sha256: fingerprint::sha256(&blob),
+    let modulus =
+        match wire::decode(&blob, algorithm).map_err(|e| e.with_algorithm(algorithm.as_str()))? {
+            wire::KeyBlob::Rsa { n, .. } => Some(n.to_vec()),
+            _ => None,
+        };
+    Ok(DecodedLine {
+        algorithm,
+        blob,
+        rsa_modulus: modulus,
     })
 }
 
@@ -303,33 +327,15 @@ pub fn identify(line: &[u8]) -> Result<KeyIdentity, KeyRejection> {
 /// the `compromise` column of a key holds. A key that does not decode gets an error; the full
 /// validation of every read refuses it anyway.
 pub fn computed_checks(public_key: &str) -> Result<Option<CompromiseReason>, KeyRejection> {
-    let parts = text::split_key_line(public_key.as_bytes())?;
-    let algorithm = Algorithm::from_name(parts.type_name).ok_or_else(|| {
-        KeyRejection::new(
-            KeyErrorCode::UnknownAlgorithm,
-            format!(
-                "{} is not an SSH public key type",
-                quoted(parts.type_name, 40)
-            ),
-        )
-    })?;
-    let blob = decode_base64(parts.body)?;
-    Ok(match wire::decode(&blob, algorithm)? {
-        wire::KeyBlob::Rsa { n, .. } => compromised::check_rsa_modulus(n),
-        _ => None,
-    })
+    Ok(decode_key_line(public_key.as_bytes())?
+        .rsa_modulus
+        .and_then(|n| compromised::check_rsa_modulus(&n)))
 }
 
 /// The RSA modulus (big-endian magnitude) of a stored canonical key, if it is an RSA key that
 /// decodes: the shared-prime scan's input.
 pub fn rsa_modulus(public_key: &str) -> Option<Vec<u8>> {
-    let parts = text::split_key_line(public_key.as_bytes()).ok()?;
-    let algorithm = Algorithm::from_name(parts.type_name)?;
-    let blob = decode_base64(parts.body).ok()?;
-    match wire::decode(&blob, algorithm).ok()? {
-        wire::KeyBlob::Rsa { n, .. } => Some(n.to_vec()),
-        _ => None,
-    }
+    decode_key_line(public_key.as_bytes()).ok()?.rsa_modulus
 }
 
 /// Whether `text` is a SHA256 fingerprint as `ssh-keygen -l -E sha256` prints it: `SHA256:`

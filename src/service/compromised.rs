@@ -101,10 +101,13 @@ impl super::Services {
         ctx: &super::Ctx,
     ) -> Result<ScanReport, super::ServiceError> {
         super::authorize(&ctx.caller, super::Action::ManageBlocklist)?;
-        let mut lock = self.pool.acquire().await?;
+        // A connection of its own, never handed back to the pool: the advisory lock belongs to
+        // the session, so if this request is dropped midway (timeout, client gone) the
+        // connection closes and the lock goes with it, instead of staying held in the pool.
+        let mut lock = self.pool.acquire().await?.detach();
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(SCAN_LOCK)
-            .fetch_one(&mut *lock)
+            .fetch_one(&mut lock)
             .await?;
         if !locked {
             return Err(super::ServiceError::Conflict {
@@ -114,14 +117,9 @@ impl super::Services {
             });
         }
         let result = self.scan_shared_primes_locked(ctx).await;
-        if let Err(e) = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(SCAN_LOCK)
-            .execute(&mut *lock)
-            .await
-        {
-            // The lock ends with the connection anyway; do not hand that one back.
-            tracing::warn!(error = %e, "could not release the shared-prime scan lock; closing its connection");
-            lock.detach();
+        // Closing the session releases the lock.
+        if let Err(e) = sqlx::Connection::close(lock).await {
+            tracing::warn!(error = %e, "closing the shared-prime scan's lock connection failed; the server ends the session and its lock");
         }
         result
     }
