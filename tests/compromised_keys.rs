@@ -12,8 +12,14 @@ use keyportal::keys::{self, CompromiseReason, KeyErrorCode, Policy};
 use malachite_nz::natural::Natural;
 use serde_json::{json, Value};
 
-/// A Python environment with badkeys 0.0.21 (from PyPI), made once under target/.
+/// A Python environment with badkeys 0.0.21 (from PyPI), made once under target/. Tests run
+/// on parallel threads, so one of them makes it and the others wait for it.
 fn badkeys_python() -> PathBuf {
+    static MADE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    MADE.get_or_init(make_badkeys_python).clone()
+}
+
+fn make_badkeys_python() -> PathBuf {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/badkeys-venv");
     let python = venv.join("bin/python");
     let ready = Command::new(&python)

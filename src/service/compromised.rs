@@ -131,17 +131,11 @@ impl super::Services {
         let keys = store::keys::rsa_keys(&self.pool).await?;
         let started = std::time::Instant::now();
         let (keys, found) = tokio::task::spawn_blocking(move || {
-            let moduli: Vec<(String, malachite_nz::natural::Natural)> = keys
+            let (fps, moduli): (Vec<String>, Vec<Vec<u8>>) = keys
                 .into_iter()
-                .filter_map(|(fp, public_key)| {
-                    keys::rsa_modulus(&public_key)
-                        .map(|n| (fp, keys::compromised::natural_from_be(&n)))
-                })
-                .collect();
-            let numbers: Vec<malachite_nz::natural::Natural> =
-                moduli.iter().map(|(_, n)| n.clone()).collect();
-            let found = keys::shared_primes::shared_primes(&numbers);
-            let fps: Vec<String> = moduli.into_iter().map(|(fp, _)| fp).collect();
+                .filter_map(|(fp, public_key)| keys::rsa_modulus(&public_key).map(|n| (fp, n)))
+                .unzip();
+            let found = keys::shared_primes::shared_primes(&moduli);
             (fps, found)
         })
         .await
