@@ -120,6 +120,20 @@ name_type!(
     "up to 253 lower-case letters, digits, '.', '-', starting with a letter or digit"
 );
 
+name_type!(
+    GroupName,
+    "group name",
+    |s: &str| {
+        let b = s.as_bytes();
+        (1..=64).contains(&b.len())
+            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+            && b.iter().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-')
+            })
+    },
+    "1-64 lower-case letters, digits, '_', '.', '-', starting with a letter or digit"
+);
+
 /// A user's role.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,

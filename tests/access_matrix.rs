@@ -8,7 +8,9 @@ mod common;
 use common::TestApp;
 use keyportal::domain::Role;
 use keyportal::service::grants::NewGrant;
+use keyportal::service::groups::NewGroup;
 use keyportal::service::Ctx;
+use keyportal::store::groups::Kind;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -70,6 +72,24 @@ async fn world() -> World {
                 expires_at: None,
             },
         )
+        .await
+        .unwrap();
+    // Teams: alice owns and is in user group ops; web1 is in server group web.
+    let ops = NewGroup {
+        name: "ops".into(),
+        owners: Some(vec!["alice".into()]),
+        ..Default::default()
+    };
+    s.create_group(&cli, Kind::Users, ops).await.unwrap();
+    s.set_group_member(&cli, Kind::Users, "ops", "alice", true)
+        .await
+        .unwrap();
+    let web = NewGroup {
+        name: "web".into(),
+        ..Default::default()
+    };
+    s.create_group(&cli, Kind::Servers, web).await.unwrap();
+    s.set_group_member(&cli, Kind::Servers, "web", "web1", true)
         .await
         .unwrap();
     let s1 = s
@@ -375,6 +395,96 @@ fn routes() -> Vec<Route> {
             "/api/v1/tokens/{alice_token}",
             NoBody,
             [U, 204, 404, 404, 403, 403, U, U, U],
+        ),
+        route(
+            M::GET,
+            "/api/v1/groups",
+            NoBody,
+            [U, 200, 200, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::POST,
+            "/api/v1/groups",
+            Json(|_| json!({"name": "dba", "owners": ["bob"]})),
+            [U, 403, 403, 201, 403, 403, U, U, U],
+        ),
+        route(
+            M::GET,
+            "/api/v1/groups/ops",
+            NoBody,
+            [U, 200, 404, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::PATCH,
+            "/api/v1/groups/ops",
+            Json(|_| json!({"description": "on call"})),
+            [U, 403, 403, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/groups/ops",
+            NoBody,
+            [U, 403, 403, 204, 403, 403, U, U, U],
+        ),
+        route(
+            M::PUT,
+            "/api/v1/groups/ops/members/bob",
+            NoBody,
+            [U, 200, 404, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/groups/ops/members/alice",
+            NoBody,
+            [U, 200, 404, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::GET,
+            "/api/v1/server-groups",
+            NoBody,
+            [U, 403, 403, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::POST,
+            "/api/v1/server-groups",
+            Json(|_| json!({"name": "db"})),
+            [U, 403, 403, 201, 403, 403, U, U, U],
+        ),
+        route(
+            M::GET,
+            "/api/v1/server-groups/web",
+            NoBody,
+            [U, 403, 403, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::PATCH,
+            "/api/v1/server-groups/web",
+            Json(|_| json!({"description": "front ends"})),
+            [U, 403, 403, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/server-groups/web",
+            NoBody,
+            [U, 403, 403, 204, 403, 403, U, U, U],
+        ),
+        route(
+            M::PUT,
+            "/api/v1/server-groups/web/servers/db1",
+            NoBody,
+            [U, 403, 403, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/server-groups/web/servers/web1",
+            NoBody,
+            [U, 403, 403, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::POST,
+            "/api/v1/server-groups/web/grants",
+            Json(|_| json!({"group": "ops", "login": "deploy"})),
+            [U, 403, 403, 201, 403, 403, U, U, U],
         ),
         route(M::GET, "/api/openapi.json", NoBody, [200; 9]),
         route(M::GET, "/healthz", NoBody, [200; 9]),

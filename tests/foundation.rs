@@ -34,14 +34,20 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             "audit_events",
             "blocklist",
             "grants",
+            "group_grants",
             "key_shape_tallies",
             "policy",
             "revocation_horizon",
             "row_tallies",
+            "server_group_members",
+            "server_groups",
             "servers",
             "sessions",
             "sign_in_failures",
             "ssh_keys",
+            "user_group_members",
+            "user_group_owners",
+            "user_groups",
             "users"
         ]
     );

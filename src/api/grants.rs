@@ -13,6 +13,8 @@ use super::{created, ApiResult};
 use crate::http::error::Problem;
 use crate::http::AppState;
 use crate::service::grants::{GrantView, NewGrant};
+use crate::service::groups::{GrantFor, GroupGrantTarget, GroupGrantView, NewGroupGrant};
+use crate::service::ServiceError;
 use crate::service::{object_id, Listing};
 
 pub(super) fn router() -> Router<AppState> {
@@ -60,7 +62,9 @@ pub(super) async fn list_grants(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateGrant {
-    username: String,
+    /// The user granted; or `group`, a user group.
+    username: Option<String>,
+    group: Option<String>,
     login: String,
     key_id: Option<uuid::Uuid>,
     options: Option<String>,
@@ -68,21 +72,54 @@ pub(super) struct CreateGrant {
     expires_at: Option<OffsetDateTime>,
 }
 
-#[utoipa::path(post, path = "/api/v1/servers/{name}/grants", tag = "grants", params(("name" = String, Path, description = "server name")), request_body = CreateGrant, responses((status = 201, description = "created", body = GrantView), (status = 409, description = "`grant_exists`: the user already has this grant", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+/// What `POST /api/v1/servers/{name}/grants` made: a grant to a user, or one to a user group.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(super) enum CreatedGrant {
+    User(GrantView),
+    Group(GroupGrantView),
+}
+
+#[utoipa::path(post, path = "/api/v1/servers/{name}/grants", tag = "grants", params(("name" = String, Path, description = "server name")), request_body = CreateGrant, responses((status = 201, description = "created", body = CreatedGrant), (status = 409, description = "`grant_exists`: the user already has this grant", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn create_grant(
     State(s): State<AppState>,
     Auth(ctx): Auth,
     Path(name): Path<String>,
     ApiJson(b): ApiJson<CreateGrant>,
 ) -> ApiResult<impl IntoResponse> {
-    let new = NewGrant {
-        username: b.username,
-        login: b.login,
-        key_id: b.key_id,
-        options: b.options,
-        expires_at: b.expires_at,
+    let made = match super::groups::grantee(b.username, b.group)? {
+        GrantFor::User(username) => {
+            let new = NewGrant {
+                username,
+                login: b.login,
+                key_id: b.key_id,
+                options: b.options,
+                expires_at: b.expires_at,
+            };
+            CreatedGrant::User(s.services.create_grant(&ctx, &name, new).await?)
+        }
+        GrantFor::Group(group) => {
+            if b.key_id.is_some() {
+                return Err(ServiceError::invalid(
+                    "key_id",
+                    "a grant to a group is for all its members' keys; key_id needs a username",
+                )
+                .into());
+            }
+            let new = NewGroupGrant {
+                grantee: GrantFor::Group(group),
+                login: b.login,
+                options: b.options,
+                expires_at: b.expires_at,
+            };
+            CreatedGrant::Group(
+                s.services
+                    .create_group_grant(&ctx, GroupGrantTarget::Server(&name), new)
+                    .await?,
+            )
+        }
     };
-    Ok(created(s.services.create_grant(&ctx, &name, new).await?))
+    Ok(created(made))
 }
 
 #[utoipa::path(delete, path = "/api/v1/grants/{id}", tag = "grants", params(("id" = String, Path, description = "id (UUID)")), responses((status = 204, description = "deleted")), security(("bearer" = [])))]

@@ -6,6 +6,7 @@ mod audit;
 mod blocklist;
 mod extract;
 mod grants;
+mod groups;
 mod keys;
 mod openapi;
 mod policy;
@@ -34,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .merge(keys::router())
         .merge(servers::router())
         .merge(grants::router())
+        .merge(groups::router())
         .merge(tokens::router())
         .merge(policy::router())
         .merge(audit::router())

@@ -5,7 +5,9 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{__path_metrics, audit, blocklist, grants, keys, policy, servers, tokens, users};
+use super::{
+    __path_metrics, audit, blocklist, grants, groups, keys, policy, servers, tokens, users,
+};
 use crate::http::error::Problem;
 
 #[derive(OpenApi)]
@@ -16,6 +18,9 @@ use crate::http::error::Problem;
         keys::list_keys, keys::add_key, keys::import_keys, keys::validate_key, keys::get_key, keys::delete_key,
         servers::list_servers, servers::create_server, servers::get_server, servers::update_server, servers::delete_server, servers::authorized_keys,
         grants::list_grants, grants::create_grant, grants::delete_grant,
+        groups::list_groups, groups::create_group, groups::get_group, groups::update_group, groups::delete_group, groups::add_group_member, groups::remove_group_member,
+        groups::list_server_groups, groups::create_server_group, groups::get_server_group, groups::update_server_group, groups::delete_server_group,
+        groups::add_server_group_member, groups::remove_server_group_member, groups::create_server_group_grant,
         tokens::list_tokens, tokens::create_token, tokens::revoke_token, tokens::list_user_tokens, tokens::revoke_user_token,
         tokens::create_server_token, tokens::list_server_tokens, tokens::revoke_server_token,
         policy::get_policy, policy::put_policy, policy::preview_policy, policy::dashboard, audit::audit, metrics,

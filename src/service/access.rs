@@ -79,6 +79,13 @@ pub enum Action<'a> {
     ManageOwnTokens,
     /// Read and change the blocklist of compromised keys; run the shared-prime scan.
     ManageBlocklist,
+    /// Create, change and delete user groups and server groups; change server groups'
+    /// members; grant to groups.
+    ManageGroups,
+    /// Read a user group: its members and owners see it.
+    ReadUserGroup { member: bool, owner: bool },
+    /// Add or remove a user group's members: its owners may.
+    ManageUserGroupMembers { member: bool, owner: bool },
 }
 
 /// Decides. Objects the caller may not see are `NotFound`, so names do not leak; actions the
@@ -116,6 +123,24 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ServiceError
             }
         }
         (Caller::User { .. }, Action::ReadAuthorizedKeys { .. }) => not_found("server"),
+        (Caller::User { .. }, Action::ReadUserGroup { member, owner }) => {
+            if member || owner {
+                Ok(())
+            } else {
+                not_found("group")
+            }
+        }
+        (Caller::User { .. }, Action::ManageUserGroupMembers { member, owner }) => {
+            if owner {
+                Ok(())
+            } else if member {
+                Err(ServiceError::Forbidden(
+                    "only the group's owners and admins change its members",
+                ))
+            } else {
+                not_found("group")
+            }
+        }
         (
             Caller::User { .. },
             Action::ListServers | Action::ReadPolicy | Action::ManageOwnTokens,
@@ -126,7 +151,8 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ServiceError
             | Action::ManageServers
             | Action::EditPolicy
             | Action::ReadAudit
-            | Action::ManageBlocklist,
+            | Action::ManageBlocklist
+            | Action::ManageGroups,
         ) => Err(ServiceError::Forbidden("this needs the admin role")),
     }
 }

@@ -57,8 +57,10 @@ impl Services {
         };
         let mut out = String::with_capacity(keys.len() * 600);
         let mut written = HashSet::new();
-        // A key granted twice for the same login (all-keys and one-key grants): the first
-        // grant's line wins, as sshd would take the first matching line anyway.
+        // A key reached by several grants for the same login (a one-key grant and an all-keys
+        // grant, or grants through groups) is written once: the rows are sorted so the most
+        // specific grant comes first (`GrantedKey::grant_rank`, then the oldest), and its
+        // options and expiry are the ones written.
         for (k, valid) in keys {
             if !valid || !written.insert(k.key_id) {
                 continue;
@@ -215,15 +217,23 @@ fn granted_key_is_valid(metrics: &super::Metrics, k: &GrantedKey, policy: &Polic
     .is_ok()
 }
 
-/// authorized_keys order: by user, then the key's age and id, then the grant's age, so the
-/// same grants give the same text in every process and on every read.
+/// authorized_keys order: by user, then the key's age and id, then the grant's specificity and
+/// age, so the same grants give the same text in every process and on every read.
 fn sort_granted<T>(rows: &mut [(GrantedKey, T)]) {
     rows.sort_unstable_by(|(a, _), (b, _)| {
-        (&a.username, a.key_created_at, a.key_id, a.grant_created_at).cmp(&(
-            &b.username,
-            b.key_created_at,
-            b.key_id,
-            b.grant_created_at,
-        ))
+        (
+            &a.username,
+            a.key_created_at,
+            a.key_id,
+            a.grant_rank,
+            a.grant_created_at,
+        )
+            .cmp(&(
+                &b.username,
+                b.key_created_at,
+                b.key_id,
+                b.grant_rank,
+                b.grant_created_at,
+            ))
     });
 }

@@ -176,9 +176,14 @@ impl Services {
     #[tracing::instrument(skip_all)]
     pub async fn delete_grant(&self, ctx: &Ctx, id: Uuid) -> Result<(), ServiceError> {
         authorize(&ctx.caller, Action::ManageServers)?;
-        let row = store::grants::by_id(&self.pool, id)
-            .await?
-            .ok_or(ServiceError::NotFound { what: "grant" })?;
+        let Some(row) = store::grants::by_id(&self.pool, id).await? else {
+            // Grants that name a group have ids of the same kind, in a table of their own.
+            return if self.delete_group_grant(ctx, id).await? {
+                Ok(())
+            } else {
+                Err(ServiceError::NotFound { what: "grant" })
+            };
+        };
         let mut tx = self.pool.begin().await?;
         store::grants::delete(&mut *tx, id).await?;
         super::audit::record(

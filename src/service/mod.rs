@@ -13,6 +13,7 @@ pub mod compromised;
 pub mod dashboard;
 mod error;
 pub mod grants;
+pub mod groups;
 pub mod keys;
 pub mod passwords;
 pub mod policy;

@@ -111,6 +111,11 @@ pub struct GrantedKey {
     pub compromise_checks: i16,
     pub blocked_kind: Option<String>,
     pub blocked_reason: Option<String>,
+    /// How specific the grant that gave this row is, most specific first: 0 a grant of this
+    /// one key, 1 of all of a user's keys on the server, 2 a user on a server group, 3 a user
+    /// group on the server, 4 a user group on a server group. A key reached by several grants
+    /// is written once, with the options of the lowest rank (then the oldest grant).
+    pub grant_rank: i32,
 }
 
 impl GrantedKey {
@@ -131,8 +136,8 @@ impl GrantedKey {
 macro_rules! granted_columns {
     () => {
         "k.id, u.username, k.public_key, k.comment, k.fingerprint_sha256,
-         g.options, g.expires_at, k.created_at, g.created_at, k.last_used_at,
-         k.compromise, k.compromise_checks, b.kind, b.reason"
+         r.options, r.expires_at, k.created_at, r.created_at, k.last_used_at,
+         k.compromise, k.compromise_checks, b.kind, b.reason, r.rank"
     };
 }
 
@@ -154,6 +159,7 @@ impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for GrantedKey {
             compromise_checks: row.try_get(11)?,
             blocked_kind: row.try_get(12)?,
             blocked_reason: row.try_get(13)?,
+            grant_rank: row.try_get(14)?,
         })
     }
 }
@@ -171,29 +177,74 @@ impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for GrantedKeyAndPolicy {
         use sqlx::Row;
         Ok(GrantedKeyAndPolicy {
             key: GrantedKey::from_row(row)?,
-            policy: row.try_get(14)?,
+            policy: row.try_get(15)?,
         })
     }
 }
 
+/// The grants that reach (server `$1`, login `$2`), each with the user it reaches: direct
+/// grants, and group grants resolved through server and user group membership as of this
+/// statement. Columns: user_id, key_id, options, expires_at, created_at, rank (see
+/// [`GrantedKey::grant_rank`]). The three filters limit each branch to one user's grants, for
+/// the fingerprint path.
+macro_rules! reach_cte {
+    ($direct_filter:literal, $group_filter:literal, $member_filter:literal) => {
+        concat!(
+            "srv AS (SELECT id FROM servers WHERE name = $1),
+             grp AS (
+                 SELECT g.user_id, g.user_group_id, g.options, g.expires_at, g.created_at,
+                        3 AS rank
+                   FROM srv JOIN group_grants g ON g.server_id = srv.id
+                  WHERE g.login = $2
+                 UNION ALL
+                 SELECT g.user_id, g.user_group_id, g.options, g.expires_at, g.created_at,
+                        CASE WHEN g.user_id IS NULL THEN 4 ELSE 2 END
+                   FROM srv JOIN server_group_members sm ON sm.server_id = srv.id
+                   JOIN group_grants g ON g.server_group_id = sm.group_id
+                  WHERE g.login = $2
+             ),
+             r AS (
+                 SELECT g.user_id, g.key_id, g.options, g.expires_at, g.created_at,
+                        CASE WHEN g.key_id IS NULL THEN 1 ELSE 0 END AS rank
+                   FROM srv JOIN grants g ON g.server_id = srv.id
+                  WHERE g.login = $2 ",
+            $direct_filter,
+            "
+                 UNION ALL
+                 SELECT grp.user_id, NULL::uuid, grp.options, grp.expires_at, grp.created_at, grp.rank
+                   FROM grp WHERE grp.user_id IS NOT NULL ",
+            $group_filter,
+            "
+                 UNION ALL
+                 SELECT m.user_id, NULL::uuid, grp.options, grp.expires_at, grp.created_at, grp.rank
+                   FROM grp JOIN user_group_members m ON m.group_id = grp.user_group_id ",
+            $member_filter,
+            "
+             )"
+        )
+    };
+}
+
 /// Keys of enabled users with an unexpired grant and an unexpired key, for one server (by
-/// name) and login, in no particular order (the service sorts them). Streamed, so the caller can
-/// validate early rows while later ones arrive. Validity under today's policy is the caller's.
+/// name) and login, in no particular order (the service sorts them), one row per grant that
+/// reaches the key. Streamed, so the caller can validate early rows while later ones arrive.
+/// Validity under today's policy is the caller's.
 pub fn granted_keys<'a>(
     db: &'a sqlx::PgPool,
     server: &'a str,
     login: &'a str,
 ) -> futures_util::stream::BoxStream<'a, Result<GrantedKey, sqlx::Error>> {
     sqlx::query_as(concat!(
-        "SELECT ",
+        "WITH ",
+        reach_cte!("", "", ""),
+        " SELECT ",
         granted_columns!(),
-        " FROM servers s
-         JOIN grants g ON g.server_id = s.id
-         JOIN users u ON u.id = g.user_id
-         JOIN ssh_keys k ON k.user_id = g.user_id AND (g.key_id IS NULL OR g.key_id = k.id)
+        " FROM r
+         JOIN users u ON u.id = r.user_id
+         JOIN ssh_keys k ON k.user_id = r.user_id AND (r.key_id IS NULL OR r.key_id = k.id)
          LEFT JOIN blocklist b ON b.fingerprint_sha256 = k.fingerprint_sha256
-         WHERE s.name = $1 AND g.login = $2 AND NOT u.disabled
-           AND (g.expires_at IS NULL OR g.expires_at > now())
+         WHERE NOT u.disabled
+           AND (r.expires_at IS NULL OR r.expires_at > now())
            AND (k.expires_at IS NULL OR k.expires_at > now())"
     ))
     .bind(server)
@@ -202,7 +253,8 @@ pub fn granted_keys<'a>(
 }
 
 /// The same for the one key with this fingerprint, found through the unique fingerprint
-/// index: the time does not depend on how many keys the server has.
+/// index; every way to its owner's grants is an index too, so the time does not depend on how
+/// many keys, servers or groups there are.
 pub async fn granted_key(
     db: impl PgExecutor<'_>,
     server: &str,
@@ -210,16 +262,21 @@ pub async fn granted_key(
     fingerprint: &str,
 ) -> Result<Vec<GrantedKeyAndPolicy>, sqlx::Error> {
     sqlx::query_as(concat!(
-        "SELECT ",
+        "WITH owner AS (SELECT user_id FROM ssh_keys WHERE fingerprint_sha256 = $3), ",
+        reach_cte!(
+            "AND g.user_id = (SELECT user_id FROM owner)",
+            "AND grp.user_id = (SELECT user_id FROM owner)",
+            "AND m.user_id = (SELECT user_id FROM owner)"
+        ),
+        " SELECT ",
         granted_columns!(),
         ", (SELECT settings FROM policy) AS policy
          FROM ssh_keys k
          JOIN users u ON u.id = k.user_id
-         JOIN grants g ON g.user_id = k.user_id AND (g.key_id IS NULL OR g.key_id = k.id)
-         JOIN servers s ON s.id = g.server_id
+         JOIN r ON r.user_id = k.user_id AND (r.key_id IS NULL OR r.key_id = k.id)
          LEFT JOIN blocklist b ON b.fingerprint_sha256 = k.fingerprint_sha256
-         WHERE k.fingerprint_sha256 = $3 AND s.name = $1 AND g.login = $2 AND NOT u.disabled
-           AND (g.expires_at IS NULL OR g.expires_at > now())
+         WHERE k.fingerprint_sha256 = $3 AND NOT u.disabled
+           AND (r.expires_at IS NULL OR r.expires_at > now())
            AND (k.expires_at IS NULL OR k.expires_at > now())"
     ))
     .bind(server)
@@ -229,15 +286,23 @@ pub async fn granted_key(
     .await
 }
 
-/// Whether the user holds any grant (expired or not) on the server: members see such servers.
+/// Whether any grant (expired or not; direct or through a group) reaches the user on the
+/// server: members see such servers.
 pub async fn user_has_grant_on(
     db: impl PgExecutor<'_>,
     server_id: i64,
     user_id: i64,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM grants WHERE server_id = $1 AND user_id = $2)")
-        .bind(server_id)
-        .bind(user_id)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM grants WHERE server_id = $1 AND user_id = $2)
+             OR EXISTS (SELECT 1 FROM group_grants g
+                         WHERE (g.server_id = $1 OR g.server_group_id IN
+                                   (SELECT group_id FROM server_group_members WHERE server_id = $1))
+                           AND (g.user_id = $2 OR g.user_group_id IN
+                                   (SELECT group_id FROM user_group_members WHERE user_id = $2)))",
+    )
+    .bind(server_id)
+    .bind(user_id)
+    .fetch_one(db)
+    .await
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod blocklist;
 pub mod grants;
+pub mod groups;
 pub mod keys;
 pub mod policy;
 pub mod servers;

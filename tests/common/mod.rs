@@ -570,13 +570,18 @@ pub fn run_keyportal(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::p
 }
 
 /// The tables that hold what people and servers wrote.
-pub const DATA_TABLES: [&str; 6] = [
+pub const DATA_TABLES: [&str; 11] = [
     "users",
     "ssh_keys",
     "servers",
     "grants",
     "api_tokens",
     "audit_events",
+    "user_groups",
+    "user_group_members",
+    "server_groups",
+    "server_group_members",
+    "group_grants",
 ];
 
 /// The row count of each of [`DATA_TABLES`].
