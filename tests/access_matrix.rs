@@ -486,6 +486,18 @@ fn routes() -> Vec<Route> {
             Json(|_| json!({"group": "ops", "login": "deploy"})),
             [U, 403, 403, 201, 403, 403, U, U, U],
         ),
+        route(
+            M::GET,
+            "/api/v1/servers/web1/access",
+            NoBody,
+            [U, 403, 403, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::GET,
+            "/api/v1/users/alice/access?format=csv",
+            NoBody,
+            [U, 200, 404, 200, 403, 403, U, U, U],
+        ),
         route(M::GET, "/api/openapi.json", NoBody, [200; 9]),
         route(M::GET, "/healthz", NoBody, [200; 9]),
     ]

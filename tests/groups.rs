@@ -475,3 +475,149 @@ async fn bad_group_input_gets_a_precise_error_and_changes_nothing() {
         404
     );
 }
+
+#[tokio::test]
+async fn access_reviews_say_who_gets_in_where_and_through_which_grant() {
+    let app = TestApp::spawn().await;
+    let [alice, bob, _] = team(&app).await;
+    let group_grant = ok(
+        app.post(
+            &app.admin,
+            "/api/v1/server-groups/web/grants",
+            json!({ "group": "ops", "login": "deploy", "options": "no-pty" }),
+        ),
+        201,
+    )
+    .await;
+    let direct = ok(
+        app.post(
+            &app.admin,
+            "/api/v1/servers/web1/grants",
+            json!({ "username": "alice", "login": "deploy", "options": "from=\"10.0.0.0/8\"" }),
+        ),
+        201,
+    )
+    .await;
+    // bob's key turns out to be compromised: still listed (someone granted it), never valid.
+    ok(
+        app.post(
+            &app.admin,
+            "/api/v1/blocklist",
+            json!({ "fingerprint": bob, "reason": "laptop stolen" }),
+        ),
+        201,
+    )
+    .await;
+
+    let rows = ok(app.get(&app.admin, "/api/v1/servers/web1/access"), 200).await;
+    let summary: Vec<Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            json!([
+                r["username"],
+                r["login"],
+                r["fingerprint_sha256"],
+                r["options"],
+                r["valid"],
+                r["problem"],
+                r["grant_id"],
+                r["group"],
+                r["server_group"]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            json!([
+                "alice",
+                "deploy",
+                alice,
+                "from=\"10.0.0.0/8\"",
+                true,
+                null,
+                direct["id"],
+                null,
+                null
+            ]),
+            json!([
+                "bob",
+                "deploy",
+                bob,
+                "no-pty",
+                false,
+                "key_compromised",
+                group_grant["id"],
+                "ops",
+                "web"
+            ]),
+        ]
+    );
+    // Where bob gets in: both servers of web, through ops.
+    let rows = ok(app.get(&app.admin, "/api/v1/users/bob/access"), 200).await;
+    let servers: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["server"].as_str().unwrap())
+        .collect();
+    assert_eq!(servers, ["web1", "web2"]);
+
+    // The CSV export, for a spreadsheet: a header, one quoted line per row.
+    let res = app
+        .get(&app.admin, "/api/v1/servers/web1/access?format=csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = res.text().await.unwrap();
+    let lines: Vec<&str> = csv.split("\r\n").collect();
+    assert_eq!(lines[0], keyportal::service::effective_access::CSV_HEADER);
+    assert!(
+        lines[1].starts_with("\"web1\",\"deploy\",\"alice\","),
+        "{csv}"
+    );
+    assert!(
+        lines[1].contains("\"from=\"\"10.0.0.0/8\"\"\""),
+        "quotes doubled: {csv}"
+    );
+    assert!(lines[2].contains("\"false\",\"key_compromised\""), "{csv}");
+    assert_eq!(lines.len(), 4, "two rows and the final line break: {csv}");
+
+    // Members review their own access only; servers' access is for admins.
+    let bob_token = {
+        let cli = keyportal::service::Ctx::command_line();
+        app.services
+            .create_token_for(&cli, "bob", "review", None)
+            .await
+            .unwrap()
+            .secret
+    };
+    assert_eq!(
+        answer(app.get(&bob_token, "/api/v1/users/bob/access"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        answer(app.get(&bob_token, "/api/v1/users/alice/access"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        answer(app.get(&bob_token, "/api/v1/servers/web1/access"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        answer(app.get(&app.admin, "/api/v1/servers/web1/access?format=xml"))
+            .await
+            .0,
+        400
+    );
+}

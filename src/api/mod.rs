@@ -4,6 +4,7 @@
 
 mod audit;
 mod blocklist;
+mod effective_access;
 mod extract;
 mod grants;
 mod groups;
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .merge(servers::router())
         .merge(grants::router())
         .merge(groups::router())
+        .merge(effective_access::router())
         .merge(tokens::router())
         .merge(policy::router())
         .merge(audit::router())

@@ -11,6 +11,7 @@ pub mod authorized_keys;
 pub mod blocklist;
 pub mod compromised;
 pub mod dashboard;
+pub mod effective_access;
 mod error;
 pub mod grants;
 pub mod groups;

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod blocklist;
+pub mod effective_access;
 pub mod grants;
 pub mod groups;
 pub mod keys;
