@@ -703,3 +703,95 @@ async fn a_key_blocklisted_through_the_api_is_refused_at_its_next_login() {
     assert_eq!(res.status(), 204);
     assert!(sshd.logs_in(&w.lab, "alice").await, "the entry is gone");
 }
+
+#[tokio::test]
+async fn a_login_through_a_group_grant_stops_when_the_user_leaves_the_group() {
+    let w = World::new().await;
+    w.user_with_key("alice", "ed25519", "").await;
+    let admin = w.app.user_with_token("teamadmin", Role::Admin).await;
+    let call = |req: reqwest::RequestBuilder, want: u16| async move {
+        let (status, body) = answer(req).await;
+        assert_eq!(status, want, "{body}");
+    };
+    call(
+        w.app.post(
+            &admin,
+            "/api/v1/groups",
+            serde_json::json!({ "name": "ops" }),
+        ),
+        201,
+    )
+    .await;
+    call(
+        w.app.put(
+            &admin,
+            "/api/v1/groups/ops/members/alice",
+            serde_json::json!(null),
+        ),
+        200,
+    )
+    .await;
+    call(
+        w.app.post(
+            &admin,
+            "/api/v1/server-groups",
+            serde_json::json!({ "name": "web" }),
+        ),
+        201,
+    )
+    .await;
+    call(
+        w.app.put(
+            &admin,
+            "/api/v1/server-groups/web/servers/web1",
+            serde_json::json!(null),
+        ),
+        200,
+    )
+    .await;
+    let sshd = Sshd::start(&w.lab, "main", &w.portal(), &w.token, "").await;
+    assert!(!sshd.logs_in(&w.lab, "alice").await, "no grant yet");
+    call(
+        w.app.post(
+            &admin,
+            "/api/v1/server-groups/web/grants",
+            serde_json::json!({ "group": "ops", "login": login() }),
+        ),
+        201,
+    )
+    .await;
+    assert!(
+        sshd.logs_in(&w.lab, "alice").await,
+        "ops on web reaches alice on web1"
+    );
+
+    call(
+        w.app.delete(&admin, "/api/v1/groups/ops/members/alice"),
+        200,
+    )
+    .await;
+    assert!(
+        !sshd.logs_in(&w.lab, "alice").await,
+        "she left ops: refused at the next login"
+    );
+    call(
+        w.app.put(
+            &admin,
+            "/api/v1/groups/ops/members/alice",
+            serde_json::json!(null),
+        ),
+        200,
+    )
+    .await;
+    assert!(sshd.logs_in(&w.lab, "alice").await, "back in ops");
+    call(
+        w.app
+            .delete(&admin, "/api/v1/server-groups/web/servers/web1"),
+        200,
+    )
+    .await;
+    assert!(
+        !sshd.logs_in(&w.lab, "alice").await,
+        "web1 left web: refused at the next login"
+    );
+}
