@@ -37,6 +37,7 @@ struct World {
     alice_token_id: String,
     /// A spare server token of web1, for the revocation route.
     server_token_id: String,
+    request_id: String,
     policy: Value,
 }
 
@@ -92,6 +93,15 @@ async fn world() -> World {
     s.set_group_member(&cli, Kind::Servers, "web", "web1", true)
         .await
         .unwrap();
+    // bob asks for root on db1; alice (no group of his) may not decide it.
+    let request_id: String = sqlx::query_scalar(
+        "INSERT INTO access_requests (requester_id, server_id, login, duration_hours, reason, lapses_at)
+         SELECT u.id, s.id, 'root', 1, 'maintenance', now() + interval '1 day'
+           FROM users u, servers s WHERE u.username = 'bob' AND s.name = 'db1' RETURNING id::text",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
     let s1 = s
         .create_server_token(&cli, "web1", None, None)
         .await
@@ -158,6 +168,7 @@ async fn world() -> World {
         grant_id: grant.id.to_string(),
         alice_token_id,
         server_token_id: spare.token.id.to_string(),
+        request_id,
         policy,
         app,
     }
@@ -498,6 +509,32 @@ fn routes() -> Vec<Route> {
             NoBody,
             [U, 200, 404, 200, 403, 403, U, U, U],
         ),
+        route(
+            M::GET,
+            "/api/v1/access-requests",
+            NoBody,
+            [U, 200, 200, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::POST,
+            "/api/v1/access-requests",
+            Json(
+                |_| json!({"server": "web1", "login": "root", "duration_hours": 2, "reason": "incident 42"}),
+            ),
+            [U, 201, 201, 201, 403, 403, U, U, U],
+        ),
+        route(
+            M::POST,
+            "/api/v1/access-requests/{request}/approve",
+            Json(|_| json!({"comment": "ok"})),
+            [U, 404, 403, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::POST,
+            "/api/v1/access-requests/{request}/deny",
+            Json(|_| json!({})),
+            [U, 404, 403, 200, 403, 403, U, U, U],
+        ),
         route(M::GET, "/api/openapi.json", NoBody, [200; 9]),
         route(M::GET, "/healthz", NoBody, [200; 9]),
     ]
@@ -509,7 +546,8 @@ async fn cell(w: &World, route: &Route, caller: usize) -> Result<(), String> {
         .replace("{key}", &w.key_id)
         .replace("{grant}", &w.grant_id)
         .replace("{alice_token}", &w.alice_token_id)
-        .replace("{server_token}", &w.server_token_id);
+        .replace("{server_token}", &w.server_token_id)
+        .replace("{request}", &w.request_id);
     let mut req = w.app.client.request(route.method.clone(), w.app.url(&path));
     if let Some(token) = &w.tokens[caller] {
         req = req.bearer_auth(token);

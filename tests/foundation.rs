@@ -30,6 +30,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
     assert_eq!(
         tables,
         [
+            "access_requests",
             "api_tokens",
             "audit_events",
             "blocklist",

@@ -2,6 +2,7 @@
 //! each with its own `router()`. Each handler reads its input, calls one service function and
 //! renders the answer; the rules live in [`crate::service`].
 
+mod access_requests;
 mod audit;
 mod blocklist;
 mod effective_access;
@@ -37,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .merge(servers::router())
         .merge(grants::router())
         .merge(groups::router())
+        .merge(access_requests::router())
         .merge(effective_access::router())
         .merge(tokens::router())
         .merge(policy::router())

@@ -6,8 +6,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    __path_metrics, audit, blocklist, effective_access, grants, groups, keys, policy, servers,
-    tokens, users,
+    __path_metrics, access_requests, audit, blocklist, effective_access, grants, groups, keys,
+    policy, servers, tokens, users,
 };
 use crate::http::error::Problem;
 
@@ -23,6 +23,7 @@ use crate::http::error::Problem;
         groups::list_server_groups, groups::create_server_group, groups::get_server_group, groups::update_server_group, groups::delete_server_group,
         groups::add_server_group_member, groups::remove_server_group_member, groups::create_server_group_grant,
         effective_access::server_access, effective_access::user_access,
+        access_requests::list_access_requests, access_requests::create_access_request, access_requests::approve_access_request, access_requests::deny_access_request,
         tokens::list_tokens, tokens::create_token, tokens::revoke_token, tokens::list_user_tokens, tokens::revoke_user_token,
         tokens::create_server_token, tokens::list_server_tokens, tokens::revoke_server_token,
         policy::get_policy, policy::put_policy, policy::preview_policy, policy::dashboard, audit::audit, metrics,

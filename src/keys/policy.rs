@@ -29,6 +29,11 @@ pub struct Policy {
     /// Longest lifetime of a personal API token, in days; a token made without an expiry gets
     /// this one. An account rule, not read by the validator.
     pub max_token_days: u32,
+    /// Longest access a member may request (and an approval grant), in hours. An account
+    /// rule, not read by the validator.
+    pub max_access_request_hours: u32,
+    /// Hours after which a request nobody decided lapses. An account rule.
+    pub access_request_pending_hours: u32,
 }
 
 impl Default for Policy {
@@ -45,6 +50,8 @@ impl Default for Policy {
             max_input_bytes: 16 * 1024,
             max_keys_per_user: 100,
             max_token_days: 90,
+            max_access_request_hours: 168,
+            access_request_pending_hours: 72,
         }
     }
 }
@@ -69,6 +76,12 @@ impl Policy {
         }
         if !(1..=3650).contains(&self.max_token_days) {
             return Err("max_token_days must be between 1 and 3650".into());
+        }
+        if !(1..=8760).contains(&self.max_access_request_hours) {
+            return Err("max_access_request_hours must be between 1 and 8760".into());
+        }
+        if !(1..=720).contains(&self.access_request_pending_hours) {
+            return Err("access_request_pending_hours must be between 1 and 720".into());
         }
         if self.max_comment_bytes > self.max_input_bytes {
             return Err("max_comment_bytes cannot exceed max_input_bytes".into());

@@ -6,6 +6,7 @@
 //! - Every change writes its audit event in the same transaction as the change.
 
 pub mod access;
+pub mod access_requests;
 pub mod audit;
 pub mod authorized_keys;
 pub mod blocklist;

@@ -1,6 +1,7 @@
 //! Storage: every SQL statement, with bound parameters. Functions take an executor so the
 //! service layer decides what runs in one transaction.
 
+pub mod access_requests;
 pub mod audit;
 pub mod blocklist;
 pub mod effective_access;

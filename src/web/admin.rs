@@ -82,6 +82,12 @@ fn policy_from_form(fields: &[(String, String)], base: &Policy) -> Result<Policy
             "max_comment_bytes" => policy.max_comment_bytes = number("max_comment_bytes")? as usize,
             "max_keys_per_user" => policy.max_keys_per_user = number("max_keys_per_user")?,
             "max_token_days" => policy.max_token_days = number("max_token_days")?,
+            "max_access_request_hours" => {
+                policy.max_access_request_hours = number("max_access_request_hours")?
+            }
+            "access_request_pending_hours" => {
+                policy.access_request_pending_hours = number("access_request_pending_hours")?
+            }
             "allowed_algorithms" => {
                 let a = Algorithm::ALL
                     .into_iter()

@@ -570,7 +570,7 @@ pub fn run_keyportal(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::p
 }
 
 /// The tables that hold what people and servers wrote.
-pub const DATA_TABLES: [&str; 11] = [
+pub const DATA_TABLES: [&str; 12] = [
     "users",
     "ssh_keys",
     "servers",
@@ -582,6 +582,7 @@ pub const DATA_TABLES: [&str; 11] = [
     "server_groups",
     "server_group_members",
     "group_grants",
+    "access_requests",
 ];
 
 /// The row count of each of [`DATA_TABLES`].
