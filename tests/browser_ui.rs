@@ -380,3 +380,112 @@ async fn a_member_sees_only_their_own_pages() {
     shots.take(&b, "04-member-keys").await;
     b.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_requests_access_and_an_owner_approves_it_in_the_browser() {
+    use keyportal::service::groups::{GrantFor, GroupGrantTarget, NewGroup, NewGroupGrant};
+    use keyportal::store::groups::Kind;
+    let portal = portal().await;
+    let s = Services::new(portal.db.pool.clone());
+    let cli = Ctx::command_line();
+    // olga owns group ops (alice is in it), which holds a grant on server group web (web1).
+    s.create_user(
+        &cli,
+        NewUser {
+            username: "olga".into(),
+            role: Some(Role::Member),
+            password: Some(PASSWORD.into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.create_server(&cli, "web1", None, None).await.unwrap();
+    let ops = NewGroup {
+        name: "ops".into(),
+        owners: Some(vec!["olga".into()]),
+        ..Default::default()
+    };
+    s.create_group(&cli, Kind::Users, ops).await.unwrap();
+    s.set_group_member(&cli, Kind::Users, "ops", "alice", true)
+        .await
+        .unwrap();
+    let web = NewGroup {
+        name: "web".into(),
+        ..Default::default()
+    };
+    s.create_group(&cli, Kind::Servers, web).await.unwrap();
+    s.set_group_member(&cli, Kind::Servers, "web", "web1", true)
+        .await
+        .unwrap();
+    let template = NewGroupGrant {
+        grantee: GrantFor::Group("ops".into()),
+        login: "deploy".into(),
+        options: None,
+        expires_at: None,
+    };
+    s.create_group_grant(&cli, GroupGrantTarget::ServerGroup("web"), template)
+        .await
+        .unwrap();
+
+    let driver = Driver::start().await;
+    let shots = Shots::new("access-request");
+    let base = &portal.base;
+
+    // alice asks for root on web1 for 2 hours.
+    let alice_profile = tempfile::tempdir().unwrap();
+    let a = driver.browser(alice_profile.path()).await;
+    sign_in(&a, base, "alice").await;
+    click(&a, "header nav a[href='/access-requests']").await;
+    fill(&a, "#target", "web1").await;
+    fill(&a, "#login", "root").await;
+    fill(&a, "#duration_hours", "2").await;
+    fill(&a, "#reason", "incident 42: disk full").await;
+    submit(&a, "form[action='/access-requests'] button[type=submit]").await;
+    assert!(text_of(&a, ".flash")
+        .await
+        .contains("waits for an approver"));
+    assert_eq!(text_of(&a, "[data-testid=request-status]").await, "pending");
+    shots.take(&a, "01-requested").await;
+
+    // olga finds it in her inbox and approves it with a comment.
+    let olga_profile = tempfile::tempdir().unwrap();
+    let o = driver.browser(olga_profile.path()).await;
+    sign_in(&o, base, "olga").await;
+    o.goto(&format!("{base}/access-requests")).await.unwrap();
+    let inbox = text_of(&o, "#inbox-table tbody").await;
+    assert!(
+        inbox.contains("alice") && inbox.contains("incident 42"),
+        "{inbox}"
+    );
+    shots.take(&o, "02-inbox").await;
+    fill(&o, "#inbox-table input[name=comment]", "ok, 2 hours").await;
+    submit(&o, "#inbox-table button[aria-label^='Approve']").await;
+    assert!(text_of(&o, ".flash")
+        .await
+        .contains("Approved alice's request"));
+    assert!(text_of(&o, "#inbox-table tbody")
+        .await
+        .contains("Nothing is waiting"));
+    o.close().await.unwrap();
+
+    // alice sees it approved, and the grant is there, ending in two hours.
+    a.refresh().await.unwrap();
+    assert_eq!(
+        text_of(&a, "[data-testid=request-status]").await,
+        "approved"
+    );
+    shots.take(&a, "03-approved").await;
+    a.close().await.unwrap();
+    let grants = s
+        .list_grants(&cli, "web1", Some("alice"), None, None)
+        .await
+        .unwrap();
+    assert_eq!(grants.items.len(), 1);
+    assert_eq!(grants.items[0].login, "root");
+    let left = grants.items[0].expires_at.unwrap() - time::OffsetDateTime::now_utc();
+    assert!(
+        left > time::Duration::minutes(119) && left <= time::Duration::hours(2),
+        "{left}"
+    );
+}

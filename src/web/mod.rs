@@ -2,6 +2,7 @@
 //! back, no JavaScript needed. Handlers are thin: read the form, call the same service
 //! function the JSON API calls, render the page or redirect with a flash message.
 
+mod access_requests;
 mod admin;
 mod blocklist;
 pub mod forms;
@@ -58,6 +59,15 @@ pub fn router() -> Router<AppState> {
         .route("/grants/{id}/delete", post(servers::delete_grant))
         .route("/policy", get(admin::policy).post(admin::save_policy))
         .route("/audit", get(admin::audit))
+        .route(
+            "/access-requests",
+            get(access_requests::list).post(access_requests::create),
+        )
+        .route(
+            "/access-requests/{id}/approve",
+            post(access_requests::approve),
+        )
+        .route("/access-requests/{id}/deny", post(access_requests::deny))
         .route("/blocklist", get(blocklist::list).post(blocklist::add))
         .route("/blocklist/{id}/delete", post(blocklist::delete))
         .route("/blocklist/scan", post(blocklist::scan))
