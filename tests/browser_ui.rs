@@ -383,7 +383,6 @@ async fn a_member_sees_only_their_own_pages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_requests_access_and_an_owner_approves_it_in_the_browser() {
-    use keyportal::service::groups::{GrantFor, GroupGrantTarget, NewGroup, NewGroupGrant};
     use keyportal::store::groups::Kind;
     let portal = portal().await;
     let s = Services::new(portal.db.pool.clone());
@@ -401,36 +400,60 @@ async fn a_member_requests_access_and_an_owner_approves_it_in_the_browser() {
     .await
     .unwrap();
     s.create_server(&cli, "web1", None, None).await.unwrap();
-    let ops = NewGroup {
-        name: "ops".into(),
-        owners: Some(vec!["olga".into()]),
-        ..Default::default()
-    };
-    s.create_group(&cli, Kind::Users, ops).await.unwrap();
-    s.set_group_member(&cli, Kind::Users, "ops", "alice", true)
-        .await
-        .unwrap();
-    let web = NewGroup {
-        name: "web".into(),
-        ..Default::default()
-    };
-    s.create_group(&cli, Kind::Servers, web).await.unwrap();
-    s.set_group_member(&cli, Kind::Servers, "web", "web1", true)
-        .await
-        .unwrap();
-    let template = NewGroupGrant {
-        grantee: GrantFor::Group("ops".into()),
-        login: "deploy".into(),
-        options: None,
-        expires_at: None,
-    };
-    s.create_group_grant(&cli, GroupGrantTarget::ServerGroup("web"), template)
-        .await
-        .unwrap();
 
     let driver = Driver::start().await;
     let shots = Shots::new("access-request");
     let base = &portal.base;
+
+    // boss builds the groups in the UI: ops = {alice}, web = {web1}, ops on web as deploy.
+    let boss_profile = tempfile::tempdir().unwrap();
+    let boss = driver.browser(boss_profile.path()).await;
+    sign_in(&boss, base, "boss").await;
+    click(&boss, "header nav a[href='/groups']").await;
+    fill(&boss, "#group-name", "ops").await;
+    submit(&boss, "#create-group").await;
+    fill(&boss, "#server-group-name", "web").await;
+    submit(&boss, "#create-server-group").await;
+    fill(&boss, "#member-ops", "alice").await;
+    submit(&boss, "button[aria-label='Add to ops']").await;
+    fill(&boss, "#server-web", "web1").await;
+    submit(&boss, "button[aria-label='Add a server to web']").await;
+    fill(&boss, "#grant-group", "ops").await;
+    fill(&boss, "#grant-server-group", "web").await;
+    fill(&boss, "#grant-login", "deploy").await;
+    submit(&boss, "#grant-submit").await;
+    assert!(text_of(&boss, ".flash")
+        .await
+        .contains("may log in to every server of web as deploy"));
+    let groups = text_of(&boss, "#groups-table tbody").await;
+    assert!(
+        groups.contains("ops") && groups.contains("alice"),
+        "{groups}"
+    );
+    assert!(text_of(&boss, "#server-groups-table tbody")
+        .await
+        .contains("web1"));
+    shots.take(&boss, "00-groups").await;
+    boss.close().await.unwrap();
+    // Owners are set through the API (PATCH /api/v1/groups/ops); the page has no owner form.
+    s.update_group(
+        &cli,
+        Kind::Users,
+        "ops",
+        keyportal::service::groups::GroupPatch {
+            owners: Some(vec!["olga".into()]),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.authorized_keys(&cli, "web1", "deploy", None)
+            .await
+            .unwrap(),
+        "",
+        "alice has no key yet: nothing to write, but no error"
+    );
 
     // alice asks for root on web1 for 2 hours.
     let alice_profile = tempfile::tempdir().unwrap();
@@ -487,5 +510,26 @@ async fn a_member_requests_access_and_an_owner_approves_it_in_the_browser() {
     assert!(
         left > time::Duration::minutes(119) && left <= time::Duration::hours(2),
         "{left}"
+    );
+    // Two hours later (moved here, not waited for) the grant has ended by itself.
+    let key = corpus_key("valid/ed25519.pub");
+    s.add_key(&cli, "alice", key.as_bytes(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.authorized_keys(&cli, "web1", "root", None)
+            .await
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    sqlx::query("UPDATE grants SET expires_at = now() - interval '1 second' WHERE login = 'root'")
+        .execute(&portal.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.authorized_keys(&cli, "web1", "root", None).await.unwrap(),
+        ""
     );
 }

@@ -6,6 +6,7 @@ mod access_requests;
 mod admin;
 mod blocklist;
 pub mod forms;
+mod groups;
 mod keys;
 mod pages;
 mod servers;
@@ -68,6 +69,7 @@ pub fn router() -> Router<AppState> {
             post(access_requests::approve),
         )
         .route("/access-requests/{id}/deny", post(access_requests::deny))
+        .route("/groups", get(groups::list).post(groups::act))
         .route("/blocklist", get(blocklist::list).post(blocklist::add))
         .route("/blocklist/{id}/delete", post(blocklist::delete))
         .route("/blocklist/scan", post(blocklist::scan))
