@@ -511,7 +511,7 @@ async fn a_member_requests_access_and_an_owner_approves_it_in_the_browser() {
         left > time::Duration::minutes(119) && left <= time::Duration::hours(2),
         "{left}"
     );
-    // Two hours later (moved here, not waited for) the grant has ended by itself.
+    // With a key, alice gets in as deploy (through ops on web) and as root (the approval).
     let key = corpus_key("valid/ed25519.pub");
     s.add_key(&cli, "alice", key.as_bytes(), None, None)
         .await
@@ -524,6 +524,25 @@ async fn a_member_requests_access_and_an_owner_approves_it_in_the_browser() {
             .count(),
         1
     );
+    // The admin's access page says so, and why.
+    let boss_profile = tempfile::tempdir().unwrap();
+    let boss = driver.browser(boss_profile.path()).await;
+    sign_in(&boss, base, "boss").await;
+    boss.goto(&format!("{base}/servers/web1")).await.unwrap();
+    click(&boss, "#server-access").await;
+    let rows = text_of(&boss, "#access tbody").await;
+    assert!(
+        rows.contains("deploy") && rows.contains("group ops on server group web"),
+        "{rows}"
+    );
+    assert!(
+        rows.contains("root") && rows.contains("user grant"),
+        "{rows}"
+    );
+    shots.take(&boss, "04-who-can-log-in").await;
+    boss.close().await.unwrap();
+
+    // Two hours later (moved here, not waited for) the grant has ended by itself.
     sqlx::query("UPDATE grants SET expires_at = now() - interval '1 second' WHERE login = 'root'")
         .execute(&portal.db.pool)
         .await

@@ -70,6 +70,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/access-requests/{id}/deny", post(access_requests::deny))
         .route("/groups", get(groups::list).post(groups::act))
+        .route("/servers/{name}/access", get(servers::access))
         .route("/blocklist", get(blocklist::list).post(blocklist::add))
         .route("/blocklist/{id}/delete", post(blocklist::delete))
         .route("/blocklist/scan", post(blocklist::scan))

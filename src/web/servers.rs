@@ -380,3 +380,26 @@ pub async fn revoke_token(
         "Server token revoked: the next login that needs it is refused",
     ))
 }
+
+#[derive(Template)]
+#[template(path = "server_access.html")]
+struct ServerAccessPage {
+    chrome: Option<Chrome>,
+    server: String,
+    rows: Vec<crate::service::effective_access::AccessView>,
+}
+
+/// Who can log in to the server now, and why (admins).
+pub async fn access(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    let rows = state.services.server_access(viewer.ctx(), &name).await?;
+    let p = ServerAccessPage {
+        chrome: Some(viewer.chrome.clone()),
+        server: name,
+        rows,
+    };
+    Ok(page(axum::http::StatusCode::OK, p.chrome.as_ref(), &p))
+}
