@@ -540,6 +540,16 @@ async fn a_member_requests_access_and_an_owner_approves_it_in_the_browser() {
         "{rows}"
     );
     shots.take(&boss, "04-who-can-log-in").await;
+    boss.goto(&format!("{base}/users/alice/keys"))
+        .await
+        .unwrap();
+    click(&boss, "#user-access").await;
+    let rows = text_of(&boss, "#access tbody").await;
+    assert_eq!(
+        rows.matches("web1").count(),
+        2,
+        "deploy and root on web1: {rows}"
+    );
     boss.close().await.unwrap();
 
     // Two hours later (moved here, not waited for) the grant has ended by itself.

@@ -71,6 +71,7 @@ pub fn router() -> Router<AppState> {
         .route("/access-requests/{id}/deny", post(access_requests::deny))
         .route("/groups", get(groups::list).post(groups::act))
         .route("/servers/{name}/access", get(servers::access))
+        .route("/users/{username}/access", get(servers::user_access))
         .route("/blocklist", get(blocklist::list).post(blocklist::add))
         .route("/blocklist/{id}/delete", post(blocklist::delete))
         .route("/blocklist/scan", post(blocklist::scan))

@@ -382,11 +382,14 @@ pub async fn revoke_token(
 }
 
 #[derive(Template)]
-#[template(path = "server_access.html")]
-struct ServerAccessPage {
-    chrome: Option<Chrome>,
-    server: String,
-    rows: Vec<crate::service::effective_access::AccessView>,
+#[template(path = "access.html")]
+pub(super) struct AccessPage {
+    pub chrome: Option<Chrome>,
+    pub title: String,
+    /// The CSV export of the same rows.
+    pub csv: String,
+    pub empty: String,
+    pub rows: Vec<crate::service::effective_access::AccessView>,
 }
 
 /// Who can log in to the server now, and why (admins).
@@ -396,10 +399,32 @@ pub async fn access(
     Path(name): Path<String>,
 ) -> Result<Response, WebError> {
     let rows = state.services.server_access(viewer.ctx(), &name).await?;
-    let p = ServerAccessPage {
+    // A name the lookup found: letters, digits, '.', '-', nothing to escape in a path.
+    let encoded = &name;
+    let p = AccessPage {
         chrome: Some(viewer.chrome.clone()),
-        server: name,
+        title: format!("Who can log in to {name}"),
+        csv: format!("/api/v1/servers/{encoded}/access?format=csv"),
+        empty: format!("Nobody can log in to {name} now."),
         rows,
     };
-    Ok(page(axum::http::StatusCode::OK, p.chrome.as_ref(), &p))
+    Ok(page(StatusCode::OK, p.chrome.as_ref(), &p))
+}
+
+/// Where the user can log in now, and why (admins, and the user).
+pub async fn user_access(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(username): Path<String>,
+) -> Result<Response, WebError> {
+    let rows = state.services.user_access(viewer.ctx(), &username).await?;
+    let encoded = &username;
+    let p = AccessPage {
+        chrome: Some(viewer.chrome.clone()),
+        title: format!("Where {username} can log in"),
+        csv: format!("/api/v1/users/{encoded}/access?format=csv"),
+        empty: format!("{username} cannot log in anywhere now."),
+        rows,
+    };
+    Ok(page(StatusCode::OK, p.chrome.as_ref(), &p))
 }
