@@ -621,3 +621,49 @@ async fn access_reviews_say_who_gets_in_where_and_through_which_grant() {
         400
     );
 }
+
+#[tokio::test]
+async fn a_group_grant_that_has_expired_reaches_nobody() {
+    let app = TestApp::spawn().await;
+    let [alice, bob, _] = team(&app).await;
+    let grant = ok(
+        app.post(
+            &app.admin,
+            "/api/v1/server-groups/web/grants",
+            json!({ "group": "ops", "login": "deploy", "expires_at": "2099-01-01T00:00:00Z" }),
+        ),
+        201,
+    )
+    .await;
+    assert_eq!(grant["expires_at"], "2099-01-01T00:00:00Z");
+    let text = authorized_keys(&app, "web1", "deploy", None).await;
+    assert_eq!(
+        lines(&text).into_keys().collect::<Vec<_>>(),
+        sorted([&alice, &bob])
+    );
+    // Its end passes (moved here rather than waited for): gone from both login paths.
+    sqlx::query("UPDATE group_grants SET expires_at = now() - interval '1 second'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(authorized_keys(&app, "web1", "deploy", None)
+        .await
+        .is_empty());
+    assert!(authorized_keys(&app, "web1", "deploy", Some(&alice))
+        .await
+        .is_empty());
+    let rows = ok(app.get(&app.admin, "/api/v1/servers/web1/access"), 200).await;
+    assert_eq!(rows, json!([]), "the access review agrees");
+    // A grant may not be made already expired.
+    let (status, problem) = answer(app.post(
+        &app.admin,
+        "/api/v1/server-groups/web/grants",
+        json!({ "group": "ops", "login": "root", "expires_at": "2001-01-01T00:00:00Z" }),
+    ))
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("invalid_field")),
+        "{problem}"
+    );
+}
