@@ -60,7 +60,7 @@ fn respond(rows: Vec<AccessView>, format: Option<AccessFormat>, file: &str) -> R
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/servers/{name}/access", tag = "groups", params(("name" = String, Path, description = "server name"), AccessQuery), responses((status = 200, description = "who can log in to the server now, as which login, with which key, and through which grant and groups (admins); `?format=csv` gives text/csv with the same columns", body = Vec<AccessView>)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/servers/{name}/access", tag = "groups", params(("name" = String, Path, description = "server name"), AccessQuery), responses((status = 200, description = "who can log in to the server now, as which login, with which key, and through which grant and groups (admins); `?format=csv` gives text/csv with the same columns", content((Vec<AccessView> = "application/json"), (String = "text/csv")))), security(("bearer" = [])))]
 pub(super) async fn server_access(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -71,7 +71,7 @@ pub(super) async fn server_access(
     Ok(respond(rows, q.format, &format!("server-{name}")))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/{username}/access", tag = "groups", params(("username" = String, Path, description = "username"), AccessQuery), responses((status = 200, description = "where the user can log in now, with which key, and through which grant and groups (admins, and the user); `?format=csv` gives text/csv", body = Vec<AccessView>)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/users/{username}/access", tag = "groups", params(("username" = String, Path, description = "username"), AccessQuery), responses((status = 200, description = "where the user can log in now, with which key, and through which grant and groups (admins, and the user); `?format=csv` gives text/csv", content((Vec<AccessView> = "application/json"), (String = "text/csv")))), security(("bearer" = [])))]
 pub(super) async fn user_access(
     State(s): State<AppState>,
     Auth(ctx): Auth,
