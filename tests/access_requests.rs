@@ -349,3 +349,75 @@ async fn bad_requests_get_a_precise_error_and_change_nothing() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_approval_lengthens_an_existing_grant_and_never_shortens_one() {
+    let t = team().await;
+    let app = &t.app;
+    // alice already holds root on web1 until one hour from now, and deploy on web1 for good.
+    let soon = (OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let short = ok(
+        app.post(
+            &app.admin,
+            "/api/v1/servers/web1/grants",
+            json!({ "username": "alice", "login": "root", "expires_at": soon }),
+        ),
+        201,
+    )
+    .await;
+    let forever = ok(
+        app.post(
+            &app.admin,
+            "/api/v1/servers/web1/grants",
+            json!({ "username": "alice", "login": "deploy" }),
+        ),
+        201,
+    )
+    .await;
+    for (login, existing) in [("root", &short), ("deploy", &forever)] {
+        let request = ok(
+            app.post(&t.alice, "/api/v1/access-requests", json!({ "server": "web1", "login": login, "duration_hours": 4, "reason": "maintenance" })),
+            201,
+        )
+        .await;
+        let id = request["id"].as_str().unwrap();
+        let decided = ok(
+            app.post(
+                &t.bob,
+                &format!("/api/v1/access-requests/{id}/approve"),
+                json!({}),
+            ),
+            200,
+        )
+        .await;
+        assert_eq!(
+            decided["grant_id"], existing["id"],
+            "{login}: the same grant, not a second one"
+        );
+    }
+    let grants = ok(
+        app.get(&app.admin, "/api/v1/servers/web1/grants?username=alice"),
+        200,
+    )
+    .await;
+    let items = grants["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let ends =
+        |login: &str| items.iter().find(|g| g["login"] == login).unwrap()["expires_at"].clone();
+    let root_ends = OffsetDateTime::parse(
+        ends("root").as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(
+        root_ends > OffsetDateTime::now_utc() + time::Duration::minutes(230),
+        "lengthened to 4 h: {root_ends}"
+    );
+    assert_eq!(
+        ends("deploy"),
+        Value::Null,
+        "a grant without an end keeps none"
+    );
+}

@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{Caller, Ctx, ServiceError, Services};
-use crate::domain::LoginName;
+use crate::domain::{BoundedText, LoginName};
 use crate::store;
 use crate::store::access_requests::RequestRow;
 use crate::store::groups::Kind;
@@ -71,16 +71,11 @@ pub struct NewAccessRequest {
     pub reason: String,
 }
 
-fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<String, ServiceError> {
-    let value = value.trim();
-    let n = value.chars().count();
-    if n < min || n > max || value.chars().any(char::is_control) {
-        return Err(ServiceError::invalid(
-            field,
-            format!("{field} is {min} to {max} characters, without control characters"),
-        ));
-    }
-    Ok(value.to_owned())
+/// A reason (1-1000 characters) or a comment (0-1000), trimmed, without control characters.
+fn text<const MIN: usize>(field: &'static str, value: &str) -> Result<String, ServiceError> {
+    BoundedText::<MIN, 1000>::parse(value.trim())
+        .map(|t| t.as_str().to_owned())
+        .map_err(|e| ServiceError::invalid(field, format!("the {field} is {e}")))
 }
 
 /// The reader's id and admin standing: the command line reads as an admin with no id.
@@ -109,7 +104,7 @@ impl Services {
             ));
         };
         let login = LoginName::parse(&new.login).map_err(|e| ServiceError::invalid("login", e))?;
-        let reason = text("reason", &new.reason, 1, 1000)?;
+        let reason = text::<1>("reason", &new.reason)?;
         let policy = super::policy::current(&self.pool).await?;
         let max = i64::from(policy.max_access_request_hours);
         if !(1..=max).contains(&new.duration_hours) {
@@ -215,7 +210,7 @@ impl Services {
         comment: Option<&str>,
     ) -> Result<AccessRequestView, ServiceError> {
         let (reader_id, admin) = reader(ctx)?;
-        let comment = text("comment", comment.unwrap_or(""), 0, 1000)?;
+        let comment = text::<0>("comment", comment.unwrap_or(""))?;
         let row = store::access_requests::by_id(&self.pool, id, reader_id, admin)
             .await?
             .filter(|r| r.visible)

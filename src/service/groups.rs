@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{authorize, Action, Ctx, ResultExt, ServiceError, Services};
-use crate::domain::{Expiry, GroupName, LoginName};
+use crate::domain::{BoundedText, Expiry, GroupName, LoginName};
 use crate::store;
 use crate::store::groups::{Grantee, GroupGrantRow, GroupRow, Kind, Target};
 
@@ -104,13 +104,9 @@ fn audit_target(kind: Kind, name: &str) -> String {
 
 fn description(text: Option<&str>) -> Result<String, ServiceError> {
     let text = text.unwrap_or("").trim();
-    if text.chars().count() > 2000 || text.chars().any(char::is_control) {
-        return Err(ServiceError::invalid(
-            "description",
-            "a description is at most 2000 characters, without control characters",
-        ));
-    }
-    Ok(text.to_owned())
+    BoundedText::<0, 2000>::parse(text)
+        .map(|t| t.as_str().to_owned())
+        .map_err(|e| ServiceError::invalid("description", e))
 }
 
 impl Services {
