@@ -77,6 +77,125 @@ pub struct ServeConfig {
     /// A browser session ends this many hours after sign-in, used or not.
     #[arg(long, env = "KEYPORTAL_SESSION_MAX_HOURS", default_value_t = 12)]
     pub session_max_hours: u32,
+    #[command(flatten)]
+    pub oidc: OidcConfig,
+}
+
+/// Sign-in through the organisation's OpenID Provider; off unless an issuer is set.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct OidcConfig {
+    /// The provider's issuer URL (discovery: <issuer>/.well-known/openid-configuration).
+    #[arg(long, env = "KEYPORTAL_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    #[arg(long, env = "KEYPORTAL_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// The client secret. Prefer KEYPORTAL_OIDC_CLIENT_SECRET_FILE, which keeps it out of the
+    /// process environment.
+    #[arg(long, env = "KEYPORTAL_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// A file holding the client secret (one line).
+    #[arg(long, env = "KEYPORTAL_OIDC_CLIENT_SECRET_FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// Scopes to ask for, comma-separated (`openid` is always asked for).
+    #[arg(
+        long,
+        env = "KEYPORTAL_OIDC_SCOPES",
+        default_value = "openid,profile,email"
+    )]
+    pub oidc_scopes: String,
+    /// The name on the sign-in button ("Sign in with <name>"); default: the issuer's host.
+    #[arg(long, env = "KEYPORTAL_OIDC_NAME")]
+    pub oidc_name: Option<String>,
+    #[arg(
+        long,
+        env = "KEYPORTAL_OIDC_USERNAME_CLAIM",
+        default_value = "preferred_username"
+    )]
+    pub oidc_username_claim: String,
+    #[arg(long, env = "KEYPORTAL_OIDC_NAME_CLAIM", default_value = "name")]
+    pub oidc_name_claim: String,
+    #[arg(long, env = "KEYPORTAL_OIDC_EMAIL_CLAIM", default_value = "email")]
+    pub oidc_email_claim: String,
+    #[arg(long, env = "KEYPORTAL_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+    /// Members of this provider group are keyportal admins, others members. Unset: roles are
+    /// managed in keyportal.
+    #[arg(long, env = "KEYPORTAL_OIDC_ADMIN_GROUP")]
+    pub oidc_admin_group: Option<String>,
+    /// Minutes between checks of a signed-in user's account at the provider (0: every request).
+    #[arg(long, env = "KEYPORTAL_OIDC_RECHECK_MINUTES", default_value_t = 5)]
+    pub oidc_recheck_minutes: u32,
+    /// A first provider sign-in whose username is an existing local account's links to it
+    /// (off: refused). Only with a username claim the provider controls.
+    #[arg(long, env = "KEYPORTAL_OIDC_LINK_EXISTING", default_value_t = false)]
+    pub oidc_link_existing: bool,
+}
+
+impl OidcConfig {
+    /// The provider's settings, `None` when no issuer is configured. `public_url` is where
+    /// browsers reach this portal (the redirect URI is derived from it).
+    pub fn settings(
+        &self,
+        public_url: Option<&str>,
+    ) -> Result<Option<crate::oidc::OidcSettings>, String> {
+        let Some(issuer) = self.oidc_issuer.clone().filter(|i| !i.is_empty()) else {
+            return Ok(None);
+        };
+        let client_id = self
+            .oidc_client_id
+            .clone()
+            .filter(|c| !c.is_empty())
+            .ok_or("KEYPORTAL_OIDC_ISSUER is set but KEYPORTAL_OIDC_CLIENT_ID is not")?;
+        let public_url = public_url
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .ok_or("KEYPORTAL_OIDC_ISSUER needs KEYPORTAL_PUBLIC_URL (the redirect URI is <public URL>/auth/oidc/callback)")?;
+        let client_secret = match (&self.oidc_client_secret, &self.oidc_client_secret_file) {
+            (Some(_), Some(_)) => return Err(
+                "set KEYPORTAL_OIDC_CLIENT_SECRET or KEYPORTAL_OIDC_CLIENT_SECRET_FILE, not both"
+                    .into(),
+            ),
+            (Some(s), None) => Some(s.clone()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        format!("KEYPORTAL_OIDC_CLIENT_SECRET_FILE {}: {e}", path.display())
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        let label = self.oidc_name.clone().unwrap_or_else(|| {
+            issuer
+                .split("://")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .unwrap_or(&issuer)
+                .to_owned()
+        });
+        Ok(Some(crate::oidc::OidcSettings {
+            redirect_url: format!("{public_url}/auth/oidc/callback"),
+            post_logout_url: format!("{public_url}/login"),
+            issuer,
+            client_id,
+            client_secret,
+            scopes: self
+                .oidc_scopes
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            label,
+            username_claim: self.oidc_username_claim.clone(),
+            name_claim: self.oidc_name_claim.clone(),
+            email_claim: self.oidc_email_claim.clone(),
+            groups_claim: self.oidc_groups_claim.clone(),
+            admin_group: self.oidc_admin_group.clone().filter(|g| !g.is_empty()),
+            recheck: time::Duration::minutes(self.oidc_recheck_minutes.into()),
+            link_existing: self.oidc_link_existing,
+        }))
+    }
 }
 
 impl ServeConfig {

@@ -20,6 +20,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod keys;
+pub mod oidc;
 pub mod server;
 pub mod service;
 pub mod store;

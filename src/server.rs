@@ -197,12 +197,23 @@ pub enum ServeError {
     },
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// Runs the portal until SIGINT or SIGTERM, then finishes in-flight requests, closes the pool
 /// and stops the private cluster if no other keyportal process still uses it.
 pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
+    // Configuration mistakes are reported before anything starts.
+    let provider = match cfg.oidc.settings(cfg.public_url.as_deref()) {
+        Ok(Some(settings)) => Some(std::sync::Arc::new(
+            crate::oidc::OidcProvider::new(settings)
+                .map_err(|e| ServeError::Config(e.to_string()))?,
+        )),
+        Ok(None) => None,
+        Err(e) => return Err(ServeError::Config(e)),
+    };
     let db = Database::open(&cfg.database).await?;
     let supervisor = db.supervise_cluster();
     let settings = HttpSettings {
@@ -234,6 +245,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             .is_some_and(|u| u.starts_with("https://")),
         public_url: cfg.public_url.clone(),
     };
+    state.services.oidc = provider;
     let scheduled_scan = crate::service::compromised::spawn_scheduled_scan(
         state.services.clone(),
         cfg.shared_prime_scan_hours,

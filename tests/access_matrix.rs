@@ -535,6 +535,13 @@ fn routes() -> Vec<Route> {
             Json(|_| json!({})),
             [U, 404, 403, 200, 403, 403, U, U, U],
         ),
+        // No identity provider in this world: admins learn that (404), others are refused first.
+        route(
+            M::POST,
+            "/api/v1/oidc/sync",
+            NoBody,
+            [U, 403, 403, 404, 403, 403, U, U, U],
+        ),
         route(M::GET, "/api/openapi.json", NoBody, [200; 9]),
         route(M::GET, "/healthz", NoBody, [200; 9]),
     ]

@@ -28,6 +28,7 @@ use crate::http::error::Problem;
         tokens::create_server_token, tokens::list_server_tokens, tokens::revoke_server_token,
         policy::get_policy, policy::put_policy, policy::preview_policy, policy::dashboard, audit::audit, metrics,
         blocklist::list_blocklist, blocklist::add_to_blocklist, blocklist::import_blocklist, blocklist::delete_from_blocklist, blocklist::scan_shared_primes,
+        users::sync_provider_users,
     ),
     components(schemas(Problem, crate::http::error::FieldError, crate::keys::KeyErrorCode, crate::keys::CompromiseReason, effective_access::AccessFormat)),
     modifiers(&BearerAuth, &CommonErrors),

@@ -23,6 +23,10 @@ pub(super) fn router() -> Router<AppState> {
             "/api/v1/users/{username}",
             get(get_user).patch(update_user).delete(delete_user),
         )
+        .route(
+            "/api/v1/oidc/sync",
+            axum::routing::post(sync_provider_users),
+        )
 }
 
 /// `GET /api/v1/users`.
@@ -131,4 +135,13 @@ pub(super) async fn delete_user(
 ) -> ApiResult<StatusCode> {
     s.services.delete_user(&ctx, &username).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/oidc/sync`: what `keyportal users sync` does, as an admin action.
+#[utoipa::path(post, path = "/api/v1/oidc/sync", tag = "users", responses((status = 200, description = "every user linked to the identity provider was checked there: those it knows are synced (name, email, role, groups), those it refuses are disabled (their keys leave every authorized_keys output)", body = crate::service::oidc::SyncReport), (status = 404, description = "`not_found`: no identity provider is configured", body = Problem, content_type = "application/problem+json"), (status = 502, description = "`provider_unavailable`: the identity provider could not be reached", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(super) async fn sync_provider_users(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.services.sync_provider_users(&ctx).await?))
 }

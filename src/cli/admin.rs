@@ -125,6 +125,36 @@ pub struct ScanArgs {
     pub database: DatabaseConfig,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct UsersSyncArgs {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// The portal's public URL, as `serve` has it (part of the provider registration).
+    #[arg(long, env = "KEYPORTAL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub oidc: crate::config::OidcConfig,
+}
+
+/// Checks every provider-linked user at the provider; prints the report as JSON. Exit 0
+/// unless the check itself could not run.
+pub async fn users_sync(args: UsersSyncArgs) -> Result<(), String> {
+    let settings = args
+        .oidc
+        .settings(args.public_url.as_deref())?
+        .ok_or("no identity provider is configured (KEYPORTAL_OIDC_ISSUER)")?;
+    let provider = crate::oidc::OidcProvider::new(settings).map_err(|e| e.to_string())?;
+    let (db, mut services) = open(&args.database).await?;
+    services.oidc = Some(std::sync::Arc::new(provider));
+    let result = services
+        .sync_provider_users(&Ctx::command_line())
+        .await
+        .map_err(|e| e.to_string());
+    db.close().await;
+    let report = serde_json::to_string_pretty(&result?).map_err(|e| e.to_string())?;
+    super::print_stdout(&report)
+}
+
 pub async fn scan_shared_primes(args: ScanArgs) -> Result<(), String> {
     let (db, services) = open(&args.database).await?;
     let result = services

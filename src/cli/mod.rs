@@ -44,6 +44,9 @@ pub enum Command {
     /// Scans of the stored keys.
     #[command(subcommand)]
     Scan(ScanCommand),
+    /// Users and the identity provider.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Print a login's authorized_keys lines from the portal: sshd's AuthorizedKeysCommand
     /// (`fetch-keys --portal URL --server S --token-file F %u %f`). Fails closed.
     FetchKeys(fetch_keys::FetchKeysArgs),
@@ -107,6 +110,13 @@ pub enum ScanCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// Ask the identity provider about every user who signs in through it: sync their claims
+    /// (name, email, role, groups) and disable those it no longer knows. Prints the report.
+    Sync(admin::UsersSyncArgs),
+}
+
+#[derive(Subcommand, Debug)]
 pub enum KeyCommand {
     /// Validate public keys. Exit status: 0 all valid, 1 some rejected, 2 usage error.
     Check(key_check::KeyCheckArgs),
@@ -132,6 +142,7 @@ pub fn run() -> ExitCode {
         Command::Server(ServerCommand::Token(args)) => {
             with_runtime(&cli.log, admin::server_token(args))
         }
+        Command::Users(UsersCommand::Sync(args)) => with_runtime(&cli.log, admin::users_sync(args)),
         Command::Scan(ScanCommand::SharedPrimes(args)) => {
             with_runtime(&cli.log, admin::scan_shared_primes(args))
         }

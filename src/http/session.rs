@@ -5,6 +5,7 @@
 //! - `kp_session`: the session secret (`HttpOnly`, `SameSite=Lax`, `Secure` over https).
 //! - `kp_login_csrf`: a double-submit token for the sign-in form, which has no session yet.
 //! - `kp_flash`: the message for the next page after a redirect.
+//! - `kp_oidc_state`: the `state` of a sign-in at the identity provider, for its callback.
 //! - Over https every name gets the `__Host-` prefix: the browser then accepts the cookie only
 //!   with `Secure`, `Path=/` and no `Domain`, so neither a sibling host nor a plain-http page
 //!   can plant one (a planted sign-in token would defeat the double submit). Over plain http the
@@ -36,6 +37,11 @@ impl Cookies {
 
     pub fn login_csrf(self) -> &'static str {
         self.name("__Host-kp_login_csrf", "kp_login_csrf")
+    }
+
+    /// The `state` of a sign-in at the identity provider, checked at its callback.
+    pub fn oidc_state(self) -> &'static str {
+        self.name("__Host-kp_oidc_state", "kp_oidc_state")
     }
 
     pub fn flash(self) -> &'static str {

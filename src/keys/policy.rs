@@ -34,6 +34,12 @@ pub struct Policy {
     pub max_access_request_hours: u32,
     /// Hours after which a request nobody decided lapses. An account rule.
     pub access_request_pending_hours: u32,
+    /// Whether people may sign in with a keyportal password. Off: only through the identity
+    /// provider, except `break_glass_user`. A sign-in rule, not read by the validator.
+    pub local_password_sign_in: bool,
+    /// The one account that may still sign in with its password when local passwords are off
+    /// (for when the provider is down). Required when they are off.
+    pub break_glass_user: String,
 }
 
 impl Default for Policy {
@@ -52,6 +58,8 @@ impl Default for Policy {
             max_token_days: 90,
             max_access_request_hours: 168,
             access_request_pending_hours: 72,
+            local_password_sign_in: true,
+            break_glass_user: String::new(),
         }
     }
 }
@@ -82,6 +90,17 @@ impl Policy {
         }
         if !(1..=720).contains(&self.access_request_pending_hours) {
             return Err("access_request_pending_hours must be between 1 and 720".into());
+        }
+        if !self.break_glass_user.is_empty()
+            && crate::domain::Username::parse(&self.break_glass_user).is_err()
+        {
+            return Err(format!(
+                "break_glass_user {:?} is not a username",
+                self.break_glass_user
+            ));
+        }
+        if !self.local_password_sign_in && self.break_glass_user.is_empty() {
+            return Err("turning local password sign-in off needs a break_glass_user, the admin who can still sign in when the identity provider is down".into());
         }
         if self.max_comment_bytes > self.max_input_bytes {
             return Err("max_comment_bytes cannot exceed max_input_bytes".into());

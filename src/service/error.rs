@@ -45,6 +45,15 @@ pub enum ServiceError {
     /// Every password-hashing slot is taken; answered at once rather than queued.
     #[error("too many sign-ins at once; try again in {retry_after_secs} s")]
     Busy { retry_after_secs: u64 },
+    /// A sign-in through the identity provider was refused; `reason` is the audit's code.
+    #[error("{detail}")]
+    ProviderSignInFailed {
+        reason: &'static str,
+        detail: String,
+    },
+    /// The identity provider could not be reached or answered badly.
+    #[error("the identity provider: {0}")]
+    ProviderUnavailable(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("internal: {0}")]
@@ -65,7 +74,10 @@ impl ServiceError {
     /// The HTTP status of this outcome, whichever door reports it.
     pub fn status(&self) -> StatusCode {
         match self {
-            ServiceError::Unauthenticated | ServiceError::SignInFailed => StatusCode::UNAUTHORIZED,
+            ServiceError::Unauthenticated
+            | ServiceError::SignInFailed
+            | ServiceError::ProviderSignInFailed { .. } => StatusCode::UNAUTHORIZED,
+            ServiceError::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             ServiceError::Forbidden(_) | ServiceError::Refused { .. } => StatusCode::FORBIDDEN,
             ServiceError::NotFound { .. } => StatusCode::NOT_FOUND,
             ServiceError::Conflict { .. } => StatusCode::CONFLICT,
@@ -89,6 +101,8 @@ impl ServiceError {
         match self {
             ServiceError::Unauthenticated => "unauthenticated",
             ServiceError::SignInFailed => "sign_in_failed",
+            ServiceError::ProviderSignInFailed { .. } => "provider_sign_in_failed",
+            ServiceError::ProviderUnavailable(_) => "provider_unavailable",
             ServiceError::Forbidden(_) => "forbidden",
             ServiceError::NotFound { .. } => "not_found",
             ServiceError::Refused { code, .. }
@@ -155,6 +169,9 @@ impl ServiceError {
             }
             ServiceError::Database(e) => tracing::error!(error = %e, "database error"),
             ServiceError::Internal(e) => tracing::error!(error = %e, "internal error"),
+            ServiceError::ProviderUnavailable(e) => {
+                tracing::warn!(error = %e, "identity provider unavailable")
+            }
             _ => {}
         }
     }

@@ -17,6 +17,7 @@ mod error;
 pub mod grants;
 pub mod groups;
 pub mod keys;
+pub mod oidc;
 pub mod passwords;
 pub mod policy;
 pub mod servers;
@@ -88,6 +89,8 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     pub sessions: sessions::SessionSettings,
     pub passwords: Arc<passwords::PasswordHashing>,
+    /// The organisation's identity provider, when sign-in through it is configured.
+    pub oidc: Option<Arc<crate::oidc::OidcProvider>>,
 }
 
 impl Services {
@@ -112,6 +115,7 @@ impl Services {
             metrics: Arc::new(Metrics::default()),
             sessions: sessions::SessionSettings::default(),
             passwords: Arc::new(passwords::PasswordHashing::default()),
+            oidc: None,
         }
     }
 }

@@ -96,6 +96,14 @@ impl Services {
         // attempt committed before its count). Chosen over advisory locks because nothing is
         // held during the argon2 work (no pooled connection pinned per attempt) and the count
         // holds across every keyportal process on the database.
+        let policy = super::policy::current(&self.pool).await?;
+        if !policy.local_password_sign_in && username != policy.break_glass_user {
+            return Err(ServiceError::Refused {
+                code: "password_sign_in_off",
+                field: None,
+                detail: "password sign-in is turned off here; sign in with the identity provider",
+            });
+        }
         let attempt_id =
             store::sessions::record_attempt(&self.pool, &username, &client_addr).await?;
         let recent = store::sessions::recent_failures(
@@ -189,10 +197,25 @@ impl Services {
             return Err(ServiceError::Unauthenticated);
         }
         let id = SessionId::of(secret);
-        let found =
-            store::sessions::find_live(&self.pool, &id.0, self.sessions.idle.whole_seconds())
+        let recheck = self
+            .oidc
+            .as_ref()
+            .map(|p| p.settings.recheck.whole_seconds());
+        let found = store::sessions::find_live(
+            &self.pool,
+            &id.0,
+            self.sessions.idle.whole_seconds(),
+            recheck,
+        )
+        .await?
+        .ok_or(ServiceError::Unauthenticated)?;
+        if found.provider_check_due
+            && !self
+                .recheck_at_provider(found.user_id, request_id.as_deref())
                 .await?
-                .ok_or(ServiceError::Unauthenticated)?;
+        {
+            return Err(ServiceError::Unauthenticated);
+        }
         if found.stale {
             store::sessions::touch(&self.pool, &id.0).await?;
         }

@@ -8,6 +8,7 @@ pub mod effective_access;
 pub mod grants;
 pub mod groups;
 pub mod keys;
+pub mod oidc;
 pub mod policy;
 pub mod servers;
 pub mod sessions;

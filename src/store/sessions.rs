@@ -14,6 +14,8 @@ pub struct SessionPrincipal {
     pub csrf_token: String,
     /// `last_seen_at` is over a minute old.
     pub stale: bool,
+    /// The user signed in through the identity provider and is due to be checked there again.
+    pub provider_check_due: bool,
 }
 
 pub async fn insert(
@@ -37,22 +39,50 @@ pub async fn insert(
 
 /// A session that has neither reached its absolute expiry nor been idle longer than
 /// `idle_secs`, of an enabled user.
+/// `recheck_secs`: how old a provider identity's last check may be (`None`: no provider).
 pub async fn find_live(
     db: impl PgExecutor<'_>,
     id: &[u8],
     idle_secs: i64,
+    recheck_secs: Option<i64>,
 ) -> Result<Option<SessionPrincipal>, sqlx::Error> {
     sqlx::query_as(
         "SELECT u.id AS user_id, u.username, u.role, s.csrf_token,
-                s.last_seen_at < now() - interval '1 minute' AS stale
+                s.last_seen_at < now() - interval '1 minute' AS stale,
+                ($3::float8 IS NOT NULL AND EXISTS (
+                    SELECT 1 FROM oidc_identities i WHERE i.user_id = u.id
+                      AND i.checked_at <= now() - make_interval(secs => $3))) AS provider_check_due
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.id = $1 AND s.expires_at > now() AND NOT u.disabled
            AND s.last_seen_at > now() - make_interval(secs => $2)",
     )
     .bind(id)
     .bind(idle_secs as f64)
+    .bind(recheck_secs.map(|s| s as f64))
     .fetch_optional(db)
     .await
+}
+
+/// Keeps a provider sign-in's ID token with its session, for the logout hint.
+pub async fn set_id_token(
+    db: impl PgExecutor<'_>,
+    id: &[u8],
+    id_token: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET oidc_id_token = NULLIF($2, '') WHERE id = $1")
+        .bind(id)
+        .bind(id_token)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn id_token(db: impl PgExecutor<'_>, id: &[u8]) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT oidc_id_token FROM sessions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+        .map(Option::flatten)
 }
 
 pub async fn touch(db: impl PgExecutor<'_>, id: &[u8]) -> Result<(), sqlx::Error> {

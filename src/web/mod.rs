@@ -34,6 +34,8 @@ pub fn router() -> Router<AppState> {
         .route("/static/keyportal.js", get(script))
         .route("/login", get(pages::login_page).post(pages::login))
         .route("/logout", post(pages::logout))
+        .route("/auth/oidc/login", get(pages::oidc_start))
+        .route("/auth/oidc/callback", get(pages::oidc_callback))
         .route("/", get(pages::home))
         .route("/keys", get(keys::my_keys))
         .route("/users/{username}/keys", get(keys::list).post(keys::add))
@@ -48,6 +50,7 @@ pub fn router() -> Router<AppState> {
             post(users::revoke_token),
         )
         .route("/users/{username}/delete", post(users::delete))
+        .route("/oidc/sync", post(users::sync_provider))
         .route("/servers", get(servers::list).post(servers::create))
         .route("/servers/{name}", get(servers::show).post(servers::update))
         .route("/servers/{name}/delete", post(servers::delete))

@@ -24,6 +24,8 @@ struct UsersPage {
     users: Listing<UserView>,
     form: CreateUserForm,
     errors: Errors,
+    /// The identity provider's name, when one is configured (the sync button).
+    provider: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -64,6 +66,11 @@ async fn render_list(
         users,
         form: shown.form,
         errors: shown.errors,
+        provider: state
+            .services
+            .oidc
+            .as_ref()
+            .map(|p| p.settings.label.clone()),
     };
     Ok(page(shown.status, p.chrome.as_ref(), &p))
 }
@@ -323,4 +330,47 @@ impl UserPage {
     fn created(&self) -> String {
         self.user.created_at.shown()
     }
+}
+
+/// The admin action behind "Sync with <provider>": `keyportal users sync` from the browser.
+pub async fn sync_provider(
+    State(state): State<AppState>,
+    posted: Posted<super::Empty>,
+) -> Result<Response, WebError> {
+    let report = state
+        .services
+        .sync_provider_users(posted.viewer.ctx())
+        .await?;
+    let mut text = format!(
+        "Checked {} account(s) at the identity provider: {} known",
+        report.checked,
+        report.known.len()
+    );
+    if !report.disabled.is_empty() {
+        text.push_str(&format!(
+            "; disabled (no longer known): {}",
+            report.disabled.join(", ")
+        ));
+    }
+    if !report.unchecked.is_empty() {
+        text.push_str(&format!(
+            "; not checkable until they sign in again: {}",
+            report.unchecked.join(", ")
+        ));
+    }
+    if !report.failed.is_empty() {
+        let failed: Vec<String> = report
+            .failed
+            .iter()
+            .map(|f| format!("{} ({})", f.username, f.error))
+            .collect();
+        text.push_str(&format!("; could not check: {}", failed.join(", ")));
+    }
+    text.push('.');
+    let kind = if report.failed.is_empty() {
+        "ok"
+    } else {
+        "error"
+    };
+    Ok(redirect_with_flash("/users", kind, text))
 }

@@ -101,6 +101,22 @@ impl Browser {
         }
     }
 
+    /// A GET of an absolute URL (another site, such as the identity provider), sharing this
+    /// browser's cookies as a browser shares them between ports of one host.
+    pub async fn get_url(&mut self, url: &str) -> Page {
+        let req = self.client.get(url);
+        self.send(req).await
+    }
+
+    pub async fn post_form_url(&mut self, url: &str, fields: &[(&str, &str)]) -> Page {
+        let req = self
+            .client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(fields).expect("form"));
+        self.send(req).await
+    }
+
     pub async fn get(&mut self, path: &str) -> Page {
         let req = self.client.get(format!("{}{path}", self.base));
         self.send(req).await

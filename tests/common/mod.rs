@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod idp;
 pub mod served;
 
 use std::net::SocketAddr;
@@ -233,10 +234,22 @@ impl TestApp {
 
     /// An app whose state (session settings, cookie settings) `adjust` changes first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut AppState)) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        TestApp::spawn_on(listener, adjust).await
+    }
+
+    /// An app on a listener bound beforehand, for peers that must know its address first
+    /// (an identity provider's registered redirect URI).
+    pub async fn spawn_on(
+        listener: tokio::net::TcpListener,
+        adjust: impl FnOnce(&mut AppState),
+    ) -> TestApp {
         let db = TestDb::new().await;
         let mut state = AppState::new(db.pool.clone());
         adjust(&mut state);
-        let addr = serve_state(state).await;
+        let addr = serve_state_on(listener, state).await;
         let services = keyportal::service::Services::new(db.pool.clone());
         let mut app = TestApp {
             addr,
@@ -375,14 +388,18 @@ pub async fn serve_app(pool: PgPool) -> SocketAddr {
 
 /// Serves the application with `state` on 127.0.0.1:0 in the background.
 pub async fn serve_state(state: AppState) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    serve_state_on(listener, state).await
+}
+
+pub async fn serve_state_on(listener: tokio::net::TcpListener, state: AppState) -> SocketAddr {
     let settings = HttpSettings {
         request_timeout: Duration::from_secs(30),
         max_body_bytes: 1024 * 1024,
     };
     let app = keyportal::server::app(state, &settings);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         axum::serve(

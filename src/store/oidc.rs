@@ -1,0 +1,216 @@
+//! Storage of provider sign-ins: attempts in flight, the provider account behind each user,
+//! and the user groups that follow the provider's groups claim.
+
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+
+pub struct NewAttempt<'a> {
+    pub state_hash: &'a [u8],
+    pub nonce: &'a str,
+    pub pkce_verifier: &'a str,
+    pub next_path: &'a str,
+    pub expires_at: OffsetDateTime,
+}
+
+pub async fn insert_attempt(
+    db: impl PgExecutor<'_>,
+    a: &NewAttempt<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO oidc_sign_in_attempts (state_hash, nonce, pkce_verifier, next_path, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(a.state_hash)
+    .bind(a.nonce)
+    .bind(a.pkce_verifier)
+    .bind(a.next_path)
+    .bind(a.expires_at)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+pub async fn delete_expired_attempts(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
+    sqlx::query("DELETE FROM oidc_sign_in_attempts WHERE expires_at <= now()")
+        .execute(db)
+        .await
+        .map(|r| r.rows_affected())
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub next_path: String,
+    pub live: bool,
+}
+
+/// Takes the attempt out, so its state is accepted once; `live` is false when it had expired.
+pub async fn take_attempt(
+    db: impl PgExecutor<'_>,
+    state_hash: &[u8],
+) -> Result<Option<AttemptRow>, sqlx::Error> {
+    sqlx::query_as(
+        "DELETE FROM oidc_sign_in_attempts WHERE state_hash = $1
+         RETURNING nonce, pkce_verifier, next_path, expires_at > now() AS live",
+    )
+    .bind(state_hash)
+    .fetch_optional(db)
+    .await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IdentityRow {
+    pub user_id: i64,
+    pub username: String,
+    pub disabled: bool,
+    pub subject: String,
+    pub refresh_token: Option<String>,
+}
+
+const IDENTITY: &str = "SELECT i.user_id, u.username, u.disabled, i.subject, i.refresh_token
+     FROM oidc_identities i JOIN users u ON u.id = i.user_id";
+
+pub async fn identity_by_subject(
+    db: impl PgExecutor<'_>,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<IdentityRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{IDENTITY} WHERE i.issuer = $1 AND i.subject = $2"
+    ))
+    .bind(issuer)
+    .bind(subject)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn is_linked(db: impl PgExecutor<'_>, user_id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM oidc_identities WHERE user_id = $1)")
+        .bind(user_id)
+        .fetch_one(db)
+        .await
+}
+
+/// The user's identity at `issuer` when its last check is older than `due_secs`, locked
+/// until the transaction ends: one process at a time asks the provider, and the refresh token
+/// it uses is the latest (providers that rotate refresh tokens revoke a grant whose old token
+/// is used again).
+pub async fn lock_due(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    issuer: &str,
+    due_secs: i64,
+) -> Result<Option<IdentityRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{IDENTITY} WHERE i.user_id = $1 AND i.issuer = $2
+           AND i.checked_at <= now() - make_interval(secs => $3)
+         FOR UPDATE OF i"
+    ))
+    .bind(user_id)
+    .bind(issuer)
+    .bind(due_secs as f64)
+    .fetch_optional(db)
+    .await
+}
+
+/// Every identity at `issuer`, by username.
+pub async fn all_at(
+    db: impl PgExecutor<'_>,
+    issuer: &str,
+) -> Result<Vec<IdentityRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{IDENTITY} WHERE i.issuer = $1 ORDER BY u.username"
+    ))
+    .bind(issuer)
+    .fetch_all(db)
+    .await
+}
+
+/// Links (or re-links) a user to a provider account.
+pub async fn link(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    issuer: &str,
+    subject: &str,
+    refresh_token: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO oidc_identities (user_id, issuer, subject, refresh_token) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id) DO UPDATE SET issuer = $2, subject = $3,
+             refresh_token = COALESCE($4, oidc_identities.refresh_token), checked_at = now()",
+    )
+    .bind(user_id)
+    .bind(issuer)
+    .bind(subject)
+    .bind(refresh_token)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Records a check at the provider; a rotated refresh token replaces the old one.
+pub async fn checked(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    refresh_token: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE oidc_identities SET checked_at = now(),
+             refresh_token = COALESCE($2, refresh_token) WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .bind(refresh_token)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NamedGroup {
+    pub id: i64,
+    pub name: String,
+    pub managed_by: String,
+}
+
+/// The user groups with these names, whoever manages them.
+pub async fn groups_named(
+    db: impl PgExecutor<'_>,
+    names: &[String],
+) -> Result<Vec<NamedGroup>, sqlx::Error> {
+    sqlx::query_as("SELECT id, name, managed_by FROM user_groups WHERE name = ANY($1)")
+        .bind(names)
+        .fetch_all(db)
+        .await
+}
+
+/// A provider-managed group for a name the provider sent first; `None` if the name was taken
+/// meanwhile.
+pub async fn insert_provider_group(
+    db: impl PgExecutor<'_>,
+    name: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO user_groups (name, description, managed_by)
+         VALUES ($1, 'Follows the identity provider''s group of this name.', 'provider')
+         ON CONFLICT (name) DO NOTHING RETURNING id",
+    )
+    .bind(name)
+    .fetch_optional(db)
+    .await
+}
+
+/// The provider-managed groups the user is a member of.
+pub async fn provider_groups_of(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+) -> Result<Vec<NamedGroup>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT g.id, g.name, g.managed_by FROM user_groups g
+         JOIN user_group_members m ON m.group_id = g.id
+         WHERE m.user_id = $1 AND g.managed_by = 'provider' ORDER BY g.name",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await
+}
