@@ -40,6 +40,11 @@ pub struct HttpSettings {
 
 /// The whole application.
 pub fn app(state: AppState, settings: &HttpSettings) -> Router {
+    let provider_origin = state
+        .services
+        .oidc
+        .as_ref()
+        .and_then(|p| origin_of(&p.settings.issuer));
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request<_>| {
             let request_id = req
@@ -92,15 +97,16 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
                     )
                     .into_response()
                 }))
-                .layer(CompressionLayer::new().compress_when(
-                    DefaultPredicate::new()
-                        .and(NotForContentType::const_new("text/html"))
-                        .and(not_marked_no_store),
-                ))
-                .layer(security_header(
+                .layer(
+                    CompressionLayer::new().compress_when(
+                        DefaultPredicate::new()
+                            .and(NotForContentType::const_new("text/html"))
+                            .and(not_marked_no_store),
+                    ),
+                )
+                .layer(SetResponseHeaderLayer::if_not_present(
                     header::CONTENT_SECURITY_POLICY,
-                    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                    content_security_policy(provider_origin.as_deref()),
                 ))
                 .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
                 .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
@@ -149,6 +155,38 @@ fn not_marked_no_store(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|d| d.trim().eq_ignore_ascii_case("no-store"))
+}
+
+/// The pages' CSP. Forms post to this portal only; sign-out, whose redirect continues at the
+/// identity provider (RP-initiated logout), also needs the provider's origin, since browsers
+/// apply `form-action` to a form's redirects too.
+fn content_security_policy(provider_origin: Option<&str>) -> axum::http::HeaderValue {
+    let form_action = match provider_origin {
+        Some(origin) => format!("'self' {origin}"),
+        None => "'self'".to_owned(),
+    };
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    axum::http::HeaderValue::from_str(&csp).unwrap_or_else(|_| {
+        axum::http::HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
+    })
+}
+
+/// `scheme://host[:port]` of a URL, for a CSP source; `None` if it has no usable one.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    let ok = matches!(scheme, "https" | "http")
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'[' | b']'));
+    ok.then(|| format!("{scheme}://{host}"))
 }
 
 fn security_header(
@@ -309,5 +347,35 @@ async fn shutdown_signal() {
             tracing::error!(error = %e, "cannot listen for shutdown signals; stop with SIGKILL");
             std::future::pending::<()>().await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_providers_origin_joins_form_action_and_nothing_else_can() {
+        assert_eq!(
+            origin_of("https://login.example.com/realms/ops?x=1").as_deref(),
+            Some("https://login.example.com")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:5556/dex").as_deref(),
+            Some("http://127.0.0.1:5556")
+        );
+        // Anything that could add a CSP directive or source is refused.
+        assert_eq!(origin_of("https://a.example; script-src *"), None);
+        assert_eq!(origin_of("javascript://x"), None);
+        assert_eq!(origin_of("https://"), None);
+        let csp = content_security_policy(Some("https://idp.example"));
+        assert!(csp
+            .to_str()
+            .unwrap()
+            .contains("form-action 'self' https://idp.example;"));
+        assert!(content_security_policy(None)
+            .to_str()
+            .unwrap()
+            .contains("form-action 'self';"));
     }
 }

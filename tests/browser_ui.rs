@@ -562,3 +562,87 @@ async fn a_member_requests_access_and_an_owner_approves_it_in_the_browser() {
         ""
     );
 }
+
+/// Issue 17 in Chromium: "Sign in with <provider>", the provider's own sign-in page, back on
+/// the portal signed in as an admin (the provider's admin group) with the provider's groups,
+/// the sync button, and sign-out continuing at the provider. The portal is a real `serve`
+/// configured only through its environment, the client secret from a file.
+#[tokio::test]
+async fn a_person_signs_in_with_the_identity_provider_and_lands_with_role_and_groups() {
+    let db = TestDb::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let idp = common::idp::Idp::start(&base).await;
+    let data = tempfile::tempdir().unwrap();
+    let secret_file = data.path().join("oidc-secret");
+    std::fs::write(&secret_file, format!("{}\n", common::idp::CLIENT_SECRET)).unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let (_served, _) = Served::start(
+        data.path(),
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("KEYPORTAL_LISTEN", listen.as_str()),
+            ("KEYPORTAL_PUBLIC_URL", base.as_str()),
+            ("KEYPORTAL_OIDC_ISSUER", idp.issuer.as_str()),
+            ("KEYPORTAL_OIDC_CLIENT_ID", "keyportal"),
+            (
+                "KEYPORTAL_OIDC_CLIENT_SECRET_FILE",
+                secret_file.to_str().unwrap(),
+            ),
+            ("KEYPORTAL_OIDC_SCOPES", "openid,profile,email,groups"),
+            ("KEYPORTAL_OIDC_NAME", "Test IdP"),
+            ("KEYPORTAL_OIDC_ADMIN_GROUP", "keyportal-admins"),
+        ],
+    );
+    let driver = Driver::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = driver.browser(profile.path()).await;
+    let shots = Shots::new("oidc");
+
+    b.goto(&format!("{base}/login")).await.unwrap();
+    assert_eq!(text_of(&b, "#oidc-sign-in").await, "Sign in with Test IdP");
+    shots.take(&b, "01-sign-in-page").await;
+    submit(&b, "#oidc-sign-in").await;
+    // The provider's page, on the provider's address.
+    fill(&b, "#idp-username", "alice").await;
+    fill(&b, "#idp-password", "alice-pass").await;
+    shots.take(&b, "02-provider-sign-in").await;
+    submit(&b, "#idp-sign-in").await;
+    assert_eq!(text_of(&b, "[data-testid=current-user]").await, "alice");
+    assert_eq!(text_of(&b, "[data-testid=current-role]").await, "admin");
+    assert!(b.current_url().await.unwrap().as_str().starts_with(&base));
+    shots.take(&b, "03-signed-in").await;
+
+    b.goto(&format!("{base}/groups")).await.unwrap();
+    let groups = text_of(&b, "main").await;
+    assert!(groups.contains("ops"), "{groups}");
+    assert!(groups.contains("keyportal-admins"), "{groups}");
+    shots.take(&b, "04-groups-from-the-provider").await;
+
+    b.goto(&format!("{base}/users")).await.unwrap();
+    assert_eq!(text_of(&b, "#oidc-sync").await, "Sync with Test IdP");
+    submit(&b, "#oidc-sync").await;
+    let flash = text_of(&b, "[role=status]").await;
+    assert!(
+        flash.contains("Checked 1 account(s) at the identity provider: 1 known"),
+        "{flash}"
+    );
+    shots.take(&b, "05-synced").await;
+
+    submit(&b, "form[action='/logout'] button").await;
+    let at = b.current_url().await.unwrap().to_string();
+    assert!(
+        at.starts_with(&format!("{}/session/end", idp.issuer)),
+        "{at}"
+    );
+    b.goto(&format!("{base}/")).await.unwrap();
+    text_of(&b, "#oidc-sign-in").await;
+    assert!(
+        b.current_url().await.unwrap().path().starts_with("/login"),
+        "signed out of the portal"
+    );
+}

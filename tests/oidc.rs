@@ -431,3 +431,83 @@ async fn without_a_provider_the_provider_routes_say_so() {
     let (status, problem) = answer(app.post(&app.admin, "/api/v1/oidc/sync", json!(null))).await;
     assert_eq!(status, 404, "{problem}");
 }
+
+#[tokio::test]
+async fn groups_that_follow_the_provider_are_marked_and_refuse_hand_edits() {
+    let (app, idp) = portal_with_idp().await;
+    let mut b = app.browser();
+    let callback = sign_in(&app, &idp, &mut b, "bob", "bob-pass").await;
+    assert_eq!(b.get(&callback).await.status, 303);
+    let (_, dev) = answer(app.get(&app.admin, "/api/v1/groups/dev")).await;
+    assert_eq!(dev["managed_by"], "provider", "{dev}");
+    assert_eq!(dev["members"], json!(["bob"]));
+    app.user_with_token("frank", Role::Member).await;
+    let before = data_counts(&app.db.pool).await;
+    let (status, problem) =
+        answer(app.put(&app.admin, "/api/v1/groups/dev/members/frank", json!(null))).await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(problem["code"], "group_managed_by_provider");
+    let (status, _) = answer(app.delete(&app.admin, "/api/v1/groups/dev/members/bob")).await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        data_counts(&app.db.pool).await,
+        before,
+        "refusals change nothing"
+    );
+    // Groups made in keyportal say so, and take hand edits.
+    let (status, made) =
+        answer(app.post(&app.admin, "/api/v1/groups", json!({ "name": "oncall" }))).await;
+    assert_eq!(status, 201);
+    assert_eq!(made["managed_by"], "portal");
+}
+
+#[tokio::test]
+async fn keyportal_users_sync_on_the_command_line_disables_who_the_provider_removed() {
+    let (app, idp) = portal_with_idp().await;
+    idp.put_account("gina", "gina-pass", &["ops"]).await;
+    for (user, pass) in [("gina", "gina-pass"), ("bob", "bob-pass")] {
+        let mut b = app.browser();
+        let callback = sign_in(&app, &idp, &mut b, user, pass).await;
+        assert_eq!(b.get(&callback).await.status, 303);
+    }
+    idp.remove_account("gina").await;
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), common::idp::CLIENT_SECRET).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyportal"))
+        .args(["users", "sync"])
+        .env("DATABASE_URL", &app.db.url)
+        .env("KEYPORTAL_PUBLIC_URL", app.url(""))
+        .env("KEYPORTAL_OIDC_ISSUER", &idp.issuer)
+        .env("KEYPORTAL_OIDC_CLIENT_ID", "keyportal")
+        .env("KEYPORTAL_OIDC_CLIENT_SECRET_FILE", secret.path())
+        .env("KEYPORTAL_OIDC_SCOPES", "openid,profile,email,groups")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["checked"], 2, "{report}");
+    assert_eq!(report["disabled"], json!(["gina"]), "{report}");
+    assert_eq!(report["known"], json!(["bob"]), "{report}");
+    let (_, gina) = answer(app.get(&app.admin, "/api/v1/users/gina")).await;
+    assert_eq!(gina["disabled"], true);
+    let event = actions(&app, "user.disabled_by_provider").await;
+    assert_eq!(event[0]["actor"], "cli");
+
+    // Misconfigured: a clear error and exit 1, nothing changed.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyportal"))
+        .args(["users", "sync"])
+        .env("DATABASE_URL", &app.db.url)
+        .env("KEYPORTAL_OIDC_ISSUER", &idp.issuer)
+        .env("KEYPORTAL_OIDC_CLIENT_ID", "keyportal")
+        .env_remove("KEYPORTAL_PUBLIC_URL")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KEYPORTAL_PUBLIC_URL"));
+}

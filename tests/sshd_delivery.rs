@@ -299,7 +299,11 @@ impl World {
 
     async fn with(openssh: OpenSsh) -> World {
         require_root();
-        let app = TestApp::spawn().await;
+        World::with_app(TestApp::spawn().await, openssh).await
+    }
+
+    async fn with_app(app: TestApp, openssh: OpenSsh) -> World {
+        require_root();
         let lab = Lab::with(openssh);
         let cli = Ctx::command_line();
         app.services
@@ -794,4 +798,106 @@ async fn a_login_through_a_group_grant_stops_when_the_user_leaves_the_group() {
         !sshd.logs_in(&w.lab, "alice").await,
         "web1 left web: refused at the next login"
     );
+}
+
+/// Issue 17: a person the identity provider moves out of a group loses that group's server
+/// access after the next sync or sign-in, and one it removes is disabled by the sync; each
+/// proven with a real ssh login.
+#[tokio::test]
+async fn the_identity_providers_groups_decide_logins_after_a_sync_or_sign_in() {
+    require_root();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let idp = common::idp::Idp::start(&base).await;
+    let provider = keyportal::oidc::OidcProvider::new(idp.settings(&base)).unwrap();
+    let app = TestApp::spawn_on(listener, |state| {
+        state.services.oidc = Some(std::sync::Arc::new(provider));
+    })
+    .await;
+    let w = World::with_app(app, OpenSsh::debian()).await;
+    let sign_in = || async {
+        let mut b = w.app.browser();
+        let res = b.get("/auth/oidc/login").await;
+        let authorize = res.location().unwrap().to_owned();
+        let callback = idp.sign_in(&mut b, &authorize, "alice", "alice-pass").await;
+        let res = b.get(callback.strip_prefix(&base).unwrap()).await;
+        assert_eq!(res.status, 303, "{}", res.body);
+    };
+    let admin = w.app.admin.clone();
+    let call = |req: reqwest::RequestBuilder, want: u16| async move {
+        let (status, body) = answer(req).await;
+        assert_eq!(status, want, "{body}");
+        body
+    };
+
+    // alice's first sign-in makes her account, in the provider-managed group ops.
+    sign_in().await;
+    let public = w.lab.keygen("alice", "ed25519", "");
+    w.app
+        .services
+        .add_key(&w.cli, "alice", public.as_bytes(), None, None)
+        .await
+        .unwrap();
+    call(
+        w.app.post(
+            &admin,
+            "/api/v1/server-groups",
+            serde_json::json!({ "name": "web" }),
+        ),
+        201,
+    )
+    .await;
+    call(
+        w.app.put(
+            &admin,
+            "/api/v1/server-groups/web/servers/web1",
+            serde_json::json!(null),
+        ),
+        200,
+    )
+    .await;
+    call(
+        w.app.post(
+            &admin,
+            "/api/v1/server-groups/web/grants",
+            serde_json::json!({ "group": "ops", "login": login() }),
+        ),
+        201,
+    )
+    .await;
+    let sshd = Sshd::start(&w.lab, "main", &w.portal(), &w.token, "").await;
+    assert!(sshd.logs_in(&w.lab, "alice").await, "ops reaches web1");
+
+    // The provider takes alice out of ops: the sync says so, and the next login is refused.
+    idp.put_account("alice", "alice-pass", &["dev"]).await;
+    let report = call(
+        w.app
+            .post(&admin, "/api/v1/oidc/sync", serde_json::json!(null)),
+        200,
+    )
+    .await;
+    assert_eq!(report["known"], serde_json::json!(["alice"]), "{report}");
+    assert!(
+        !sshd.logs_in(&w.lab, "alice").await,
+        "out of ops after the sync"
+    );
+
+    // Back in ops at the provider: her next sign-in brings the access back.
+    idp.put_account("alice", "alice-pass", &["ops"]).await;
+    sign_in().await;
+    assert!(
+        sshd.logs_in(&w.lab, "alice").await,
+        "in ops again after signing in"
+    );
+
+    // Removed at the provider: the sync disables her, and her keys leave the output.
+    idp.remove_account("alice").await;
+    let report = call(
+        w.app
+            .post(&admin, "/api/v1/oidc/sync", serde_json::json!(null)),
+        200,
+    )
+    .await;
+    assert_eq!(report["disabled"], serde_json::json!(["alice"]), "{report}");
+    assert!(!sshd.logs_in(&w.lab, "alice").await, "disabled: refused");
 }

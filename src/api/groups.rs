@@ -137,7 +137,7 @@ pub(super) async fn delete_group(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(put, path = "/api/v1/groups/{name}/members/{username}", tag = "groups", params(("name" = String, Path, description = "group name"), ("username" = String, Path, description = "username")), responses((status = 200, description = "the group, with the user a member (idempotent)", body = GroupView)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/api/v1/groups/{name}/members/{username}", tag = "groups", params(("name" = String, Path, description = "group name"), ("username" = String, Path, description = "username")), responses((status = 200, description = "the group, with the user a member (idempotent)", body = GroupView), (status = 409, description = "`group_managed_by_provider`: its members follow the identity provider", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn add_group_member(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -150,7 +150,7 @@ pub(super) async fn add_group_member(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/groups/{name}/members/{username}", tag = "groups", params(("name" = String, Path, description = "group name"), ("username" = String, Path, description = "username")), responses((status = 200, description = "the group, without the user (idempotent); the user's access through it ends at the next login", body = GroupView)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/v1/groups/{name}/members/{username}", tag = "groups", params(("name" = String, Path, description = "group name"), ("username" = String, Path, description = "username")), responses((status = 200, description = "the group, without the user (idempotent); the user's access through it ends at the next login", body = GroupView), (status = 409, description = "`group_managed_by_provider`: its members follow the identity provider", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn remove_group_member(
     State(s): State<AppState>,
     Auth(ctx): Auth,

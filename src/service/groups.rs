@@ -20,6 +20,10 @@ pub struct GroupView {
     /// User groups only: who may change the members.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owners: Option<Vec<String>>,
+    /// User groups only: `portal` (members changed here) or `provider` (members follow the
+    /// identity provider's groups claim, synced at each sign-in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -139,6 +143,7 @@ impl Services {
             description: row.description,
             members,
             owners,
+            managed_by: (kind == Kind::Users).then_some(row.managed_by),
             created_at: row.created_at,
         })
     }
@@ -341,6 +346,15 @@ impl Services {
                     owner,
                 },
             )?;
+        }
+        if row.managed_by == "provider" {
+            return Err(ServiceError::Conflict {
+                code: "group_managed_by_provider",
+                detail: format!(
+                    "the members of {} follow the identity provider's group of that name; change them at the provider",
+                    row.name
+                ),
+            });
         }
         let member_id = match kind {
             Kind::Users => {

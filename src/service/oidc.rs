@@ -383,6 +383,7 @@ impl Services {
             user_id,
             &settings.issuer,
             settings.recheck.whole_seconds(),
+            true,
         )
         .await?
         else {
@@ -452,7 +453,8 @@ impl Services {
             let mut tx = self.pool.begin().await?;
             // Locked and re-read: a session re-check may have rotated the token meanwhile.
             let Some(identity) =
-                store::oidc::lock_due(&mut *tx, identity.user_id, &settings.issuer, 0).await?
+                store::oidc::lock_due(&mut *tx, identity.user_id, &settings.issuer, 0, false)
+                    .await?
             else {
                 continue;
             };

@@ -22,6 +22,14 @@ impl Kind {
             Kind::Servers => "server_groups",
         }
     }
+
+    /// The columns of a [`GroupRow`]; server groups are always managed in keyportal.
+    fn columns(self) -> &'static str {
+        match self {
+            Kind::Users => "id, name, description, created_at, managed_by",
+            Kind::Servers => "id, name, description, created_at, 'portal' AS managed_by",
+        }
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -30,6 +38,9 @@ pub struct GroupRow {
     pub name: String,
     pub description: String,
     pub created_at: OffsetDateTime,
+    /// `portal` (members changed by hand) or `provider` (members follow the identity
+    /// provider's groups claim).
+    pub managed_by: String,
 }
 
 pub async fn insert(
@@ -39,9 +50,9 @@ pub async fn insert(
     description: &str,
 ) -> Result<GroupRow, sqlx::Error> {
     sqlx::query_as(&format!(
-        "INSERT INTO {} (name, description) VALUES ($1, $2)
-         RETURNING id, name, description, created_at",
-        kind.table()
+        "INSERT INTO {} (name, description) VALUES ($1, $2) RETURNING {}",
+        kind.table(),
+        kind.columns()
     ))
     .bind(name)
     .bind(description)
@@ -55,7 +66,8 @@ pub async fn by_name(
     name: &str,
 ) -> Result<Option<GroupRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT id, name, description, created_at FROM {} WHERE name = $1",
+        "SELECT {} FROM {} WHERE name = $1",
+        kind.columns(),
         kind.table()
     ))
     .bind(name)
@@ -73,7 +85,7 @@ pub async fn list(
     match (kind, visible_to) {
         (Kind::Users, Some(user_id)) => {
             sqlx::query_as(
-                "SELECT g.id, g.name, g.description, g.created_at FROM user_groups g
+                "SELECT g.id, g.name, g.description, g.created_at, g.managed_by FROM user_groups g
                  WHERE EXISTS (SELECT 1 FROM user_group_members m WHERE m.group_id = g.id AND m.user_id = $1)
                     OR EXISTS (SELECT 1 FROM user_group_owners o WHERE o.group_id = g.id AND o.user_id = $1)
                  ORDER BY g.name",
@@ -84,7 +96,8 @@ pub async fn list(
         }
         _ => {
             sqlx::query_as(&format!(
-                "SELECT id, name, description, created_at FROM {} ORDER BY name",
+                "SELECT {} FROM {} ORDER BY name",
+                kind.columns(),
                 kind.table()
             ))
             .fetch_all(db)

@@ -95,17 +95,20 @@ pub async fn is_linked(db: impl PgExecutor<'_>, user_id: i64) -> Result<bool, sq
 /// The user's identity at `issuer` when its last check is older than `due_secs`, locked
 /// until the transaction ends: one process at a time asks the provider, and the refresh token
 /// it uses is the latest (providers that rotate refresh tokens revoke a grant whose old token
-/// is used again).
+/// is used again). `skip_locked`: `None` when another transaction is checking it right now
+/// (a request need not wait for that check), rather than waiting for it.
 pub async fn lock_due(
     db: impl PgExecutor<'_>,
     user_id: i64,
     issuer: &str,
     due_secs: i64,
+    skip_locked: bool,
 ) -> Result<Option<IdentityRow>, sqlx::Error> {
+    let wait = if skip_locked { " SKIP LOCKED" } else { "" };
     sqlx::query_as(&format!(
         "{IDENTITY} WHERE i.user_id = $1 AND i.issuer = $2
            AND i.checked_at <= now() - make_interval(secs => $3)
-         FOR UPDATE OF i"
+         FOR UPDATE OF i{wait}"
     ))
     .bind(user_id)
     .bind(issuer)
