@@ -8,6 +8,7 @@
 //! caching the provider's metadata, fetching the key set again when a token names a key it
 //! does not have (key rotation), and reading the claims whose names are configured.
 
+use crate::telemetry::error_chain;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -497,18 +498,6 @@ fn token_error<E: std::error::Error + 'static>(
         }
         RequestTokenError::Other(e) => OidcError::Unreachable(format!("token endpoint: {e}")),
     }
-}
-
-/// An error and its sources on one line, so a log names the real cause.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

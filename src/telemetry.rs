@@ -34,3 +34,15 @@ pub fn init(cfg: &LogConfig) -> Result<WorkerGuard, String> {
     result.map_err(|e| format!("cannot install the logger: {e}"))?;
     Ok(guard)
 }
+
+/// An error and its sources on one line, so a log line or message names the real cause.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -69,6 +69,16 @@ async fn member_of(app: &TestApp, user: &str) -> Vec<(String, String)> {
     .unwrap()
 }
 
+/// The value of `name` in a URL's query.
+fn query_value(url: &str, name: &str) -> String {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in {url}"))
+        .to_owned()
+}
+
 /// A whole sign-in of `user`; the callback's answer.
 async fn sign_in(app: &TestApp, idp: &Idp, b: &mut Browser, user: &str, pass: &str) -> String {
     let authorize = start(b).await;
@@ -218,13 +228,7 @@ async fn callbacks_that_do_not_belong_to_this_sign_in_are_refused_with_the_reaso
     assert!(state_cookie.is_some());
     let mut replay = app.browser();
     // The replaying browser holds the same state cookie, as an attacker who copied it would.
-    let state = callback
-        .split("state=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
+    let state = query_value(&callback, "state");
     replay
         .cookies
         .insert("kp_oidc_state".into(), state.to_owned());
@@ -234,33 +238,15 @@ async fn callbacks_that_do_not_belong_to_this_sign_in_are_refused_with_the_reaso
     // and issued for another PKCE challenge).
     let mut b = app.browser();
     let fresh = start(&mut b).await;
-    let fresh_state = fresh
-        .split("state=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    let code = callback
-        .split("code=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
+    let fresh_state = query_value(&fresh, "state");
+    let code = query_value(&callback, "code");
     let replayed = format!("/auth/oidc/callback?code={code}&state={fresh_state}");
     assert_refused(&app, &mut b, &replayed, "provider_refused").await;
 
     // The provider itself says no (the person cancelled).
     let mut b = app.browser();
     let authorize = start(&mut b).await;
-    let state = authorize
-        .split("state=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
+    let state = query_value(&authorize, "state");
     let cancelled = format!(
         "/auth/oidc/callback?error=access_denied&error_description=cancelled&state={state}"
     );

@@ -708,6 +708,31 @@ async fn a_key_blocklisted_through_the_api_is_refused_at_its_next_login() {
     assert!(sshd.logs_in(&w.lab, "alice").await, "the entry is gone");
 }
 
+/// Server group `web`, holding web1, made by `admin` through the API.
+async fn server_group_web_with_web1(w: &World, admin: &str) {
+    for (req, want) in [
+        (
+            w.app.post(
+                admin,
+                "/api/v1/server-groups",
+                serde_json::json!({ "name": "web" }),
+            ),
+            201,
+        ),
+        (
+            w.app.put(
+                admin,
+                "/api/v1/server-groups/web/servers/web1",
+                serde_json::json!(null),
+            ),
+            200,
+        ),
+    ] {
+        let (status, body) = answer(req).await;
+        assert_eq!(status, want, "{body}");
+    }
+}
+
 #[tokio::test]
 async fn a_login_through_a_group_grant_stops_when_the_user_leaves_the_group() {
     let w = World::new().await;
@@ -735,24 +760,7 @@ async fn a_login_through_a_group_grant_stops_when_the_user_leaves_the_group() {
         200,
     )
     .await;
-    call(
-        w.app.post(
-            &admin,
-            "/api/v1/server-groups",
-            serde_json::json!({ "name": "web" }),
-        ),
-        201,
-    )
-    .await;
-    call(
-        w.app.put(
-            &admin,
-            "/api/v1/server-groups/web/servers/web1",
-            serde_json::json!(null),
-        ),
-        200,
-    )
-    .await;
+    server_group_web_with_web1(&w, &admin).await;
     let sshd = Sshd::start(&w.lab, "main", &w.portal(), &w.token, "").await;
     assert!(!sshd.logs_in(&w.lab, "alice").await, "no grant yet");
     call(
@@ -838,24 +846,7 @@ async fn the_identity_providers_groups_decide_logins_after_a_sync_or_sign_in() {
         .add_key(&w.cli, "alice", public.as_bytes(), None, None)
         .await
         .unwrap();
-    call(
-        w.app.post(
-            &admin,
-            "/api/v1/server-groups",
-            serde_json::json!({ "name": "web" }),
-        ),
-        201,
-    )
-    .await;
-    call(
-        w.app.put(
-            &admin,
-            "/api/v1/server-groups/web/servers/web1",
-            serde_json::json!(null),
-        ),
-        200,
-    )
-    .await;
+    server_group_web_with_web1(&w, &admin).await;
     call(
         w.app.post(
             &admin,

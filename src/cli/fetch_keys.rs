@@ -11,6 +11,7 @@
 //! (`--timeout`, kept under sshd's patience), and the first real answer wins, a "no" included.
 //! Only when none answers does the cache stand in.
 
+use crate::telemetry::error_chain;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -254,17 +255,6 @@ async fn ask_portal(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Where the last good answer for this server, login and key is kept.
