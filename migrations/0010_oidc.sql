@@ -11,6 +11,10 @@ CREATE TABLE oidc_identities (
     refresh_token TEXT CHECK (refresh_token IS NULL OR char_length(refresh_token) <= 8192),
     checked_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     linked_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- `keyportal users sync` disabled the user because the provider refused its refresh token;
+    -- a later sign-in the provider vouches for enables it again. An admin's own choice of
+    -- enabled or disabled clears it.
+    disabled_by_sync BOOLEAN NOT NULL DEFAULT false,
     CONSTRAINT oidc_identities_subject_key UNIQUE (issuer, subject)
 );
 

@@ -56,7 +56,7 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
                 "request",
                 request_id = %request_id,
                 method = %req.method(),
-                uri = %req.uri(),
+                uri = %loggable_uri(req.uri()),
                 caller = tracing::field::Empty
             )
         })
@@ -155,6 +155,17 @@ fn not_marked_no_store(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|d| d.trim().eq_ignore_ascii_case("no-store"))
+}
+
+/// The request's URI as logged: the identity provider's callback without its query, which
+/// holds the authorization code and the state.
+fn loggable_uri(uri: &axum::http::Uri) -> std::borrow::Cow<'_, str> {
+    match (uri.path(), uri.query()) {
+        ("/auth/oidc/callback", Some(_)) => "/auth/oidc/callback?(not logged)".into(),
+        _ => uri
+            .path_and_query()
+            .map_or_else(|| uri.path().into(), |pq| pq.as_str().into()),
+    }
 }
 
 /// The pages' CSP. Forms post to this portal only; sign-out, whose redirect continues at the

@@ -37,6 +37,8 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             "grants",
             "group_grants",
             "key_shape_tallies",
+            "oidc_identities",
+            "oidc_sign_in_attempts",
             "policy",
             "revocation_horizon",
             "row_tallies",

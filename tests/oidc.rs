@@ -168,7 +168,7 @@ async fn a_first_sign_in_creates_the_user_with_role_and_groups_from_the_provider
     );
     let removed = actions(&app, "group.member_remove").await;
     assert_eq!(removed.len(), 1);
-    assert_eq!(removed[0]["actor"], "oidc");
+    assert_eq!(removed[0]["actor"], "oidc:provider");
     assert_eq!(removed[0]["target"], "user-group:keyportal-admins");
 }
 
@@ -330,11 +330,27 @@ async fn the_provider_removing_an_account_ends_its_sessions_and_sync_disables_it
     assert_eq!(carol["disabled"], true);
     assert_eq!(actions(&app, "user.disabled_by_provider").await.len(), 1);
 
-    // A disabled account cannot sign in through the provider either, even once it is back.
+    // Back at the provider: a sign-in it vouches for enables the account the sync disabled
+    // (the sync only read a refused refresh token, which a sign-out at the provider can cause).
     idp.put_account("carol", "carol-pass", &["ops"]).await;
     let mut b3 = app.browser();
     let callback = sign_in(&app, &idp, &mut b3, "carol", "carol-pass").await;
-    assert_refused(&app, &mut b3, &callback, "disabled").await;
+    assert_eq!(b3.get(&callback).await.status, 303);
+    let (_, carol) = answer(app.get(&app.admin, "/api/v1/users/carol")).await;
+    assert_eq!(carol["disabled"], false);
+    assert_eq!(actions(&app, "user.enabled_by_provider").await.len(), 1);
+
+    // An admin's own "disabled" is final: the provider vouching changes nothing.
+    let (status, _) = answer(app.patch(
+        &app.admin,
+        "/api/v1/users/carol",
+        json!({ "disabled": true }),
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let mut b4 = app.browser();
+    let callback = sign_in(&app, &idp, &mut b4, "carol", "carol-pass").await;
+    assert_refused(&app, &mut b4, &callback, "disabled").await;
 
     // Only admins may run the sync.
     let member = app.user_with_token("dave", Role::Member).await;
@@ -496,4 +512,110 @@ async fn keyportal_users_sync_on_the_command_line_disables_who_the_provider_remo
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("KEYPORTAL_PUBLIC_URL"));
+}
+
+/// A portal whose provider sign-ins may link to existing local accounts by name.
+async fn portal_linking_existing() -> (TestApp, Idp) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let idp = Idp::start(&base).await;
+    let mut settings = idp.settings(&base);
+    settings.link_existing = true;
+    let provider = keyportal::oidc::OidcProvider::new(settings).unwrap();
+    let app = TestApp::spawn_on(listener, |state| {
+        state.services.oidc = Some(Arc::new(provider));
+    })
+    .await;
+    (app, idp)
+}
+
+#[tokio::test]
+async fn linking_by_name_never_hands_over_an_admin_or_the_break_glass_account() {
+    let (app, idp) = portal_linking_existing().await;
+    app.user_with_password("alice", Role::Admin, PASSWORD).await;
+    app.user_with_password("bob", Role::Member, PASSWORD).await;
+    app.user_with_password("henry", Role::Member, PASSWORD)
+        .await;
+    let (_, mut policy) = answer(app.get(&app.admin, "/api/v1/policy")).await;
+    policy["break_glass_user"] = json!("henry");
+    assert_eq!(
+        answer(app.put(&app.admin, "/api/v1/policy", policy))
+            .await
+            .0,
+        200
+    );
+    idp.put_account("henry", "henry-pass", &["keyportal-admins"])
+        .await;
+
+    for (user, pass) in [("alice", "alice-pass"), ("henry", "henry-pass")] {
+        let mut b = app.browser();
+        let callback = sign_in(&app, &idp, &mut b, user, pass).await;
+        assert_refused(&app, &mut b, &callback, "username_taken").await;
+    }
+    // An ordinary local account links, audited.
+    let mut b = app.browser();
+    let callback = sign_in(&app, &idp, &mut b, "bob", "bob-pass").await;
+    assert_eq!(b.get(&callback).await.status, 303);
+    let linked = actions(&app, "user.oidc_link").await;
+    assert_eq!(linked.len(), 1);
+    assert_eq!(linked[0]["target"], "user:bob");
+}
+
+#[tokio::test]
+async fn group_paths_stay_apart_and_an_absent_groups_claim_changes_no_membership() {
+    let (app, idp) = portal_with_idp().await;
+    idp.put_account(
+        "ivy",
+        "ivy-pass",
+        &["/eng/ops", "/sales/ops", "Not A Name!"],
+    )
+    .await;
+    let mut b = app.browser();
+    let callback = sign_in(&app, &idp, &mut b, "ivy", "ivy-pass").await;
+    assert_eq!(b.get(&callback).await.status, 303);
+    assert_eq!(
+        member_of(&app, "ivy").await,
+        vec![
+            ("eng.ops".to_owned(), "provider".to_owned()),
+            ("sales.ops".to_owned(), "provider".to_owned())
+        ]
+    );
+    // The provider stops sending the claim (a setting, or too many groups): nothing changes.
+    idp.put_account_without_groups("ivy", "ivy-pass").await;
+    let mut b = app.browser();
+    let callback = sign_in(&app, &idp, &mut b, "ivy", "ivy-pass").await;
+    assert_eq!(b.get(&callback).await.status, 303);
+    assert_eq!(member_of(&app, "ivy").await.len(), 2);
+    assert!(actions(&app, "group.member_remove").await.is_empty());
+}
+
+#[tokio::test]
+async fn odd_callbacks_and_starts_get_clear_answers_never_a_500() {
+    let (app, _idp) = portal_with_idp().await;
+    let mut b = app.browser();
+    // A `next` too long to be a page of ours: the sign-in starts, and would come back home.
+    let long = format!("/auth/oidc/login?next=/{}", "a".repeat(5000));
+    assert_eq!(b.get(&long).await.status, 303);
+    // The provider's error text is not shown for a callback this browser did not start.
+    let forged = format!(
+        "/auth/oidc/callback?error=access_denied&error_description={}",
+        "Call+the+helpdesk+at+555-0100".repeat(20)
+    );
+    assert_refused(&app, &mut b, &forged, "state_mismatch").await;
+    let res = b.get(&forged).await;
+    assert!(!res.body.contains("helpdesk"), "{}", res.body);
+    // Junk and huge parameters.
+    for query in [
+        "state=&code=".to_owned(),
+        format!("state={}&code={}", "s".repeat(10_000), "c".repeat(10_000)),
+        "code=%ff%fe&state=%00".to_owned(),
+    ] {
+        let res = b.get(&format!("/auth/oidc/callback?{query}")).await;
+        assert!(
+            matches!(res.status, 400 | 401),
+            "{query}: {} {}",
+            res.status,
+            res.body
+        );
+    }
 }

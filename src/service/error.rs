@@ -130,7 +130,7 @@ impl ServiceError {
                 format!("too many failed sign-ins; try again in {retry_after_secs} seconds")
             }
             ServiceError::Busy { retry_after_secs } => format!(
-                "too many passwords are being checked at once; try again in {retry_after_secs} seconds"
+                "too many sign-ins are in progress at once; try again in {retry_after_secs} seconds"
             ),
             ServiceError::KeyRejected(r) => r.message.clone(),
             ServiceError::Database(e) if crate::db::is_unavailable(e) => {

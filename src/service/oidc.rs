@@ -16,15 +16,20 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
+use tracing::Instrument;
 
 use super::sessions::{random_token, NewSession};
-use super::{Ctx, ServiceError, Services};
+use super::{Ctx, ResultExt, ServiceError, Services};
 use crate::domain::{GroupName, Role, Username};
 use crate::oidc::{OidcError, OidcProvider};
 use crate::store;
 
 /// How long the provider's sign-in page may take before the callback is refused.
 const ATTEMPT_LIFETIME: Duration = Duration::minutes(10);
+
+/// Sign-ins in flight at once, across every process; more wait (503) until some finish or
+/// expire. Far above what people do in 10 minutes, far below what fills a disk.
+const MAX_LIVE_ATTEMPTS: i64 = 10_000;
 
 /// The redirect to the provider; `state` also goes into the browser's cookie.
 pub struct OidcRedirect {
@@ -56,8 +61,10 @@ pub struct ProviderAccount {
     pub username: Option<String>,
     pub display_name: String,
     pub email: Option<String>,
-    /// Every group the claim names, as sent.
-    pub groups: Vec<String>,
+    /// Every group the claim names, as sent; `None` when the claim is absent (then neither
+    /// groups nor role are synced: an absent claim is a provider's setting or its overage
+    /// rule, not a statement that the person is in no group).
+    pub groups: Option<Vec<String>>,
 }
 
 impl ProviderAccount {
@@ -71,18 +78,20 @@ impl ProviderAccount {
             .ok_or_else(|| OidcError::Claims("the ID token has no usable sub".into()))?
             .to_owned();
         let groups = match claims.get(&settings.groups_claim) {
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-            Some(Value::String(one)) => vec![one.clone()],
-            // No claim: the account is in no provider group (the safe reading).
-            _ => Vec::new(),
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            Some(Value::String(one)) => Some(vec![one.clone()]),
+            _ => None,
         };
         Ok(ProviderAccount {
             subject,
-            username: text(&settings.username_claim).map(str::to_lowercase),
+            // ASCII only: Unicode case folding would make `\u{212A}` (Kelvin) an ASCII `k`.
+            username: text(&settings.username_claim).map(str::to_ascii_lowercase),
             display_name: text(&settings.name_claim)
                 .map(|n| n.chars().filter(|c| !c.is_control()).take(200).collect())
                 .unwrap_or_default(),
@@ -142,6 +151,12 @@ impl Services {
         let hash = state_hash(&request.state);
         let mut tx = self.pool.begin().await?;
         store::oidc::delete_expired_attempts(&mut *tx).await?;
+        // Anyone may start a sign-in, and each start stores a row for 10 minutes: bounded.
+        if store::oidc::live_attempts(&mut *tx).await? >= MAX_LIVE_ATTEMPTS {
+            return Err(ServiceError::Busy {
+                retry_after_secs: 60,
+            });
+        }
         store::oidc::insert_attempt(
             &mut *tx,
             &store::oidc::NewAttempt {
@@ -200,17 +215,8 @@ impl Services {
             reason,
             detail,
         };
-        if let Some(error) = cb.error {
-            return Err(refuse(
-                "provider_error",
-                format!(
-                    "the provider answered {error}{}",
-                    cb.error_description
-                        .map(|d| format!(": {d}"))
-                        .unwrap_or_default()
-                ),
-            ));
-        }
+        // The state first: nothing of a callback that did not start in this browser is shown
+        // or acted on (not even the provider's error text).
         let state = cb.state.unwrap_or("");
         let cookie = cb.state_cookie.unwrap_or("");
         if state.is_empty() || !crate::http::session::tokens_match(state, cookie) {
@@ -228,6 +234,18 @@ impl Services {
                     "this sign-in was already used or took longer than 10 minutes".into(),
                 )
             })?;
+        if let Some(error) = cb.error {
+            return Err(refuse(
+                "provider_error",
+                format!(
+                    "the provider answered {}{}",
+                    printable(error, 64),
+                    cb.error_description
+                        .map(|d| format!(": {}", printable(d, 200)))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
         let code = cb
             .code
             .filter(|c| !c.is_empty())
@@ -241,24 +259,39 @@ impl Services {
         let issuer = provider.settings.issuer.as_str();
 
         let mut tx = self.pool.begin().await?;
-        let user =
-            match store::oidc::identity_by_subject(&mut *tx, issuer, &account.subject).await? {
-                Some(identity) => store::users::by_id(&mut *tx, identity.user_id)
+        let found = store::oidc::identity_by_subject(&mut *tx, issuer, &account.subject).await?;
+        let mut user = match found {
+            Some(identity) => store::users::by_id(&mut *tx, identity.user_id)
+                .await?
+                .ok_or(ServiceError::NotFound { what: "user" })?,
+            None => {
+                self.first_sign_in(&mut tx, provider, &account, cb.request_id)
                     .await?
-                    .ok_or(ServiceError::NotFound { what: "user" })?,
-                None => {
-                    self.first_sign_in(&mut tx, provider, &account, cb.request_id)
-                        .await?
-                }
-            };
+            }
+        };
         if user.disabled {
-            return Err(refuse(
-                "disabled",
-                format!(
-                    "the keyportal account {} is disabled; ask an admin",
-                    user.username
-                ),
-            ));
+            // Disabled by `users sync` because the provider refused its refresh token: the
+            // provider vouching for a fresh sign-in is the answer that was missing.
+            if !store::oidc::disabled_by_sync(&mut *tx, user.id).await? {
+                return Err(refuse(
+                    "disabled",
+                    format!(
+                        "the keyportal account {} is disabled; ask an admin",
+                        user.username
+                    ),
+                ));
+            }
+            user = store::users::update(&mut *tx, user.id, &enabled(true)).await?;
+            store::oidc::set_disabled_by_sync(&mut *tx, user.id, false).await?;
+            super::audit::record_by(
+                &mut *tx,
+                PROVIDER_ACTOR,
+                cb.request_id,
+                "user.enabled_by_provider",
+                &format!("user:{}", user.username),
+                json!({ "why": "the provider vouched for a new sign-in after a sync had disabled the account" }),
+            )
+            .await?;
         }
         store::oidc::link(
             &mut *tx,
@@ -267,7 +300,8 @@ impl Services {
             &account.subject,
             signed_in.refresh_token.as_deref(),
         )
-        .await?;
+        .await
+        .on_constraint(&["oidc_identities_subject_key"], concurrent_sign_in)?;
         apply_account(
             &mut tx,
             provider,
@@ -283,7 +317,10 @@ impl Services {
         let id = Sha256::digest(secret.as_bytes()).to_vec();
         store::sessions::delete_expired(&mut *tx).await?;
         store::sessions::insert(&mut *tx, &id, user.id, &random_token(), expires_at).await?;
-        store::sessions::set_id_token(&mut *tx, &id, &signed_in.id_token).await?;
+        // Kept for the logout hint; a token too large to keep only loses the hint.
+        if signed_in.id_token.len() <= MAX_KEPT_ID_TOKEN {
+            store::sessions::set_id_token(&mut *tx, &id, &signed_in.id_token).await?;
+        }
         super::audit::record_by(
             &mut *tx,
             &user.username,
@@ -304,7 +341,8 @@ impl Services {
     }
 
     /// The user for a provider account signing in for the first time: a new one, or an
-    /// existing local one when linking is allowed.
+    /// existing local one when linking is allowed (never an admin or the break-glass account:
+    /// whoever controls a username at the provider must not get those).
     async fn first_sign_in(
         &self,
         tx: &mut sqlx::PgConnection,
@@ -318,22 +356,32 @@ impl Services {
             Username::parse(claimed).map_err(|e| ServiceError::ProviderSignInFailed {
                 reason: "username_unusable",
                 detail: format!(
-                    "the provider's {} claim {claimed:?} cannot be a keyportal username: {}",
-                    settings.username_claim, e.detail
+                    "the provider's {} claim {:?} cannot be a keyportal username: {}",
+                    settings.username_claim,
+                    printable(claimed, 64),
+                    e.detail
                 ),
             })?;
         if let Some(existing) = store::users::by_username(&mut *tx, username.as_str()).await? {
-            if !settings.link_existing || store::oidc::is_linked(&mut *tx, existing.id).await? {
+            let policy = super::policy::current(&mut *tx).await?;
+            let protected =
+                existing.role == Role::Admin || existing.username == policy.break_glass_user;
+            if !settings.link_existing
+                || protected
+                || store::oidc::is_linked(&mut *tx, existing.id).await?
+            {
                 return Err(ServiceError::ProviderSignInFailed {
                     reason: "username_taken",
-                    detail: format!(
-                        "a keyportal account named {username} exists and is not linked to this provider account; an admin can allow linking (KEYPORTAL_OIDC_LINK_EXISTING)"
-                    ),
+                    detail: if protected && settings.link_existing {
+                        format!("{username} is a local admin account; it is never linked to a provider account by name")
+                    } else {
+                        format!("a keyportal account named {username} exists and is not linked to this provider account; an admin can allow linking (KEYPORTAL_OIDC_LINK_EXISTING)")
+                    },
                 });
             }
             super::audit::record_by(
                 &mut *tx,
-                username.as_str(),
+                PROVIDER_ACTOR,
                 request_id,
                 "user.oidc_link",
                 &format!("user:{username}"),
@@ -352,10 +400,11 @@ impl Services {
                 password_hash: None,
             },
         )
-        .await?;
+        .await
+        .on_constraint(&["users_username_key"], concurrent_sign_in)?;
         super::audit::record_by(
             &mut *tx,
-            username.as_str(),
+            PROVIDER_ACTOR,
             request_id,
             "user.create",
             &format!("user:{username}"),
@@ -373,154 +422,176 @@ impl Services {
         user_id: i64,
         request_id: Option<&str>,
     ) -> Result<bool, ServiceError> {
-        let Some(provider) = self.oidc.as_ref() else {
+        let Some(provider) = self.oidc.clone() else {
             return Ok(true);
         };
-        let settings = &provider.settings;
-        let mut tx = self.pool.begin().await?;
-        let Some(identity) = store::oidc::lock_due(
-            &mut *tx,
-            user_id,
-            &settings.issuer,
-            settings.recheck.whole_seconds(),
-            true,
-        )
-        .await?
+        let due = provider.settings.recheck.whole_seconds();
+        let Some(claimed) =
+            store::oidc::claim_due(&self.pool, user_id, &provider.settings.issuer, due).await?
         else {
             return Ok(true);
         };
-        let Some(refresh_token) = identity.refresh_token.clone() else {
-            store::oidc::checked(&mut *tx, user_id, None).await?;
-            tx.commit().await?;
-            return Ok(true);
+        let outcome = self
+            .check_in_own_task(provider, claimed, request_id)
+            .await?;
+        Ok(!matches!(outcome, Checked::Refused))
+    }
+
+    /// Runs one check to its end in a task of its own: a request cancelled meanwhile (timeout,
+    /// client gone) must not lose a refresh token the provider has already rotated.
+    async fn check_in_own_task(
+        &self,
+        provider: Arc<OidcProvider>,
+        claimed: store::oidc::IdentityRow,
+        request_id: Option<&str>,
+    ) -> Result<Checked, ServiceError> {
+        let services = self.clone();
+        let request_id = request_id.map(str::to_owned);
+        let span = tracing::Span::current();
+        tokio::spawn(
+            async move {
+                services
+                    .finish_check(&provider, claimed, request_id.as_deref(), Check::Session)
+                    .await
+            }
+            .instrument(span),
+        )
+        .await
+        .map_err(|e| ServiceError::Internal(format!("the provider check's task: {e}")))?
+    }
+
+    /// Asks the provider with a claimed identity's refresh token and records the answer.
+    async fn finish_check(
+        &self,
+        provider: &OidcProvider,
+        claimed: store::oidc::IdentityRow,
+        request_id: Option<&str>,
+        check: Check<'_>,
+    ) -> Result<Checked, ServiceError> {
+        let Some(token) = claimed.refresh_token.clone() else {
+            return Ok(Checked::Unchecked);
         };
-        match provider.refresh(&refresh_token, &identity.subject).await {
+        let settings = &provider.settings;
+        let target = format!("user:{}", claimed.username);
+        match provider.refresh(&token, &claimed.subject).await {
             Ok(fresh) => {
-                let account = ProviderAccount::from_claims(&fresh.claims, settings).ok();
-                if let Some(account) = account.filter(|a| a.subject == identity.subject) {
-                    apply_account(
-                        &mut tx,
-                        provider,
-                        user_id,
-                        &account,
-                        &identity.username,
-                        request_id,
-                    )
-                    .await?;
+                let mut tx = self.pool.begin().await?;
+                let current = store::oidc::rotate_refresh_token(
+                    &mut *tx,
+                    claimed.user_id,
+                    &token,
+                    fresh.refresh_token.as_deref(),
+                )
+                .await?;
+                if current {
+                    if let Some(account) = ProviderAccount::from_claims(&fresh.claims, settings)
+                        .ok()
+                        .filter(|a| a.subject == claimed.subject)
+                    {
+                        apply_account(
+                            &mut tx,
+                            provider,
+                            claimed.user_id,
+                            &account,
+                            &claimed.username,
+                            request_id,
+                        )
+                        .await?;
+                    }
                 }
-                store::oidc::checked(&mut *tx, user_id, fresh.refresh_token.as_deref()).await?;
                 tx.commit().await?;
-                Ok(true)
+                Ok(Checked::Known)
             }
             Err(e) if e.is_invalid_grant() => {
-                let ended = store::sessions::delete_for_user(&mut *tx, user_id, None).await?;
-                store::oidc::checked(&mut *tx, user_id, None).await?;
+                let mut tx = self.pool.begin().await?;
+                // A sign-in since the claim brought a newer grant: that one is what counts.
+                if !store::oidc::rotate_refresh_token(&mut *tx, claimed.user_id, &token, None)
+                    .await?
+                {
+                    return Ok(Checked::Known);
+                }
+                let ended =
+                    store::sessions::delete_for_user(&mut *tx, claimed.user_id, None).await?;
+                let (actor, action) = match check {
+                    Check::Session => (PROVIDER_ACTOR, "session.ended_by_provider"),
+                    Check::Sync { actor } => {
+                        store::users::update(&mut *tx, claimed.user_id, &enabled(false)).await?;
+                        store::oidc::set_disabled_by_sync(&mut *tx, claimed.user_id, true).await?;
+                        (actor, "user.disabled_by_provider")
+                    }
+                };
                 super::audit::record_by(
                     &mut *tx,
-                    "oidc",
+                    actor,
                     request_id,
-                    "session.ended_by_provider",
-                    &format!("user:{}", identity.username),
+                    action,
+                    &target,
                     json!({ "sessions": ended, "provider_said": e.to_string() }),
                 )
                 .await?;
                 tx.commit().await?;
-                Ok(false)
+                Ok(Checked::Refused)
             }
             Err(e) => {
-                // Not the provider saying no: keep the session, ask again after the interval.
-                tracing::warn!(user = %identity.username, error = %e, "could not re-check a session's account at the provider");
-                store::oidc::checked(&mut *tx, user_id, None).await?;
-                tx.commit().await?;
-                Ok(true)
+                // Not the provider saying no: nothing changes; asked again after the interval.
+                tracing::warn!(user = %claimed.username, error = %e, "could not check an account at the identity provider");
+                Ok(Checked::Failed(e.to_string()))
             }
         }
     }
 
     /// Checks every linked account at the provider: syncs those it knows, disables those it
-    /// refuses. Admins and the command line only.
+    /// refuses. Admins and the command line only. Runs in a task of its own, so it finishes
+    /// (and is audited) even if the request that started it times out.
     #[tracing::instrument(skip_all)]
     pub async fn sync_provider_users(&self, ctx: &Ctx) -> Result<SyncReport, ServiceError> {
         super::access::authorize(&ctx.caller, super::access::Action::ManageUsers)?;
-        let provider = self.provider()?;
-        let settings = &provider.settings;
+        let provider = self.provider()?.clone();
+        let services = self.clone();
+        let request_id = ctx.request_id.clone();
+        let actor = ctx.caller.actor();
+        let span = tracing::Span::current();
+        tokio::spawn(
+            async move {
+                services
+                    .sync_all(provider, &actor, request_id.as_deref())
+                    .await
+            }
+            .instrument(span),
+        )
+        .await
+        .map_err(|e| ServiceError::Internal(format!("the sync's task: {e}")))?
+    }
+
+    /// `actor`: who runs the sync (the disabling is theirs in the audit log).
+    async fn sync_all(
+        &self,
+        provider: Arc<OidcProvider>,
+        actor: &str,
+        request_id: Option<&str>,
+    ) -> Result<SyncReport, ServiceError> {
+        let issuer = provider.settings.issuer.clone();
         let mut report = SyncReport::default();
-        for identity in store::oidc::all_at(&self.pool, &settings.issuer).await? {
+        for identity in store::oidc::all_at(&self.pool, &issuer).await? {
             if identity.disabled {
                 continue;
             }
             report.checked += 1;
-            let mut tx = self.pool.begin().await?;
-            // Locked and re-read: a session re-check may have rotated the token meanwhile.
-            let Some(identity) =
-                store::oidc::lock_due(&mut *tx, identity.user_id, &settings.issuer, 0, false)
-                    .await?
+            // Claimed whatever its last check (-1 s: always due).
+            let Some(claimed) =
+                store::oidc::claim_due(&self.pool, identity.user_id, &issuer, -1).await?
             else {
                 continue;
             };
-            let Some(refresh_token) = identity.refresh_token.clone() else {
-                report.unchecked.push(identity.username.clone());
-                continue;
-            };
-            match provider.refresh(&refresh_token, &identity.subject).await {
-                Ok(fresh) => {
-                    match ProviderAccount::from_claims(&fresh.claims, settings) {
-                        Ok(account) if account.subject == identity.subject => {
-                            apply_account(
-                                &mut tx,
-                                provider,
-                                identity.user_id,
-                                &account,
-                                &identity.username,
-                                ctx.request_id.as_deref(),
-                            )
-                            .await?;
-                        }
-                        // No new ID token (or no usable claims): known, claims unchanged.
-                        _ => {}
-                    }
-                    store::oidc::checked(
-                        &mut *tx,
-                        identity.user_id,
-                        fresh.refresh_token.as_deref(),
-                    )
-                    .await?;
-                    tx.commit().await?;
-                    report.known.push(identity.username);
-                }
-                Err(e) if e.is_invalid_grant() => {
-                    store::users::update(
-                        &mut *tx,
-                        identity.user_id,
-                        &store::users::UserChanges {
-                            display_name: None,
-                            email: None,
-                            role: None,
-                            disabled: Some(true),
-                            password_hash: None,
-                        },
-                    )
-                    .await?;
-                    store::sessions::delete_for_user(&mut *tx, identity.user_id, None).await?;
-                    store::oidc::checked(&mut *tx, identity.user_id, None).await?;
-                    super::audit::record(
-                        &mut *tx,
-                        ctx,
-                        "user.disabled_by_provider",
-                        &format!("user:{}", identity.username),
-                        json!({ "provider_said": e.to_string() }),
-                    )
-                    .await?;
-                    tx.commit().await?;
-                    report.disabled.push(identity.username);
-                }
-                Err(e) => {
-                    tracing::warn!(user = %identity.username, error = %e, "could not check an account at the provider");
-                    report.failed.push(SyncFailure {
-                        username: identity.username,
-                        error: e.to_string(),
-                    });
-                }
+            let username = claimed.username.clone();
+            match self
+                .finish_check(&provider, claimed, request_id, Check::Sync { actor })
+                .await?
+            {
+                Checked::Known => report.known.push(username),
+                Checked::Refused => report.disabled.push(username),
+                Checked::Unchecked => report.unchecked.push(username),
+                Checked::Failed(error) => report.failed.push(SyncFailure { username, error }),
             }
         }
         Ok(report)
@@ -537,6 +608,56 @@ impl Services {
         };
         Ok(provider.logout_url(&id_token).await)
     }
+}
+
+/// The audit actor of changes the provider's answers make: not a possible username (`:`), so
+/// no account can pose as it.
+const PROVIDER_ACTOR: &str = "oidc:provider";
+
+/// Longest ID token kept for the logout hint (the `sessions.oidc_id_token` CHECK).
+const MAX_KEPT_ID_TOKEN: usize = 16384;
+
+/// Why a provider account is being checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check<'a> {
+    /// A session's periodic re-check: a refusal ends the user's sessions.
+    Session,
+    /// `users sync`, run by `actor`: a refusal also disables the user.
+    Sync { actor: &'a str },
+}
+
+/// What the provider said.
+enum Checked {
+    Known,
+    Refused,
+    /// No refresh token to ask with.
+    Unchecked,
+    Failed(String),
+}
+
+fn enabled(on: bool) -> store::users::UserChanges<'static> {
+    store::users::UserChanges {
+        display_name: None,
+        email: None,
+        role: None,
+        disabled: Some(!on),
+        password_hash: None,
+    }
+}
+
+fn concurrent_sign_in() -> ServiceError {
+    ServiceError::ProviderSignInFailed {
+        reason: "concurrent_sign_in",
+        detail:
+            "another sign-in of the same account was being made at the same moment; sign in again"
+                .into(),
+    }
+}
+
+/// Text from outside (the provider's error, a claim) as shown on a page: printable
+/// characters only, at most `max` of them.
+fn printable(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
 fn oidc_refusal(e: OidcError) -> ServiceError {
@@ -565,13 +686,14 @@ async fn apply_account(
     let user = store::users::by_id(&mut *tx, user_id)
         .await?
         .ok_or(ServiceError::NotFound { what: "user" })?;
-    let role = settings.admin_group.as_ref().map(|admins| {
-        if account.groups.iter().any(|g| g == admins) {
+    let role = match (&settings.admin_group, &account.groups) {
+        (Some(admins), Some(groups)) => Some(if groups.iter().any(|g| g == admins) {
             Role::Admin
         } else {
             Role::Member
-        }
-    });
+        }),
+        _ => None,
+    };
     let mut changed = Vec::new();
     if !account.display_name.is_empty() && account.display_name != user.display_name {
         changed.push("display_name");
@@ -601,7 +723,7 @@ async fn apply_account(
         .await?;
         super::audit::record_by(
             &mut *tx,
-            "oidc",
+            PROVIDER_ACTOR,
             request_id,
             "user.update",
             &target,
@@ -610,11 +732,19 @@ async fn apply_account(
         .await?;
     }
 
-    // Group names as keyportal spells them; a name that cannot be one is skipped (and said).
+    let Some(groups) = &account.groups else {
+        return Ok(());
+    };
+    // Group names as keyportal spells them: a path's `/` becomes `.` (Keycloak's full paths
+    // keep `/eng/ops` and `/sales/ops` apart); a name that cannot be one is skipped (and said).
     let mut wanted: Vec<String> = Vec::new();
     let mut unusable: Vec<&str> = Vec::new();
-    for sent in &account.groups {
-        let name = sent.trim().trim_start_matches('/').to_lowercase();
+    for sent in groups {
+        let name = sent
+            .trim()
+            .trim_start_matches('/')
+            .replace('/', ".")
+            .to_ascii_lowercase();
         match GroupName::parse(&name) {
             Ok(n) if !wanted.contains(&n.as_str().to_owned()) => wanted.push(n.into()),
             Ok(_) => {}
@@ -632,7 +762,7 @@ async fn apply_account(
                 if let Some(id) = store::oidc::insert_provider_group(&mut *tx, name).await? {
                     super::audit::record_by(
                         &mut *tx,
-                        "oidc",
+                        PROVIDER_ACTOR,
                         request_id,
                         "group.create",
                         &format!("user-group:{name}"),
@@ -649,7 +779,7 @@ async fn apply_account(
         if store::groups::add_member(&mut *tx, store::groups::Kind::Users, *id, user_id).await? {
             super::audit::record_by(
                 &mut *tx,
-                "oidc",
+                PROVIDER_ACTOR,
                 request_id,
                 "group.member_add",
                 &format!("user-group:{name}"),
@@ -666,7 +796,7 @@ async fn apply_account(
         {
             super::audit::record_by(
                 &mut *tx,
-                "oidc",
+                PROVIDER_ACTOR,
                 request_id,
                 "group.member_remove",
                 &format!("user-group:{}", g.name),
@@ -712,11 +842,18 @@ mod tests {
         assert_eq!(a.username.as_deref(), Some("alice"));
         assert_eq!(a.display_name, "Alice");
         assert_eq!(a.email, None);
-        assert_eq!(a.groups, vec!["ops", "/dev"]);
+        assert_eq!(a.groups, Some(vec!["ops".to_owned(), "/dev".to_owned()]));
         let no_sub = json!({"preferred_username": "alice"});
         assert!(ProviderAccount::from_claims(no_sub.as_object().unwrap(), &settings()).is_err());
         let one_group = json!({"sub": "s", "groups": "ops"});
         let a = ProviderAccount::from_claims(one_group.as_object().unwrap(), &settings()).unwrap();
-        assert_eq!(a.groups, vec!["ops"]);
+        assert_eq!(a.groups, Some(vec!["ops".to_owned()]));
+        let no_claim = json!({"sub": "s", "preferred_username": "\u{212A}im"});
+        let a = ProviderAccount::from_claims(no_claim.as_object().unwrap(), &settings()).unwrap();
+        assert_eq!(a.groups, None, "an absent claim is not an empty list");
+        assert!(
+            Username::parse(a.username.as_deref().unwrap()).is_err(),
+            "no Unicode case folding into ASCII"
+        );
     }
 }

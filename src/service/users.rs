@@ -246,6 +246,10 @@ impl Services {
             },
         )
         .await?;
+        if patch.disabled.is_some() {
+            // An admin's own choice: a later provider sign-in does not undo it.
+            store::oidc::set_disabled_by_sync(&mut *tx, updated.id, false).await?;
+        }
         // A new password or disabling revokes the user's API tokens: whoever stole one must
         // not keep it past the owner's remedy.
         if patch.password.is_some() || patch.disabled == Some(true) {

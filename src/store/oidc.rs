@@ -92,29 +92,79 @@ pub async fn is_linked(db: impl PgExecutor<'_>, user_id: i64) -> Result<bool, sq
         .await
 }
 
-/// The user's identity at `issuer` when its last check is older than `due_secs`, locked
-/// until the transaction ends: one process at a time asks the provider, and the refresh token
-/// it uses is the latest (providers that rotate refresh tokens revoke a grant whose old token
-/// is used again). `skip_locked`: `None` when another transaction is checking it right now
-/// (a request need not wait for that check), rather than waiting for it.
-pub async fn lock_due(
+/// Claims the user's check at the provider when its last one is older than `due_secs`
+/// (negative: whenever): marks it checked now and returns what to ask with. Committed before
+/// the provider is called, so no connection is held during the call and no other process asks
+/// with the same refresh token meanwhile (providers that rotate refresh tokens revoke a grant
+/// whose old token is used again). A concurrent claim waits only for this one statement.
+pub async fn claim_due(
     db: impl PgExecutor<'_>,
     user_id: i64,
     issuer: &str,
     due_secs: i64,
-    skip_locked: bool,
 ) -> Result<Option<IdentityRow>, sqlx::Error> {
-    let wait = if skip_locked { " SKIP LOCKED" } else { "" };
-    sqlx::query_as(&format!(
-        "{IDENTITY} WHERE i.user_id = $1 AND i.issuer = $2
+    sqlx::query_as(
+        "UPDATE oidc_identities i SET checked_at = now()
+         FROM users u
+         WHERE u.id = i.user_id AND i.user_id = $1 AND i.issuer = $2
            AND i.checked_at <= now() - make_interval(secs => $3)
-         FOR UPDATE OF i{wait}"
-    ))
+         RETURNING i.user_id, u.username, u.disabled, i.subject, i.refresh_token",
+    )
     .bind(user_id)
     .bind(issuer)
     .bind(due_secs as f64)
     .fetch_optional(db)
     .await
+}
+
+/// Replaces the refresh token only if it is still `old` (a sign-in meanwhile brought a newer
+/// one); true when replaced or when `old` is still the current one.
+pub async fn rotate_refresh_token(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    old: &str,
+    new: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE oidc_identities SET refresh_token = COALESCE($3, refresh_token)
+         WHERE user_id = $1 AND refresh_token = $2",
+    )
+    .bind(user_id)
+    .bind(old)
+    .bind(new)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+pub async fn set_disabled_by_sync(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    disabled: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE oidc_identities SET disabled_by_sync = $2 WHERE user_id = $1")
+        .bind(user_id)
+        .bind(disabled)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn disabled_by_sync(db: impl PgExecutor<'_>, user_id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE((SELECT disabled_by_sync FROM oidc_identities WHERE user_id = $1), false)",
+    )
+    .bind(user_id)
+    .fetch_one(db)
+    .await
+}
+
+/// Sign-ins in flight (attempts not yet expired), to bound what anonymous starts can store.
+pub async fn live_attempts(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM oidc_sign_in_attempts WHERE expires_at > now()")
+        .fetch_one(db)
+        .await
 }
 
 /// Every identity at `issuer`, by username.
@@ -146,23 +196,6 @@ pub async fn link(
     .bind(user_id)
     .bind(issuer)
     .bind(subject)
-    .bind(refresh_token)
-    .execute(db)
-    .await
-    .map(|_| ())
-}
-
-/// Records a check at the provider; a rotated refresh token replaces the old one.
-pub async fn checked(
-    db: impl PgExecutor<'_>,
-    user_id: i64,
-    refresh_token: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE oidc_identities SET checked_at = now(),
-             refresh_token = COALESCE($2, refresh_token) WHERE user_id = $1",
-    )
-    .bind(user_id)
     .bind(refresh_token)
     .execute(db)
     .await

@@ -284,7 +284,8 @@ pub fn parse_form<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, WebError> {
 /// anything else is `/`.
 pub fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(p) if is_same_site_path(p) => p,
+        // Longer than any page of ours: not followed (and never stored).
+        Some(p) if p.len() <= 1000 && is_same_site_path(p) => p,
         _ => "/",
     }
 }

@@ -120,6 +120,18 @@ impl Idp {
         assert_eq!(res.status(), 204);
     }
 
+    /// A person whose ID token and userinfo carry no groups claim at all.
+    pub async fn put_account_without_groups(&self, id: &str, password: &str) {
+        let res = self
+            .http
+            .put(format!("{}/__test/accounts/{id}", self.issuer))
+            .json(&serde_json::json!({ "password": password, "name": id, "email": format!("{id}@example.test") }))
+            .send()
+            .await
+            .expect("idp control");
+        assert_eq!(res.status(), 204);
+    }
+
     pub async fn remove_account(&self, id: &str) {
         let res = self
             .http

@@ -587,7 +587,7 @@ pub fn run_keyportal(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::p
 }
 
 /// The tables that hold what people and servers wrote.
-pub const DATA_TABLES: [&str; 12] = [
+pub const DATA_TABLES: [&str; 13] = [
     "users",
     "ssh_keys",
     "servers",
@@ -600,6 +600,7 @@ pub const DATA_TABLES: [&str; 12] = [
     "server_group_members",
     "group_grants",
     "access_requests",
+    "oidc_identities",
 ];
 
 /// The row count of each of [`DATA_TABLES`].
