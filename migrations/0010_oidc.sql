@@ -10,6 +10,9 @@ CREATE TABLE oidc_identities (
     subject       TEXT NOT NULL CHECK (char_length(subject) BETWEEN 1 AND 255),
     refresh_token TEXT CHECK (refresh_token IS NULL OR char_length(refresh_token) <= 8192),
     checked_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- A check at the provider in flight holds this lease: no second check asks with the same
+    -- refresh token meanwhile (a provider that rotates tokens would revoke the grant).
+    check_lease_until TIMESTAMPTZ,
     linked_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
     -- `keyportal users sync` disabled the user because the provider refused its refresh token;
     -- a later sign-in the provider vouches for enables it again. An admin's own choice of

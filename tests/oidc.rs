@@ -619,3 +619,34 @@ async fn odd_callbacks_and_starts_get_clear_answers_never_a_500() {
         );
     }
 }
+
+#[tokio::test]
+async fn concurrent_requests_never_ask_the_provider_twice_with_one_refresh_token() {
+    // The test provider rotates refresh tokens and revokes the grant when an old one comes
+    // back: had two requests' checks asked with the same token, the session would end.
+    let (app, idp) = portal_with_idp().await;
+    let mut b = app.browser();
+    let callback = sign_in(&app, &idp, &mut b, "bob", "bob-pass").await;
+    assert_eq!(b.get(&callback).await.status, 303);
+    let cookie = format!("kp_session={}", b.cookies["kp_session"]);
+    for round in 0..5 {
+        let answers = futures_util::future::join_all((0..8).map(|_| {
+            app.client
+                .get(app.url("/api/v1/me"))
+                .header("cookie", &cookie)
+                .send()
+        }))
+        .await;
+        for a in answers {
+            assert_eq!(a.unwrap().status(), 200, "round {round}");
+        }
+    }
+    assert!(actions(&app, "session.ended_by_provider").await.is_empty());
+    // And the provider still knows the grant: the token kept is the latest.
+    idp.put_account("bob", "bob-pass", &["ops"]).await;
+    assert_eq!(b.get("/").await.status, 200);
+    assert_eq!(
+        member_of(&app, "bob").await,
+        vec![("ops".to_owned(), "provider".to_owned())]
+    );
+}

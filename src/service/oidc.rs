@@ -460,8 +460,25 @@ impl Services {
         .map_err(|e| ServiceError::Internal(format!("the provider check's task: {e}")))?
     }
 
-    /// Asks the provider with a claimed identity's refresh token and records the answer.
+    /// Asks the provider with a claimed identity's refresh token, records the answer and ends
+    /// the claim's lease.
     async fn finish_check(
+        &self,
+        provider: &OidcProvider,
+        claimed: store::oidc::IdentityRow,
+        request_id: Option<&str>,
+        check: Check<'_>,
+    ) -> Result<Checked, ServiceError> {
+        let user_id = claimed.user_id;
+        let outcome = self
+            .ask_provider(provider, claimed, request_id, check)
+            .await;
+        // Released whatever the outcome (should this fail too, the lease runs out).
+        store::oidc::release(&self.pool, user_id).await?;
+        outcome
+    }
+
+    async fn ask_provider(
         &self,
         provider: &OidcProvider,
         claimed: store::oidc::IdentityRow,

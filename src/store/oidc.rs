@@ -93,10 +93,12 @@ pub async fn is_linked(db: impl PgExecutor<'_>, user_id: i64) -> Result<bool, sq
 }
 
 /// Claims the user's check at the provider when its last one is older than `due_secs`
-/// (negative: whenever): marks it checked now and returns what to ask with. Committed before
-/// the provider is called, so no connection is held during the call and no other process asks
-/// with the same refresh token meanwhile (providers that rotate refresh tokens revoke a grant
-/// whose old token is used again). A concurrent claim waits only for this one statement.
+/// (negative: whenever) and no other check is in flight: marks it checked now, takes a lease
+/// of [`CHECK_LEASE_SECS`] and returns what to ask with. Committed before the provider is
+/// called, so no connection is held during the call, and no other check asks with the same
+/// refresh token until this one ends ([`release`]) or its lease runs out (providers that rotate
+/// refresh tokens revoke a grant whose old token is used again). A concurrent claim waits only
+/// for this one statement.
 pub async fn claim_due(
     db: impl PgExecutor<'_>,
     user_id: i64,
@@ -104,17 +106,32 @@ pub async fn claim_due(
     due_secs: i64,
 ) -> Result<Option<IdentityRow>, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE oidc_identities i SET checked_at = now()
+        "UPDATE oidc_identities i SET checked_at = now(),
+             check_lease_until = now() + make_interval(secs => $4)
          FROM users u
          WHERE u.id = i.user_id AND i.user_id = $1 AND i.issuer = $2
            AND i.checked_at <= now() - make_interval(secs => $3)
+           AND (i.check_lease_until IS NULL OR i.check_lease_until < now())
          RETURNING i.user_id, u.username, u.disabled, i.subject, i.refresh_token",
     )
     .bind(user_id)
     .bind(issuer)
     .bind(due_secs as f64)
+    .bind(CHECK_LEASE_SECS as f64)
     .fetch_optional(db)
     .await
+}
+
+/// Longer than a check can take (the provider's token and userinfo calls, 10 s each at most).
+pub const CHECK_LEASE_SECS: i64 = 60;
+
+/// Ends a check's lease, whatever its outcome.
+pub async fn release(db: impl PgExecutor<'_>, user_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE oidc_identities SET check_lease_until = NULL WHERE user_id = $1")
+        .bind(user_id)
+        .execute(db)
+        .await
+        .map(|_| ())
 }
 
 /// Replaces the refresh token only if it is still `old` (a sign-in meanwhile brought a newer

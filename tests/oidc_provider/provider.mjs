@@ -91,6 +91,10 @@ const provider = new Provider(issuer, {
   // session (as offline access would).
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
   expiresWithSession: async () => false,
+  // Every refresh hands out a new refresh token and consumes the old one; using an old one
+  // again revokes the grant (as providers that rotate do), so the portal must never ask twice
+  // with one token.
+  rotateRefreshToken: true,
   pkce: { required: () => true },
 });
 
