@@ -125,6 +125,9 @@ struct Discovered {
     refetched: Option<Instant>,
 }
 
+/// Largest userinfo answer read (claims of a person, groups included).
+const MAX_USERINFO_BYTES: usize = 1024 * 1024;
+
 /// A provider's metadata is fetched once and kept; its key set again on an unknown `kid`: the
 /// first time at once, then at most once per this long (tokens naming unknown keys cannot make
 /// the portal fetch in a loop).
@@ -414,10 +417,21 @@ impl OidcProvider {
             // A signed or encrypted userinfo answer: the ID token's claims are used alone.
             return Ok(None);
         }
-        let body = response
-            .bytes()
+        // Bounded: a provider's (or an impostor's) endless answer must not fill memory.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| OidcError::Unreachable(format!("userinfo: {}", error_chain(&e))))?;
+            .map_err(|e| OidcError::Unreachable(format!("userinfo: {}", error_chain(&e))))?
+        {
+            if body.len() + chunk.len() > MAX_USERINFO_BYTES {
+                return Err(OidcError::Claims(format!(
+                    "userinfo is larger than {MAX_USERINFO_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
         let claims: Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|e| OidcError::Claims(format!("userinfo is not a JSON object: {e}")))?;
         if subject_of(&claims) != Some(subject) {

@@ -366,6 +366,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_providers_callback_is_logged_without_its_code_and_state() {
+        let uri: axum::http::Uri = "/auth/oidc/callback?code=secret-code&state=s"
+            .parse()
+            .unwrap();
+        assert_eq!(loggable_uri(&uri), "/auth/oidc/callback?(not logged)");
+        let uri: axum::http::Uri = "/keys?cursor=abc".parse().unwrap();
+        assert_eq!(loggable_uri(&uri), "/keys?cursor=abc");
+    }
+
+    #[test]
     fn the_providers_origin_joins_form_action_and_nothing_else_can() {
         assert_eq!(
             origin_of("https://login.example.com/realms/ops?x=1").as_deref(),

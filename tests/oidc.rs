@@ -596,6 +596,30 @@ async fn odd_callbacks_and_starts_get_clear_answers_never_a_500() {
     // A `next` too long to be a page of ours: the sign-in starts, and would come back home.
     let long = format!("/auth/oidc/login?next=/{}", "a".repeat(5000));
     assert_eq!(b.get(&long).await.status, 303);
+    // Sign-ins in flight are bounded: at 10,000, a new start waits (503), storing nothing.
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM oidc_sign_in_attempts")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap()
+    };
+    sqlx::query(
+        "INSERT INTO oidc_sign_in_attempts (state_hash, nonce, pkce_verifier, next_path, expires_at)
+         SELECT sha256(i::text::bytea), repeat('n', 16), repeat('v', 43), '/', now() + interval '5 minutes'
+         FROM generate_series(1, 10000 - (SELECT count(*) FROM oidc_sign_in_attempts)) i",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(count().await, 10_000);
+    let res = b.get("/auth/oidc/login").await;
+    assert_eq!(res.status, 503, "{}", res.body);
+    assert!(res.set_cookie("kp_oidc_state").is_none());
+    assert_eq!(count().await, 10_000, "nothing stored");
+    sqlx::query("DELETE FROM oidc_sign_in_attempts")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
     // The provider's error text is not shown for a callback this browser did not start.
     let forged = format!(
         "/auth/oidc/callback?error=access_denied&error_description={}",

@@ -171,12 +171,7 @@ impl Services {
         )
         .await?;
         tx.commit().await?;
-        let row = store::access_requests::by_id(&self.pool, id, reader_id, admin)
-            .await?
-            .ok_or(ServiceError::NotFound {
-                what: "access request",
-            })?;
-        Ok(row.into())
+        self.access_request_view(id, reader_id, admin).await
     }
 
     /// The requests the caller may see: their own, and those they may decide (admins: all).
@@ -269,6 +264,16 @@ impl Services {
         )
         .await?;
         tx.commit().await?;
+        self.access_request_view(id, reader_id, admin).await
+    }
+
+    /// One request as the reader sees it, read back after a change.
+    async fn access_request_view(
+        &self,
+        id: Uuid,
+        reader_id: i64,
+        admin: bool,
+    ) -> Result<AccessRequestView, ServiceError> {
         let row = store::access_requests::by_id(&self.pool, id, reader_id, admin)
             .await?
             .ok_or(ServiceError::NotFound {

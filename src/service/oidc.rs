@@ -447,17 +447,12 @@ impl Services {
     ) -> Result<Checked, ServiceError> {
         let services = self.clone();
         let request_id = request_id.map(str::to_owned);
-        let span = tracing::Span::current();
-        tokio::spawn(
-            async move {
-                services
-                    .finish_check(&provider, claimed, request_id.as_deref(), Check::Session)
-                    .await
-            }
-            .instrument(span),
-        )
+        to_completion("the provider check", async move {
+            services
+                .finish_check(&provider, claimed, request_id.as_deref(), Check::Session)
+                .await
+        })
         .await
-        .map_err(|e| ServiceError::Internal(format!("the provider check's task: {e}")))?
     }
 
     /// Asks the provider with a claimed identity's refresh token, records the answer and ends
@@ -567,17 +562,12 @@ impl Services {
         let services = self.clone();
         let request_id = ctx.request_id.clone();
         let actor = ctx.caller.actor();
-        let span = tracing::Span::current();
-        tokio::spawn(
-            async move {
-                services
-                    .sync_all(provider, &actor, request_id.as_deref())
-                    .await
-            }
-            .instrument(span),
-        )
+        to_completion("the sync", async move {
+            services
+                .sync_all(provider, &actor, request_id.as_deref())
+                .await
+        })
         .await
-        .map_err(|e| ServiceError::Internal(format!("the sync's task: {e}")))?
     }
 
     /// `actor`: who runs the sync (the disabling is theirs in the audit log).
@@ -625,6 +615,17 @@ impl Services {
         };
         Ok(provider.logout_url(&id_token).await)
     }
+}
+
+/// Runs `work` in a task of its own (in the caller's span) and waits for it: if the caller is
+/// dropped (request timeout, client gone), the work still finishes and records its outcome.
+async fn to_completion<T: Send + 'static>(
+    what: &'static str,
+    work: impl std::future::Future<Output = Result<T, ServiceError>> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::spawn(work.instrument(tracing::Span::current()))
+        .await
+        .map_err(|e| ServiceError::Internal(format!("{what}'s task: {e}")))?
 }
 
 /// The audit actor of changes the provider's answers make: not a possible username (`:`), so

@@ -93,21 +93,14 @@ pub async fn act(
             .create_group(ctx, Kind::Servers, new_group())
             .await
             .map(|g| format!("Server group {} created", g.name)),
-        "add_member" | "remove_member" => {
-            let add = form.action == "add_member";
-            s.set_group_member(ctx, Kind::Users, name, member, add)
-                .await
-                .map(|g| {
-                    format!(
-                        "{member} {} {}",
-                        if add { "added to" } else { "removed from" },
-                        g.name
-                    )
-                })
-        }
-        "add_server" | "remove_server" => {
-            let add = form.action == "add_server";
-            s.set_group_member(ctx, Kind::Servers, name, member, add)
+        "add_member" | "remove_member" | "add_server" | "remove_server" => {
+            let add = form.action.starts_with("add_");
+            let kind = if form.action.ends_with("_member") {
+                Kind::Users
+            } else {
+                Kind::Servers
+            };
+            s.set_group_member(ctx, kind, name, member, add)
                 .await
                 .map(|g| {
                     format!(
