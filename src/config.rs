@@ -79,6 +79,43 @@ pub struct ServeConfig {
     pub session_max_hours: u32,
     #[command(flatten)]
     pub oidc: OidcConfig,
+    #[command(flatten)]
+    pub ca: CaConfig,
+}
+
+/// The certificate authorities' key files.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CaConfig {
+    /// The user CA's private key (OpenSSH format, Ed25519, mode 0600), shared by every
+    /// instance; created on first start when missing. Default: <data dir>/ca/user_ca.
+    #[arg(long, env = "KEYPORTAL_USER_CA_KEY_FILE")]
+    pub user_ca_key_file: Option<PathBuf>,
+    /// The host CA's private key, likewise. Default: <data dir>/ca/host_ca.
+    #[arg(long, env = "KEYPORTAL_HOST_CA_KEY_FILE")]
+    pub host_ca_key_file: Option<PathBuf>,
+    /// Public key files of older user CAs still trusted during a rotation (comma-separated):
+    /// published beside the signing CA in GET /api/v1/ca/user, and their certificates' serials
+    /// listed in the KRL.
+    #[arg(long, env = "KEYPORTAL_USER_CA_PUBLISHED", value_delimiter = ',')]
+    pub user_ca_published: Vec<PathBuf>,
+}
+
+impl CaConfig {
+    /// The CAs, created in `data_dir` on first use.
+    pub fn load(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Result<crate::ca::Authorities, crate::ca::CaError> {
+        let user = self
+            .user_ca_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("ca").join("user_ca"));
+        let host = self
+            .host_ca_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("ca").join("host_ca"));
+        crate::ca::Authorities::load(&user, &host, &self.user_ca_published)
+    }
 }
 
 /// Sign-in through the organisation's OpenID Provider; off unless an issuer is set.

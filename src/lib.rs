@@ -14,6 +14,7 @@
 //!   `keyportal` command line.
 
 pub mod api;
+pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -263,6 +263,11 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         Ok(None) => None,
         Err(e) => return Err(ServeError::Config(e)),
     };
+    let authorities = std::sync::Arc::new(
+        cfg.ca
+            .load(&cfg.database.data_dir)
+            .map_err(|e| ServeError::Config(e.to_string()))?,
+    );
     let db = Database::open(&cfg.database).await?;
     let supervisor = db.supervise_cluster();
     let settings = HttpSettings {
@@ -295,6 +300,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         public_url: cfg.public_url.clone(),
     };
     state.services.oidc = provider;
+    state.services.ca = Some(authorities);
     let scheduled_scan = crate::service::compromised::spawn_scheduled_scan(
         state.services.clone(),
         cfg.shared_prime_scan_hours,

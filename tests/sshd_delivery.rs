@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{answer, TestApp};
 use keyportal::domain::Role;
+use keyportal::service::certificates::{CertificateAsk, IssuedCertificate};
 use keyportal::service::grants::NewGrant;
 use keyportal::service::users::UserPatch;
 use keyportal::service::Ctx;
@@ -181,6 +182,18 @@ struct Sshd {
 impl Sshd {
     /// Starts sshd with `fetch-keys` pointed at `portal`, with `extra` fetch-keys flags.
     async fn start(lab: &Lab, name: &str, portal: &str, token_file: &Path, extra: &str) -> Sshd {
+        let auth = format!(
+            "AuthorizedKeysFile none\n\
+             AuthorizedKeysCommand {bin} fetch-keys --portal {portal} --server web1 --token-file {token} {extra} %u %f\n\
+             AuthorizedKeysCommandUser nobody\n",
+            bin = lab.keyportal().display(),
+            token = token_file.display(),
+        );
+        Sshd::start_with(lab, name, &auth).await
+    }
+
+    /// Starts sshd with `auth` as its public-key settings (and the tests' common ones).
+    async fn start_with(lab: &Lab, name: &str, auth: &str) -> Sshd {
         let port = free_port();
         let config = lab.path(&format!("sshd_config.{name}"));
         std::fs::write(
@@ -190,9 +203,7 @@ impl Sshd {
                  ListenAddress 127.0.0.1\n\
                  HostKey {host}\n\
                  PidFile {pid}\n\
-                 AuthorizedKeysFile none\n\
-                 AuthorizedKeysCommand {bin} fetch-keys --portal {portal} --server web1 --token-file {token} {extra} %u %f\n\
-                 AuthorizedKeysCommandUser nobody\n\
+                 {auth}\
                  PubkeyAuthentication yes\n\
                  PasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\n\
@@ -201,8 +212,6 @@ impl Sshd {
                  LogLevel VERBOSE\n{more}",
                 host = lab.path("host").display(),
                 pid = lab.path(&format!("sshd.{name}.pid")).display(),
-                bin = lab.keyportal().display(),
-                token = token_file.display(),
                 more = lab.openssh.server_config,
             ),
         )
@@ -239,6 +248,34 @@ impl Sshd {
 
     /// `ssh login@127.0.0.1 <command>` with one key; the exit status and standard output.
     async fn ssh(&self, lab: &Lab, key: &str, command: &str) -> (bool, String) {
+        self.ssh_as(lab, key, &login(), command, None).await
+    }
+
+    /// `ssh user@127.0.0.1 <command>` with one key (and its `-cert.pub` beside it, if there
+    /// is one). With `known_hosts`, the host must prove itself against that file
+    /// (`StrictHostKeyChecking=yes`); without, any host key is taken.
+    async fn ssh_as(
+        &self,
+        lab: &Lab,
+        key: &str,
+        user: &str,
+        command: &str,
+        known_hosts: Option<&Path>,
+    ) -> (bool, String) {
+        let host_checking: Vec<String> = match known_hosts {
+            Some(file) => vec![
+                "-o".into(),
+                "StrictHostKeyChecking=yes".into(),
+                "-o".into(),
+                format!("UserKnownHostsFile={}", file.display()),
+            ],
+            None => vec![
+                "-o".into(),
+                "StrictHostKeyChecking=no".into(),
+                "-o".into(),
+                "UserKnownHostsFile=/dev/null".into(),
+            ],
+        };
         let out = Command::new(&lab.openssh.ssh)
             .args([
                 "-F",
@@ -250,19 +287,16 @@ impl Sshd {
                 "-o",
                 "IdentityAgent=none",
                 "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
                 "LogLevel=ERROR",
                 "-o",
                 "ConnectTimeout=20",
-                "-i",
             ])
+            .args(&host_checking)
+            .arg("-i")
             .arg(lab.path(key))
             .args(lab.openssh.client_options)
             .args(["-p", &self.port.to_string()])
-            .arg(format!("{}@127.0.0.1", login()))
+            .arg(format!("{user}@127.0.0.1"))
             .arg(command)
             .stdin(Stdio::null())
             .output()
@@ -891,4 +925,300 @@ async fn the_identity_providers_groups_decide_logins_after_a_sync_or_sign_in() {
     .await;
     assert_eq!(report["disabled"], serde_json::json!(["alice"]), "{report}");
     assert!(!sshd.logs_in(&w.lab, "alice").await, "disabled: refused");
+}
+
+/// sshd settings for certificates checked live: the user CA, and `fetch-principals` asking
+/// `portal` at every login.
+fn certificate_auth(lab: &Lab, ca_file: &Path, portal: &str, token_file: &Path) -> String {
+    format!(
+        "AuthorizedKeysFile none\n\
+         TrustedUserCAKeys {ca}\n\
+         AuthorizedPrincipalsCommand {bin} fetch-principals --portal {portal} --server web1 --token-file {token} %u %i %s\n\
+         AuthorizedPrincipalsCommandUser nobody\n",
+        ca = ca_file.display(),
+        bin = lab.keyportal().display(),
+        token = token_file.display(),
+    )
+}
+
+impl World {
+    /// The portal's `TrustedUserCAKeys` file, where sshd reads it.
+    fn user_ca_file(&self) -> PathBuf {
+        let path = self.lab.path("user_ca.pub");
+        std::fs::write(&path, self.app.services.user_ca_keys().unwrap()).unwrap();
+        path
+    }
+
+    /// A certificate for `user`'s key, written where ssh looks for it (`<user>-cert.pub`).
+    async fn certify(&self, user: &str, key: uuid::Uuid, ask: CertificateAsk) -> IssuedCertificate {
+        let cert = self
+            .app
+            .services
+            .issue_certificate(&self.cli, key, ask)
+            .await
+            .unwrap();
+        std::fs::write(
+            self.lab.path(&format!("{user}-cert.pub")),
+            format!("{}\n", cert.certificate),
+        )
+        .unwrap();
+        cert
+    }
+
+    async fn grant_login(&self, user: &str, login: &str, options: Option<&str>) -> uuid::Uuid {
+        self.app
+            .services
+            .create_grant(
+                &self.cli,
+                "web1",
+                NewGrant {
+                    username: user.into(),
+                    login: login.into(),
+                    key_id: None,
+                    options: options.map(str::to_owned),
+                    expires_at: None,
+                },
+            )
+            .await
+            .unwrap()
+            .id
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_logs_in_while_its_grant_lives_and_not_after() {
+    let w = World::new().await;
+    let key = w.user_with_key("alice", "ed25519", "").await;
+    let grant = w.grant("alice", None).await;
+    w.grant_login("alice", "deploy", None).await;
+    let sshd = Sshd::start_with(
+        &w.lab,
+        "certs",
+        &certificate_auth(&w.lab, &w.user_ca_file(), &w.portal(), &w.token),
+    )
+    .await;
+    assert!(
+        !sshd.logs_in(&w.lab, "alice").await,
+        "a plain key is not enough here"
+    );
+    w.certify("alice", key, CertificateAsk::default()).await;
+    assert!(
+        sshd.logs_in(&w.lab, "alice").await,
+        "certificate, live grant"
+    );
+
+    // A certificate for another login does not open this one.
+    w.certify(
+        "alice",
+        key,
+        CertificateAsk {
+            logins: Some(vec!["deploy".into()]),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(!sshd.logs_in(&w.lab, "alice").await, "wrong principal");
+
+    // The grant removed: refused at the next login, though the certificate has hours left.
+    w.certify("alice", key, CertificateAsk::default()).await;
+    assert!(sshd.logs_in(&w.lab, "alice").await);
+    w.app.services.delete_grant(&w.cli, grant).await.unwrap();
+    assert!(!sshd.logs_in(&w.lab, "alice").await, "grant removed");
+
+    // Revoked: refused at the next login.
+    w.grant("alice", None).await;
+    let cert = w.certify("alice", key, CertificateAsk::default()).await;
+    assert!(sshd.logs_in(&w.lab, "alice").await);
+    w.app
+        .services
+        .revoke_certificate(&w.cli, cert.serial)
+        .await
+        .unwrap();
+    assert!(!sshd.logs_in(&w.lab, "alice").await, "certificate revoked");
+
+    // Expired: a certificate valid for a few seconds works, then sshd refuses it.
+    let cert = w
+        .certify(
+            "alice",
+            key,
+            CertificateAsk {
+                validity: Some(5),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(sshd.logs_in(&w.lab, "alice").await, "within its validity");
+    while time::OffsetDateTime::now_utc() <= cert.valid_before {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!sshd.logs_in(&w.lab, "alice").await, "expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_krl_certificates_work_and_revocations_hold_while_the_portal_is_stopped() {
+    let w = World::new().await;
+    let admin = w.app.admin.clone();
+    // A real portal process on the same database: stopped halfway.
+    let data = tempfile::tempdir().unwrap();
+    let (portal, addr) =
+        common::served::Served::start(data.path(), &[("DATABASE_URL", w.app.db.url.as_str())]);
+    let base = format!("http://{addr}");
+    let client = common::client();
+    let ca = client
+        .get(format!("{base}/api/v1/ca/user"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ca_file = w.lab.path("portal_ca.pub");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let alice = w.user_with_key("alice", "ed25519", "").await;
+    let bob = w.user_with_key("bob", "ed25519", "").await;
+    let carol = w.user_with_key("carol", "ecdsa", "").await;
+    w.grant("alice", None).await;
+    w.grant("bob", Some("command=\"echo forced\",from=\"127.0.0.1/32\""))
+        .await;
+    w.grant("carol", Some("from=\"192.0.2.7/32\"")).await;
+    let mut serials = std::collections::HashMap::new();
+    for (user, key, server) in [
+        ("alice", alice, None),
+        ("bob", bob, Some("web1")),
+        ("carol", carol, Some("web1")),
+    ] {
+        let (status, cert) = answer(
+            client
+                .post(format!("{base}/api/v1/keys/{key}/certificate"))
+                .bearer_auth(&admin)
+                .json(&serde_json::json!({ "server": server })),
+        )
+        .await;
+        assert_eq!(status, 201, "{cert}");
+        std::fs::write(
+            w.lab.path(&format!("{user}-cert.pub")),
+            format!("{}\n", cert["certificate"].as_str().unwrap()),
+        )
+        .unwrap();
+        serials.insert(user, cert["serial"].as_i64().unwrap());
+    }
+    let revoked = w.lab.path("revoked_keys");
+    let fetch_krl = || {
+        let out = std::process::Command::new(w.lab.keyportal())
+            .args(["fetch-krl", "--portal", &base, "--token-file"])
+            .arg(&w.token)
+            .arg("--ca-keys")
+            .arg(&ca_file)
+            .arg("--out")
+            .arg(&revoked)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    fetch_krl();
+    let auth = format!(
+        "AuthorizedKeysFile none\nTrustedUserCAKeys {}\nRevokedKeys {}\n",
+        ca_file.display(),
+        revoked.display()
+    );
+    let sshd = Sshd::start_with(&w.lab, "krl", &auth).await;
+    assert!(sshd.logs_in(&w.lab, "alice").await);
+    // The grant's command and source address ride in the certificate.
+    assert_eq!(
+        sshd.ssh(&w.lab, "bob", "true").await,
+        (true, "forced\n".to_owned())
+    );
+    assert!(
+        !sshd.logs_in(&w.lab, "carol").await,
+        "source-address 192.0.2.7 only"
+    );
+
+    // Revoked at the portal, the KRL fetched, then the portal stops: refused all the same,
+    // and the other certificates still work without the portal.
+    let (status, _) = answer(
+        client
+            .post(format!(
+                "{base}/api/v1/certificates/{}/revoke",
+                serials["alice"]
+            ))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    fetch_krl();
+    drop(portal);
+    assert!(
+        client.get(format!("{base}/healthz")).send().await.is_err(),
+        "the portal is stopped"
+    );
+    assert!(!sshd.logs_in(&w.lab, "alice").await, "revoked, per the KRL");
+    assert_eq!(
+        sshd.ssh(&w.lab, "bob", "true").await,
+        (true, "forced\n".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_certificate_replaces_trust_on_first_use() {
+    let w = World::new().await;
+    w.user_with_key("alice", "ed25519", "").await;
+    w.grant("alice", None).await;
+    let host_key = std::fs::read_to_string(w.lab.path("host.pub")).unwrap();
+    let certs = w
+        .app
+        .services
+        .host_certificates(
+            &Ctx {
+                caller: keyportal::service::Caller::Server {
+                    id: 0,
+                    name: "web1".into(),
+                },
+                request_id: None,
+                session: None,
+            },
+            "web1",
+            &[host_key.trim().to_owned()],
+            None,
+        )
+        .await
+        .unwrap();
+    let host_cert = w.lab.path("host-cert.pub");
+    std::fs::write(&host_cert, format!("{}\n", certs[0].certificate)).unwrap();
+    let known_hosts = w.lab.path("known_hosts");
+    std::fs::write(&known_hosts, w.app.services.known_hosts().unwrap()).unwrap();
+    let auth = format!(
+        "AuthorizedKeysFile none\n\
+         AuthorizedKeysCommand {bin} fetch-keys --portal {portal} --server web1 --token-file {token} %u %f\n\
+         AuthorizedKeysCommandUser nobody\n",
+        bin = w.lab.keyportal().display(),
+        portal = w.portal(),
+        token = w.token.display(),
+    );
+    let certified = Sshd::start_with(
+        &w.lab,
+        "hostcert",
+        &format!("{auth}HostCertificate {}\n", host_cert.display()),
+    )
+    .await;
+    let plain = Sshd::start_with(&w.lab, "hostplain", &auth).await;
+    let strict = Some(known_hosts.as_path());
+    assert_eq!(
+        certified
+            .ssh_as(&w.lab, "alice", &login(), "echo in", strict)
+            .await,
+        (true, "in\n".to_owned()),
+        "the host proves itself with its certificate"
+    );
+    assert!(
+        !plain
+            .ssh_as(&w.lab, "alice", &login(), "echo in", strict)
+            .await
+            .0,
+        "the same host key without a certificate is not trusted"
+    );
 }

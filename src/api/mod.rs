@@ -5,6 +5,7 @@
 mod access_requests;
 mod audit;
 mod blocklist;
+mod certificates;
 mod effective_access;
 mod extract;
 mod grants;
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .merge(policy::router())
         .merge(audit::router())
         .merge(blocklist::router())
+        .merge(certificates::router())
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi::document))
 }

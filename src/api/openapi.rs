@@ -6,8 +6,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    __path_metrics, access_requests, audit, blocklist, effective_access, grants, groups, keys,
-    policy, servers, tokens, users,
+    __path_metrics, access_requests, audit, blocklist, certificates, effective_access, grants,
+    groups, keys, policy, servers, tokens, users,
 };
 use crate::http::error::Problem;
 
@@ -29,6 +29,8 @@ use crate::http::error::Problem;
         policy::get_policy, policy::put_policy, policy::preview_policy, policy::dashboard, audit::audit, metrics,
         blocklist::list_blocklist, blocklist::add_to_blocklist, blocklist::import_blocklist, blocklist::delete_from_blocklist, blocklist::scan_shared_primes,
         users::sync_provider_users,
+        certificates::issue_for_key, certificates::issue_by_fingerprint, certificates::key_certificates, certificates::revoke,
+        certificates::principals, certificates::host_certificate, certificates::user_ca, certificates::known_hosts, certificates::krl,
     ),
     components(schemas(Problem, crate::http::error::FieldError, crate::keys::KeyErrorCode, crate::keys::CompromiseReason, effective_access::AccessFormat)),
     modifiers(&BearerAuth, &CommonErrors),

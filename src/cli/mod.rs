@@ -1,8 +1,12 @@
 //! The `keyportal` command line.
 
 mod admin;
+mod cert;
 mod fetch_keys;
+mod fetch_krl;
+mod fetch_principals;
 mod key_check;
+mod portal;
 
 use std::process::ExitCode;
 
@@ -50,6 +54,16 @@ pub enum Command {
     /// Print a login's authorized_keys lines from the portal: sshd's AuthorizedKeysCommand
     /// (`fetch-keys --portal URL --server S --token-file F %u %f`). Fails closed.
     FetchKeys(fetch_keys::FetchKeysArgs),
+    /// Print the login if a certificate's grant is still live: sshd's
+    /// AuthorizedPrincipalsCommand (`fetch-principals --portal URL --server S --token-file F
+    /// %u %i %s`). Fails closed.
+    FetchPrincipals(fetch_principals::FetchPrincipalsArgs),
+    /// Fetch the portal's KRL, check its signature and version, and install it for sshd's
+    /// RevokedKeys (atomically; safe from cron every minute).
+    FetchKrl(fetch_krl::FetchKrlArgs),
+    /// Get a user certificate for your key from the portal and write it next to the key
+    /// (`id_ed25519-cert.pub`); renews only when less than a quarter of its validity is left.
+    Cert(cert::CertArgs),
     /// Print the OpenAPI 3 description of the HTTP API (the same as GET /api/openapi.json).
     Openapi,
 }
@@ -130,6 +144,9 @@ pub fn run() -> ExitCode {
         Command::Key(KeyCommand::Check(args)) => key_check::run(&args),
         // Runs inside sshd's login: a small runtime, no logger, errors on stderr.
         Command::FetchKeys(args) => fetch_keys::run(&args),
+        Command::FetchPrincipals(args) => fetch_principals::run(&args),
+        Command::FetchKrl(args) => fetch_krl::run(&args),
+        Command::Cert(args) => cert::run(&args),
         Command::Serve(cfg) => with_runtime(&cli.log, async move {
             crate::server::serve(cfg).await.map_err(|e| e.to_string())
         }),

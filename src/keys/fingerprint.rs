@@ -13,6 +13,12 @@ pub fn sha256(blob: &[u8]) -> String {
     out
 }
 
+/// The 32 hash bytes of a `SHA256:` fingerprint (what a KRL lists), if it is one.
+pub fn decode_sha256(fingerprint: &str) -> Option<[u8; 32]> {
+    let b64 = fingerprint.strip_prefix("SHA256:")?;
+    STANDARD_NO_PAD.decode(b64).ok()?.try_into().ok()
+}
+
 /// `MD5:` and the colon-separated hex of the MD5 of the key blob.
 pub fn md5(blob: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";

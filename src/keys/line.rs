@@ -22,29 +22,7 @@ pub struct AuthorizedKeysLine<'a> {
 impl AuthorizedKeysLine<'_> {
     /// Appends the line and its newline to `out`.
     pub fn write_to(&self, out: &mut String) {
-        let mut wrote_option = false;
-        if !self.options.is_empty() {
-            out.push_str(self.options);
-            wrote_option = true;
-        }
-        if let Some(expiry) = self.expiry {
-            let e = expiry.to_offset(time::UtcOffset::UTC);
-            if wrote_option {
-                out.push(',');
-            }
-            let _ = write!(
-                out,
-                "expiry-time=\"{:04}{:02}{:02}{:02}{:02}{:02}Z\"",
-                e.year(),
-                u8::from(e.month()),
-                e.day(),
-                e.hour(),
-                e.minute(),
-                e.second()
-            );
-            wrote_option = true;
-        }
-        if wrote_option {
+        if write_options(self.options, self.expiry, out) {
             out.push(' ');
         }
         out.push_str(self.public_key);
@@ -56,6 +34,35 @@ impl AuthorizedKeysLine<'_> {
         }
         out.push('\n');
     }
+}
+
+/// Writes `options` and the expiry as one more option (`expiry-time="YYYYMMDDHHMMSSZ"`, UTC),
+/// comma-separated, as authorized_keys and AuthorizedPrincipalsFile lines begin. Returns
+/// whether anything was written (then a blank must follow).
+pub fn write_options(options: &str, expiry: Option<OffsetDateTime>, out: &mut String) -> bool {
+    let mut wrote_option = false;
+    if !options.is_empty() {
+        out.push_str(options);
+        wrote_option = true;
+    }
+    if let Some(expiry) = expiry {
+        let e = expiry.to_offset(time::UtcOffset::UTC);
+        if wrote_option {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "expiry-time=\"{:04}{:02}{:02}{:02}{:02}{:02}Z\"",
+            e.year(),
+            u8::from(e.month()),
+            e.day(),
+            e.hour(),
+            e.minute(),
+            e.second()
+        );
+        wrote_option = true;
+    }
+    wrote_option
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod compromised;
 mod ed25519;
 mod error;
 mod fingerprint;
+pub use fingerprint::decode_sha256 as decode_sha256_fingerprint;
 mod line;
 pub mod options;
 mod pem;
@@ -31,7 +32,7 @@ use serde::Serialize;
 pub use algorithm::{Algorithm, AlgorithmSet};
 pub use compromised::CompromiseReason;
 pub use error::{KeyErrorCode, KeyRejection};
-pub use line::AuthorizedKeysLine;
+pub use line::{write_options, AuthorizedKeysLine};
 pub use options::{KeyOption, KeyOptions};
 pub use policy::Policy;
 pub use shape::KeyShape;
@@ -113,6 +114,10 @@ pub struct StoredKeyCheck {
 }
 
 impl StoredKeyCheck {
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
     /// Built only when asked: authorized_keys needs the verdict, not the shape.
     pub fn shape(&self) -> KeyShape {
         KeyShape {

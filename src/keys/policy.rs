@@ -40,6 +40,10 @@ pub struct Policy {
     /// The one account that may still sign in with its password when local passwords are off
     /// (for when the provider is down). Required when they are off.
     pub break_glass_user: String,
+    /// Longest validity of a certificate the user CA issues, in seconds (it is never longer
+    /// than the grant's or the key's expiry either). A certificate rule, not read by the
+    /// validator.
+    pub max_certificate_validity: u32,
 }
 
 impl Default for Policy {
@@ -60,6 +64,7 @@ impl Default for Policy {
             access_request_pending_hours: 72,
             local_password_sign_in: true,
             break_glass_user: String::new(),
+            max_certificate_validity: 8 * 3600,
         }
     }
 }
@@ -90,6 +95,11 @@ impl Policy {
         }
         if !(1..=720).contains(&self.access_request_pending_hours) {
             return Err("access_request_pending_hours must be between 1 and 720".into());
+        }
+        if !(60..=31_536_000).contains(&self.max_certificate_validity) {
+            return Err(
+                "max_certificate_validity must be between 60 and 31536000 seconds (a year)".into(),
+            );
         }
         if !self.break_glass_user.is_empty()
             && crate::domain::Username::parse(&self.break_glass_user).is_err()

@@ -67,8 +67,13 @@ pub enum Action<'a> {
     ManageServers,
     /// See a server (admins: all; members: those they hold grants on, decided by the caller of this).
     ListServers,
-    /// Read one server's authorized_keys (by server name).
+    /// Read one server's authorized_keys (by server name), and the live principals of the
+    /// certificates presented to it.
     ReadAuthorizedKeys { server: &'a str },
+    /// Have one server's host keys certified by the host CA.
+    SignHostKeys { server: &'a str },
+    /// Read the KRL: every server, and admins.
+    ReadRevocations,
     /// Change the validation policy.
     EditPolicy,
     /// Read the policy.
@@ -100,7 +105,11 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ServiceError
             | Caller::CommandLine,
             _,
         ) => Ok(()),
-        (Caller::Server { name, .. }, Action::ReadAuthorizedKeys { server }) => {
+        (Caller::Server { .. }, Action::ReadRevocations) => Ok(()),
+        (
+            Caller::Server { name, .. },
+            Action::ReadAuthorizedKeys { server } | Action::SignHostKeys { server },
+        ) => {
             if name == server {
                 Ok(())
             } else {
@@ -108,7 +117,7 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ServiceError
             }
         }
         (Caller::Server { .. }, _) => Err(ServiceError::Forbidden(
-            "a server token may only read its own server's authorized_keys",
+            "a server token may only read its own server's authorized_keys, principals, host certificates and the KRL",
         )),
         (
             Caller::User { id, .. },
@@ -122,7 +131,13 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ServiceError
                 not_found("user")
             }
         }
-        (Caller::User { .. }, Action::ReadAuthorizedKeys { .. }) => not_found("server"),
+        (
+            Caller::User { .. },
+            Action::ReadAuthorizedKeys { .. } | Action::SignHostKeys { .. },
+        ) => not_found("server"),
+        (Caller::User { .. }, Action::ReadRevocations) => Err(ServiceError::Forbidden(
+            "the KRL is for servers (a server token) and admins",
+        )),
         (Caller::User { .. }, Action::ReadUserGroup { member, owner }) => {
             if member || owner {
                 Ok(())

@@ -101,7 +101,7 @@ impl Services {
 
     /// The policy, then the granted keys with their verdicts, read from `read`; a server with
     /// no such keys must exist.
-    async fn login_read(
+    pub(super) async fn login_read(
         &self,
         read: &sqlx::PgPool,
         server: &str,

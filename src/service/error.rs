@@ -54,6 +54,9 @@ pub enum ServiceError {
     /// The identity provider could not be reached or answered badly.
     #[error("the identity provider: {0}")]
     ProviderUnavailable(String),
+    /// A capability this portal was started without (503 `not_configured`).
+    #[error("{0}")]
+    NotConfigured(&'static str),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("internal: {0}")]
@@ -86,7 +89,9 @@ impl ServiceError {
             }
             ServiceError::Malformed { .. } => StatusCode::BAD_REQUEST,
             ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ServiceError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Busy { .. } | ServiceError::NotConfigured(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ServiceError::Database(e) if crate::db::is_unavailable(e) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -112,6 +117,7 @@ impl ServiceError {
             ServiceError::KeyRejected(r) => r.code.as_str(),
             ServiceError::RateLimited { .. } => "rate_limited",
             ServiceError::Busy { .. } => "busy",
+            ServiceError::NotConfigured(_) => "not_configured",
             ServiceError::Database(e) if crate::db::is_unavailable(e) => "database_unavailable",
             ServiceError::Database(_) | ServiceError::Internal(_) => "internal_error",
         }

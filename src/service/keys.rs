@@ -412,7 +412,7 @@ impl Services {
         Ok(ImportReport { added, lines })
     }
 
-    async fn visible_key(&self, ctx: &Ctx, id: Uuid) -> Result<KeyRow, ServiceError> {
+    pub(super) async fn visible_key(&self, ctx: &Ctx, id: Uuid) -> Result<KeyRow, ServiceError> {
         let row = store::keys::by_id(&self.pool, id)
             .await?
             .ok_or(ServiceError::NotFound { what: "key" })?;

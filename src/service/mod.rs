@@ -10,6 +10,7 @@ pub mod access_requests;
 pub mod audit;
 pub mod authorized_keys;
 pub mod blocklist;
+pub mod certificates;
 pub mod compromised;
 pub mod dashboard;
 pub mod effective_access;
@@ -91,6 +92,8 @@ pub struct Services {
     pub passwords: Arc<passwords::PasswordHashing>,
     /// The organisation's identity provider, when sign-in through it is configured.
     pub oidc: Option<Arc<crate::oidc::OidcProvider>>,
+    /// The user and host certificate authorities (`serve` always has them).
+    pub ca: Option<Arc<crate::ca::Authorities>>,
 }
 
 impl Services {
@@ -116,6 +119,7 @@ impl Services {
             sessions: sessions::SessionSettings::default(),
             passwords: Arc::new(passwords::PasswordHashing::default()),
             oidc: None,
+            ca: None,
         }
     }
 }

@@ -188,6 +188,17 @@ pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<KeyRow>, 
         .await
 }
 
+/// The key registered under this SHA256 fingerprint (unique across users).
+pub async fn by_fingerprint(
+    db: impl PgExecutor<'_>,
+    fingerprint: &str,
+) -> Result<Option<KeyRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT} WHERE k.fingerprint_sha256 = $1"))
+        .bind(fingerprint)
+        .fetch_optional(db)
+        .await
+}
+
 /// A user's keys (or every key), oldest first; the cursor is "created_at_nanos/id".
 pub async fn list(
     db: impl PgExecutor<'_>,

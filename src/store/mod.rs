@@ -4,6 +4,7 @@
 pub mod access_requests;
 pub mod audit;
 pub mod blocklist;
+pub mod certificates;
 pub mod effective_access;
 pub mod grants;
 pub mod groups;

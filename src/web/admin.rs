@@ -88,6 +88,9 @@ fn policy_from_form(fields: &[(String, String)], base: &Policy) -> Result<Policy
             "access_request_pending_hours" => {
                 policy.access_request_pending_hours = number("access_request_pending_hours")?
             }
+            "max_certificate_validity" => {
+                policy.max_certificate_validity = number("max_certificate_validity")?
+            }
             "local_password_sign_in" => policy.local_password_sign_in = value == "true",
             "break_glass_user" => policy.break_glass_user = value.trim().to_owned(),
             "allowed_algorithms" => {

@@ -248,9 +248,13 @@ impl TestApp {
     ) -> TestApp {
         let db = TestDb::new().await;
         let mut state = AppState::new(db.pool.clone());
+        // Both doors (HTTP and the tests' own service calls) sign with the same CAs.
+        let ca = std::sync::Arc::new(keyportal::ca::Authorities::generate().expect("CAs"));
+        state.services.ca = Some(ca.clone());
         adjust(&mut state);
         let addr = serve_state_on(listener, state).await;
-        let services = keyportal::service::Services::new(db.pool.clone());
+        let mut services = keyportal::service::Services::new(db.pool.clone());
+        services.ca = Some(ca);
         let mut app = TestApp {
             addr,
             client: client(),
@@ -587,7 +591,7 @@ pub fn run_keyportal(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::p
 }
 
 /// The tables that hold what people and servers wrote.
-pub const DATA_TABLES: [&str; 13] = [
+pub const DATA_TABLES: [&str; 14] = [
     "users",
     "ssh_keys",
     "servers",
@@ -601,6 +605,7 @@ pub const DATA_TABLES: [&str; 13] = [
     "group_grants",
     "access_requests",
     "oidc_identities",
+    "certificates",
 ];
 
 /// The row count of each of [`DATA_TABLES`].
