@@ -40,10 +40,12 @@ CREATE INDEX certificates_revoked_idx ON certificates (valid_before) WHERE revok
 
 -- The KRL's version: it only grows, and grows in the transaction that changes what the KRL
 -- holds, so a reader that sees version N sees every revocation committed up to N. Writers take
--- the one row's lock, so versions follow commit order.
+-- the one row's lock, so versions follow commit order. A version is at least the Unix time of
+-- its change, so a database restored from an older backup still hands out versions above the
+-- ones servers installed before (fetch-krl refuses to go back).
 CREATE TABLE krl_state (
     singleton  BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton),
-    version    BIGINT NOT NULL DEFAULT 1 CHECK (version >= 1),
+    version    BIGINT NOT NULL DEFAULT extract(epoch FROM now())::bigint CHECK (version >= 1),
     changed_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 INSERT INTO krl_state DEFAULT VALUES;
@@ -54,7 +56,9 @@ CREATE FUNCTION bump_krl_version() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF coalesce(current_setting('keyportal.krl_bumped', true), '') <> 'on' THEN
-        UPDATE krl_state SET version = version + 1, changed_at = now();
+        UPDATE krl_state
+           SET version = greatest(version + 1, extract(epoch FROM clock_timestamp())::bigint),
+               changed_at = now();
         PERFORM set_config('keyportal.krl_bumped', 'on', true);
     END IF;
     RETURN NULL;

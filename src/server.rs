@@ -263,13 +263,19 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         Ok(None) => None,
         Err(e) => return Err(ServeError::Config(e)),
     };
-    let authorities = std::sync::Arc::new(
-        cfg.ca
-            .load(&cfg.database.data_dir)
-            .map_err(|e| ServeError::Config(e.to_string()))?,
-    );
     let db = Database::open(&cfg.database).await?;
     let supervisor = db.supervise_cluster();
+    // After the database: the private cluster decides how the data directory is made.
+    let authorities = match cfg.ca.load(&cfg.database.data_dir) {
+        Ok(a) => std::sync::Arc::new(a),
+        Err(e) => {
+            if let Some(supervisor) = &supervisor {
+                supervisor.abort();
+            }
+            db.close().await;
+            return Err(ServeError::Config(e.to_string()));
+        }
+    };
     let settings = HttpSettings {
         request_timeout: cfg.request_timeout(),
         max_body_bytes: cfg.max_body_bytes,

@@ -270,6 +270,17 @@ async fn an_admin_adds_keys_grants_access_and_sees_policy_changes() {
         sshd.contains("--portal http://portal.example.test "),
         "{sshd}"
     );
+    let live = text_of(&b, "#cert-live-lines").await;
+    assert!(
+        live.contains("fetch-principals --portal http://portal.example.test --server web1")
+            && live.contains("%u %i %s"),
+        "{live}"
+    );
+    let cron = text_of(&b, "#cert-krl-cron").await;
+    assert!(
+        cron.contains("fetch-krl --portal http://portal.example.test"),
+        "{cron}"
+    );
     shots.take(&b, "04-server-with-grant").await;
 
     // The server's authorized_keys now holds the key.

@@ -126,6 +126,19 @@ impl World {
     }
 }
 
+/// An `expiry-time` option's value for `t` (`Z`: UTC; without: the server's local time).
+fn expiry_stamp(t: time::OffsetDateTime, zone: &str) -> String {
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}{zone}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 fn keygen(args: &[&str], file: &Path) -> (bool, String) {
     let out = Command::new("ssh-keygen")
         .args(args)
@@ -173,7 +186,8 @@ async fn a_certificate_carries_the_granted_logins_and_ssh_keygen_reads_it_so() {
     assert_eq!(status, 201, "{cert}");
     let serial = cert["serial"].as_i64().unwrap();
     assert!(serial >= 1);
-    assert_eq!(cert["principals"], json!(["alice", "deploy"]));
+    // One principal per server login: a bare login would open it on every server.
+    assert_eq!(cert["principals"], json!(["alice@db1", "deploy@web1"]));
     let file = w.cert_file("a", &cert);
     let (ok, text) = keygen(&["-L", "-f"], &file);
     assert!(ok, "{text}");
@@ -203,7 +217,7 @@ async fn a_certificate_carries_the_granted_logins_and_ssh_keygen_reads_it_so() {
         .unwrap()
         .split_whitespace()
         .collect();
-    assert_eq!(principals, ["alice", "deploy"], "{text}");
+    assert_eq!(principals, ["alice@db1", "deploy@web1"], "{text}");
     assert!(text.contains("permit-pty"), "{text}");
     // The validity is at most the policy's 8 hours.
     let after = time::OffsetDateTime::parse(
@@ -262,7 +276,13 @@ async fn a_certificate_carries_the_granted_logins_and_ssh_keygen_reads_it_so() {
         )
         .await;
     assert_eq!(status, 201, "{narrow}");
-    assert_eq!(narrow["principals"], json!(["deploy"]));
+    assert_eq!(narrow["principals"], json!(["deploy@web1"]));
+    // For one server, a grant without options: the default extensions, no critical option.
+    let (status, one) = w.issue(&w.alice, &key, json!({"server": "db1"})).await;
+    assert_eq!(status, 201, "{one}");
+    assert_eq!(one["principals"], json!(["alice@db1"]));
+    assert_eq!(one["critical_options"], json!({}));
+    assert_eq!(one["extensions"].as_array().unwrap().len(), 5, "{one}");
     assert!(narrow["serial"].as_i64().unwrap() > serial);
 }
 
@@ -305,6 +325,62 @@ async fn a_certificate_for_one_server_carries_its_grants_command_and_source_addr
             .as_str()
             .unwrap()
             .contains("source-address"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn a_grants_expiry_bounds_the_certificate() {
+    let w = World::new().await;
+    let key = w.key("alice", "valid/ed25519.pub").await;
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::hours(2);
+    let stamp = expiry_stamp(soon, "Z");
+    w.grant(
+        "web1",
+        "alice",
+        "deploy",
+        Some(&format!("expiry-time=\"{stamp}\"")),
+    )
+    .await;
+    let (status, cert) = w.issue(&w.alice, &key, json!({"server": "web1"})).await;
+    assert_eq!(status, 201, "{cert}");
+    let before = time::OffsetDateTime::parse(
+        cert["valid_before"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(before.unix_timestamp(), soon.unix_timestamp(), "{cert}");
+    // Without `Z` sshd reads the server's local time: the earliest it can be (UTC+14) counts.
+    let in_a_day = time::OffsetDateTime::now_utc() + time::Duration::hours(20);
+    let local = expiry_stamp(in_a_day, "");
+    w.grant(
+        "db1",
+        "alice",
+        "alice",
+        Some(&format!("expiry-time=\"{local}\"")),
+    )
+    .await;
+    let (status, cert) = w.issue(&w.alice, &key, json!({"server": "db1"})).await;
+    assert_eq!(status, 201, "{cert}");
+    let before = time::OffsetDateTime::parse(
+        cert["valid_before"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(
+        before.unix_timestamp(),
+        (in_a_day - time::Duration::hours(14)).unix_timestamp(),
+        "{cert}"
+    );
+    // Past: nothing to certify.
+    sqlx::query("UPDATE grants SET options = 'expiry-time=\"20000101\"' WHERE login = 'alice'")
+        .execute(&w.app.db.pool)
+        .await
+        .unwrap();
+    let (status, problem) = w.issue(&w.alice, &key, json!({"server": "db1"})).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("grant_expired")),
         "{problem}"
     );
 }
@@ -415,7 +491,7 @@ async fn the_principals_answer_follows_todays_grant_and_revocation() {
     };
     assert_eq!(
         text(ask("deploy", &key_id, serial).await.unwrap()).await,
-        "deploy\n"
+        "deploy@web1\n"
     );
     assert_eq!(text(ask("root", &key_id, serial).await.unwrap()).await, "");
     assert_eq!(
@@ -434,7 +510,7 @@ async fn the_principals_answer_follows_todays_grant_and_revocation() {
         .unwrap();
     assert_eq!(
         text(ask("deploy", &key_id, serial).await.unwrap()).await,
-        "no-pty deploy\n"
+        "no-pty deploy@web1\n"
     );
     let (status, _) = answer(
         w.app
@@ -450,7 +526,7 @@ async fn the_principals_answer_follows_todays_grant_and_revocation() {
     w.grant("web1", "alice", "deploy", None).await;
     assert_eq!(
         text(ask("deploy", &key_id, serial).await.unwrap()).await,
-        "deploy\n"
+        "deploy@web1\n"
     );
     let (status, _) = answer(w.app.post(
         &w.alice,
@@ -742,6 +818,17 @@ async fn fetch_krl_installs_only_a_newer_krl_signed_by_a_trusted_ca() {
         );
         assert_eq!(std::fs::read(&out).unwrap(), installed, "{what}");
     }
+    // Someone's own list of revoked keys in that place is not overwritten.
+    let own = w.dir.path().join("own_list");
+    std::fs::write(&own, corpus_key("valid/ed25519.pub")).unwrap();
+    *served.lock().unwrap() = newer.clone();
+    let (code, text) = fetch_krl(&fake, &token, &ca_keys, &own);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("something other than a KRL"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(&own).unwrap(),
+        corpus_key("valid/ed25519.pub")
+    );
     // A newer one signed by the CA is taken, without its signature.
     *served.lock().unwrap() = newer.clone();
     let (code, text) = fetch_krl(&fake, &token, &ca_keys, &out);
@@ -781,7 +868,7 @@ async fn keyportal_cert_writes_the_certificate_next_to_the_key_and_renews_only_w
     };
     let (code, text) = run(&[]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("for deploy valid until"), "{text}");
+    assert!(text.contains("for deploy@web1 valid until"), "{text}");
     let cert_file = w.dir.path().join("id_ed25519-cert.pub");
     assert_eq!(
         std::fs::metadata(&cert_file).unwrap().permissions().mode() & 0o777,

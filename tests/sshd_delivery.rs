@@ -372,22 +372,7 @@ impl World {
     }
 
     async fn grant(&self, user: &str, options: Option<&str>) -> uuid::Uuid {
-        self.app
-            .services
-            .create_grant(
-                &self.cli,
-                "web1",
-                NewGrant {
-                    username: user.into(),
-                    login: login(),
-                    key_id: None,
-                    options: options.map(str::to_owned),
-                    expires_at: None,
-                },
-            )
-            .await
-            .unwrap()
-            .id
+        self.grant_login(user, &login(), options).await
     }
 
     async fn sql(&self, statement: &str) {
@@ -927,6 +912,21 @@ async fn the_identity_providers_groups_decide_logins_after_a_sync_or_sign_in() {
     assert!(!sshd.logs_in(&w.lab, "alice").await, "disabled: refused");
 }
 
+/// sshd settings for certificates checked against a KRL, with no portal: the certificate must
+/// name `<login>@<server>`, which `echo` prints for sshd (certificates never carry a bare
+/// login, which every server trusting the CA would accept).
+fn krl_auth(ca_file: &Path, krl: &Path, server: &str) -> String {
+    format!(
+        "AuthorizedKeysFile none\n\
+         TrustedUserCAKeys {ca}\n\
+         RevokedKeys {krl}\n\
+         AuthorizedPrincipalsCommand /bin/echo %u@{server}\n\
+         AuthorizedPrincipalsCommandUser nobody\n",
+        ca = ca_file.display(),
+        krl = krl.display(),
+    )
+}
+
 /// sshd settings for certificates checked live: the user CA, and `fetch-principals` asking
 /// `portal` at every login.
 fn certificate_auth(lab: &Lab, ca_file: &Path, portal: &str, token_file: &Path) -> String {
@@ -1120,12 +1120,13 @@ async fn with_a_krl_certificates_work_and_revocations_hold_while_the_portal_is_s
         );
     };
     fetch_krl();
-    let auth = format!(
-        "AuthorizedKeysFile none\nTrustedUserCAKeys {}\nRevokedKeys {}\n",
-        ca_file.display(),
-        revoked.display()
+    let sshd = Sshd::start_with(&w.lab, "krl", &krl_auth(&ca_file, &revoked, "web1")).await;
+    // Another server in KRL mode: a certificate for web1's logins does not open it.
+    let web2 = Sshd::start_with(&w.lab, "krl-web2", &krl_auth(&ca_file, &revoked, "web2")).await;
+    assert!(
+        !web2.logs_in(&w.lab, "alice").await,
+        "web1's certificate on web2"
     );
-    let sshd = Sshd::start_with(&w.lab, "krl", &auth).await;
     assert!(sshd.logs_in(&w.lab, "alice").await);
     // The grant's command and source address ride in the certificate.
     assert_eq!(
@@ -1221,4 +1222,166 @@ async fn a_host_certificate_replaces_trust_on_first_use() {
             .0,
         "the same host key without a certificate is not trusted"
     );
+}
+
+/// One login: whether it got in, and how long it took (ms).
+async fn timed_login(sshd: &Sshd, lab: &Lab, user: &str) -> (bool, f64) {
+    let started = std::time::Instant::now();
+    let ok = sshd.logs_in(lab, user).await;
+    (ok, started.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Median and 90th percentile of `samples` (ms).
+fn summary(mut samples: Vec<f64>) -> String {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "median {:.1} ms, p90 {:.1} ms (n={})",
+        at(0.5),
+        at(0.9),
+        samples.len()
+    )
+}
+
+/// Not a test: the figures of docs/certificates.md (`bench/cert_modes.sh` runs it, release
+/// build). Login latency through each delivery mode, and how long a revocation takes to
+/// refuse a login in each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drill: bench/cert_modes.sh"]
+async fn drill_delivery_modes() {
+    const LOGINS: usize = 30;
+    let w = World::new().await;
+    let key = w.user_with_key("alice", "ed25519", "").await;
+    w.grant("alice", None).await;
+    let ca_file = w.user_ca_file();
+    let krl_file = w.lab.path("revoked_keys");
+    let fetch_krl = || {
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(w.lab.keyportal())
+            .args(["fetch-krl", "--portal", &w.portal(), "--token-file"])
+            .arg(&w.token)
+            .arg("--ca-keys")
+            .arg(&ca_file)
+            .arg("--out")
+            .arg(&krl_file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        started.elapsed().as_secs_f64() * 1000.0
+    };
+    fetch_krl();
+    let lookup = Sshd::start(&w.lab, "m-lookup", &w.portal(), &w.token, "").await;
+    let live = Sshd::start_with(
+        &w.lab,
+        "m-live",
+        &certificate_auth(&w.lab, &ca_file, &w.portal(), &w.token),
+    )
+    .await;
+    let krl = Sshd::start_with(&w.lab, "m-krl", &krl_auth(&ca_file, &krl_file, "web1")).await;
+    let timed_login = |sshd, user| timed_login(sshd, &w.lab, user);
+    // The lookup mode with no certificate beside the key; the certificate modes with one.
+    let mut figures = Vec::new();
+    for (mode, sshd, with_cert) in [
+        ("lookup (fetch-keys)", &lookup, false),
+        ("certificate + live principals", &live, true),
+        ("certificate + KRL", &krl, true),
+    ] {
+        let cert_path = w.lab.path("alice-cert.pub");
+        if with_cert {
+            w.certify("alice", key, CertificateAsk::default()).await;
+        } else {
+            let _ = std::fs::remove_file(&cert_path);
+        }
+        let mut samples = Vec::new();
+        for _ in 0..LOGINS {
+            let (ok, ms) = timed_login(sshd, "alice").await;
+            assert!(ok, "{mode}");
+            samples.push(ms);
+        }
+        figures.push(format!("login, {mode}: {}", summary(samples)));
+    }
+    // Revoke to refusal. Lookup: the grant goes, the next login is refused.
+    let _ = std::fs::remove_file(w.lab.path("alice-cert.pub"));
+    let grants = w
+        .app
+        .services
+        .list_grants(&w.cli, "web1", None, None, None)
+        .await
+        .unwrap()
+        .items;
+    let started = std::time::Instant::now();
+    w.app
+        .services
+        .delete_grant(&w.cli, grants[0].id)
+        .await
+        .unwrap();
+    let (ok, _) = timed_login(&lookup, "alice").await;
+    assert!(!ok);
+    figures.push(format!(
+        "revoke to refused login, lookup: {:.1} ms (the revocation and the next login)",
+        started.elapsed().as_secs_f64() * 1000.0
+    ));
+    w.grant("alice", None).await;
+    // Live principals: the certificate revoked, the next login refused.
+    let cert = w.certify("alice", key, CertificateAsk::default()).await;
+    assert!(live.logs_in(&w.lab, "alice").await);
+    let started = std::time::Instant::now();
+    w.app
+        .services
+        .revoke_certificate(&w.cli, cert.serial)
+        .await
+        .unwrap();
+    let (ok, _) = timed_login(&live, "alice").await;
+    assert!(!ok);
+    figures.push(format!(
+        "revoke to refused login, live principals: {:.1} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    ));
+    // KRL: revoked, then the next fetch-krl run (cron: at most a minute later), then refused.
+    let cert = w.certify("alice", key, CertificateAsk::default()).await;
+    assert!(krl.logs_in(&w.lab, "alice").await);
+    let started = std::time::Instant::now();
+    w.app
+        .services
+        .revoke_certificate(&w.cli, cert.serial)
+        .await
+        .unwrap();
+    let fetch_ms = fetch_krl();
+    let (ok, _) = timed_login(&krl, "alice").await;
+    assert!(!ok);
+    figures.push(format!("revoke to refused login, KRL: {:.1} ms plus the wait for the next cron run (fetch-krl itself {fetch_ms:.1} ms)", started.elapsed().as_secs_f64() * 1000.0));
+    // A large KRL: 100,000 revoked, unexpired certificates.
+    w.sql(
+        "INSERT INTO certificates (kind, ca_fingerprint, key_id, username, fingerprint_sha256, cert_key_id, principals, valid_after, valid_before, issued_by, revoked_at, revoked_reason)
+         SELECT 'user', ca_fingerprint, key_id, username, fingerprint_sha256, 'keyportal:alice:bulk:' || g, principals, valid_after, now() + interval '1 hour', 'drill', now(), 'revoked'
+           FROM certificates, generate_series(1, 100000) g WHERE serial = (SELECT min(serial) FROM certificates)",
+    )
+    .await;
+    w.sql("UPDATE krl_state SET version = version + 1").await;
+    let mut fetches = Vec::new();
+    for _ in 0..5 {
+        w.sql("UPDATE krl_state SET version = version + 1").await;
+        fetches.push(fetch_krl());
+    }
+    let size = std::fs::metadata(&krl_file).unwrap().len();
+    figures.push(format!(
+        "fetch-krl with 100,000 revoked certificates ({size} bytes installed): {}",
+        summary(fetches)
+    ));
+    let mut logins = Vec::new();
+    w.certify("alice", key, CertificateAsk::default()).await;
+    for _ in 0..LOGINS {
+        let (ok, ms) = timed_login(&krl, "alice").await;
+        assert!(ok);
+        logins.push(ms);
+    }
+    figures.push(format!(
+        "login, certificate + KRL of 100,000 serials: {}",
+        summary(logins)
+    ));
+    println!("\nFIGURES\n{}", figures.join("\n"));
 }

@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 use signature::{Signer, Verifier};
 use ssh_key::{Algorithm, Certificate, PrivateKey, PublicKey, Signature};
 
-/// `"SSHKRL\n\0"`, written raw (not as a string).
-const MAGIC: &[u8; 8] = b"SSHKRL\n\0";
+/// The first eight bytes of every KRL, `"SSHKRL\n\0"`, written raw (not as a string).
+pub const MAGIC: &[u8; 8] = b"SSHKRL\n\0";
 /// The only format version there is; OpenSSH rejects any other.
 const FORMAT_VERSION: u32 = 1;
 

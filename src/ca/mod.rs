@@ -5,8 +5,7 @@
 
 pub mod krl;
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ssh_key::certificate::{Builder, CertType};
@@ -73,7 +72,22 @@ impl Authority {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path, comment)?,
             Err(e) => return Err(err(e.to_string())),
         }
-        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        // Whoever may write to the directory may swap the key for one of their own.
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir_meta = std::fs::metadata(dir).map_err(|e| err(e.to_string()))?;
+        let me = nix::unistd::geteuid().as_raw();
+        if dir_meta.permissions().mode() & 0o022 != 0
+            || (dir_meta.uid() != me && dir_meta.uid() != 0)
+        {
+            return Err(err(format!(
+                "its directory {} is writable by others or belongs to another account; keep it 0700 and owned by the account keyportal runs as",
+                dir.display()
+            )));
+        }
+        let meta = std::fs::symlink_metadata(path).map_err(|e| err(e.to_string()))?;
         if !meta.is_file() {
             return Err(err("not a regular file".into()));
         }
@@ -206,42 +220,18 @@ fn create(path: &Path, comment: &str) -> Result<(), CaError> {
         .key
         .to_openssh(LineEnding::LF)
         .map_err(|e| err(e.to_string()))?;
-    let tmp: PathBuf = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(pem.as_bytes())?;
-            f.sync_all()
-        });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err(format!("cannot write {}: {e}", tmp.display())));
+    // Linked into place only if no other instance got there first; theirs then stands.
+    let placed = crate::files::write_atomically(path, pem.as_bytes(), 0o600, false)
+        .map_err(|e| err(format!("cannot write the new key: {e}")))?;
+    if placed {
+        let _ = crate::files::write_atomically(
+            &path.with_extension("pub"),
+            format!("{}\n", authority.public_line).as_bytes(),
+            0o644,
+            true,
+        );
     }
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            let _ = std::fs::write(
-                path.with_extension("pub"),
-                format!("{}\n", authority.public_line),
-            );
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(err(format!("cannot put the new key in place: {e}"))),
-    }
+    Ok(())
 }
 
 /// The extensions OpenSSH's `ssh-keygen` grants by default; a grant's `no-*` options and

@@ -3,8 +3,6 @@
 //! logging in, or from a login script: it asks the portal only when the certificate is
 //! missing, for another key, or has less than a quarter of its validity left.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -78,35 +76,39 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// The certificate in place still has more than a quarter of its validity left, for this key.
-fn still_valid(path: &Path, key: &ssh_key::PublicKey) -> Option<u64> {
+/// The certificate in place is for this key, carries what is asked (`--server`, `--login`)
+/// and still has more than a quarter of its validity left.
+fn still_valid(path: &Path, key: &ssh_key::PublicKey, args: &CertArgs) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
     let cert = ssh_key::Certificate::from_openssh(text.trim()).ok()?;
     if cert.public_key() != key.key_data() {
         return None;
     }
+    // Principals are `login@server`.
+    let split: Vec<(&str, &str)> = cert
+        .valid_principals()
+        .iter()
+        .filter_map(|p| p.rsplit_once('@'))
+        .collect();
+    if let Some(server) = &args.server {
+        if split.iter().any(|(_, s)| s != server) {
+            return None;
+        }
+    }
+    if !args.logins.is_empty() {
+        let mut have: Vec<&str> = split.iter().map(|(l, _)| *l).collect();
+        have.sort_unstable();
+        have.dedup();
+        let mut want: Vec<&str> = args.logins.iter().map(String::as_str).collect();
+        want.sort_unstable();
+        want.dedup();
+        if have != want {
+            return None;
+        }
+    }
     let (after, before) = (cert.valid_after(), cert.valid_before());
     let quarter = before.saturating_sub(after) / 4;
     (now() + quarter < before).then_some(before)
-}
-
-fn write_atomically(path: &Path, text: &str) -> Result<(), CertError> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        CertError::Io(format!("cannot write {}: {e}", path.display()))
-    })
 }
 
 async fn fetch(args: &CertArgs) -> Result<Outcome, CertError> {
@@ -125,7 +127,7 @@ async fn fetch(args: &CertArgs) -> Result<Outcome, CertError> {
     let subject = ssh_key::PublicKey::from_openssh(key.public_key())
         .map_err(|e| CertError::Key(format!("{}: {e}", args.public_key.display())))?;
     if !args.force {
-        if let Some(until) = still_valid(&out, &subject) {
+        if let Some(until) = still_valid(&out, &subject, args) {
             return Ok(Outcome::StillValid { until });
         }
     }
@@ -149,7 +151,8 @@ async fn fetch(args: &CertArgs) -> Result<Outcome, CertError> {
     if cert.public_key() != subject.key_data() {
         return Err(CertError::BadAnswer("it certifies another key".into()));
     }
-    write_atomically(&out, &format!("{}\n", line.trim()))?;
+    crate::files::write_atomically(&out, format!("{}\n", line.trim()).as_bytes(), 0o644, true)
+        .map_err(|e| CertError::Io(format!("cannot write {}: {e}", out.display())))?;
     Ok(Outcome::Written {
         serial: issued["serial"].as_i64().unwrap_or_default(),
         principals: cert.valid_principals().to_vec(),
@@ -183,14 +186,10 @@ fn rfc3339(unix: u64) -> String {
 }
 
 pub fn run(args: &CertArgs) -> ExitCode {
-    let runtime = match portal::runtime("cert") {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(outcome) = portal::block_on("cert", fetch(args)) else {
+        return ExitCode::FAILURE;
     };
-    match runtime.block_on(fetch(args)) {
+    match outcome {
         Ok(Outcome::StillValid { until }) => {
             println!(
                 "keyportal cert: the certificate in place is valid until {}; not renewed (--force to renew)",

@@ -11,11 +11,9 @@
 //! (`--timeout`, kept under sshd's patience), and the first real answer wins, a "no" included.
 //! Only when none answers does the cache stand in.
 
-use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::portal::{self, AnswerCache, Ask, FetchError, PortalArgs};
+use super::portal::{self, ask_with_cache, print_or_fail, FetchError, PortalArgs};
 use crate::domain::{LoginName, ServerName};
 use crate::keys::{authorized_keys_verdicts, Algorithm, AuthorizedKeysLine, Policy};
 
@@ -27,95 +25,11 @@ pub struct FetchKeysArgs {
     #[arg(long)]
     pub server: String,
     #[command(flatten)]
-    pub cache: CacheArgs,
+    pub cache: portal::CacheArgs,
     /// The login sshd asks about (`%u`).
     pub login: String,
     /// The SHA256 fingerprint of the offered key (`%f`), to ask for just that key.
     pub fingerprint: Option<String>,
-}
-
-/// The last-known-good cache of a server-side command.
-#[derive(clap::Args, Debug, Clone)]
-pub struct CacheArgs {
-    /// Keep the last good answer per request here, for use while the portal is down.
-    /// Off unless given. The directory must belong to this user and be private (0700).
-    #[arg(long)]
-    pub cache_dir: Option<PathBuf>,
-    /// Oldest cached answer (seconds) that may still be used while the portal is down.
-    #[arg(long, default_value_t = 3600)]
-    pub cache_max_age: u64,
-}
-
-impl CacheArgs {
-    pub fn cache(&self) -> Option<AnswerCache<'_>> {
-        self.cache_dir.as_deref().map(|dir| AnswerCache {
-            dir,
-            max_age: self.cache_max_age,
-        })
-    }
-}
-
-/// Asks the portals; on an answer, keeps it in the cache (after `check` made it what is
-/// printed); when none answers, the cache stands in (checked again); a "no" clears it.
-pub async fn ask_with_cache(
-    command: &str,
-    conn: &PortalArgs,
-    cache: &CacheArgs,
-    urls: Vec<reqwest::Url>,
-    parts: &[&str],
-    check: impl Fn(&[u8]) -> String,
-) -> Result<String, FetchError> {
-    let token = portal::read_token(&conn.token_file)?;
-    let agent = format!("keyportal-{command}/{}", env!("CARGO_PKG_VERSION"));
-    let cache = cache.cache();
-    match portal::ask_portals(conn, urls, &token, &Ask::Get, &agent).await {
-        Ok(body) => {
-            let answer = check(&body);
-            if let Some(cache) = &cache {
-                if let Err(e) = cache.store(parts, &answer) {
-                    eprintln!("keyportal {command}: cache not updated: {e}");
-                }
-            }
-            Ok(answer)
-        }
-        Err(FetchError::Unreachable(why)) => match &cache {
-            None => Err(FetchError::Unreachable(why)),
-            Some(cache) => match cache.get(parts) {
-                Ok((text, age)) => {
-                    eprintln!("keyportal {command}: {why}; using the answer cached {age} s ago");
-                    // The cache is re-checked like a portal answer.
-                    Ok(check(&text))
-                }
-                Err(e) => Err(FetchError::Unreachable(format!("{why}; no cache: {e}"))),
-            },
-        },
-        Err(e) => {
-            if let Some(cache) = &cache {
-                cache.forget(parts);
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Prints the answer, or says why there is none; exit status 0 or 1.
-pub fn print_or_fail(command: &str, answer: Result<String, FetchError>, what: &str) -> ExitCode {
-    match answer {
-        Ok(lines) => {
-            let mut out = std::io::stdout().lock();
-            match out.write_all(lines.as_bytes()).and_then(|()| out.flush()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("keyportal {command}: cannot write the {what}: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Err(e) => {
-            eprintln!("keyportal {command}: {e}; no {what} given (fail closed)");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 /// The lines the portal may send are checked with a policy that only keeps what sshd itself
@@ -199,14 +113,10 @@ async fn fetch(args: &FetchKeysArgs) -> Result<String, FetchError> {
 }
 
 pub fn run(args: &FetchKeysArgs) -> ExitCode {
-    let runtime = match portal::runtime("fetch-keys") {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    print_or_fail("fetch-keys", runtime.block_on(fetch(args)), "keys")
+    match portal::block_on("fetch-keys", fetch(args)) {
+        Some(answer) => print_or_fail("fetch-keys", answer, "keys"),
+        None => ExitCode::FAILURE,
+    }
 }
 
 #[cfg(test)]

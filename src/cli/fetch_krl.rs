@@ -10,7 +10,6 @@
 //! minute) take turns on a lock file beside the KRL. Any failure leaves the installed file as
 //! it was and exits 1.
 
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -57,11 +56,17 @@ enum Outcome {
     },
 }
 
-/// The version of the installed KRL: `None` when there is no file, or it is empty, or it is
-/// not a KRL (then the new one replaces it: sshd is refusing every key until it does).
+/// The version of the installed KRL: `None` when there is no file or it is empty. A file that
+/// is a KRL this parser refuses is replaced (sshd is refusing every key until it is); a file
+/// that is not a KRL at all (sshd also reads plain lists of revoked keys there) is someone's
+/// own list, and is left alone.
 fn installed_version(path: &Path) -> Result<Option<u64>, KrlFetchError> {
     match std::fs::read(path) {
         Ok(bytes) if bytes.is_empty() => Ok(None),
+        Ok(bytes) if !bytes.starts_with(krl::MAGIC) => Err(KrlFetchError::Io(format!(
+            "{} holds something other than a KRL (a list of revoked keys?); move it aside, or point --out elsewhere",
+            path.display()
+        ))),
         Ok(bytes) => match Krl::parse(&bytes) {
             Ok(parsed) => Ok(Some(parsed.krl.version)),
             Err(e) => {
@@ -79,40 +84,9 @@ fn installed_version(path: &Path) -> Result<Option<u64>, KrlFetchError> {
 
 /// Writes `bytes` to `path` so that sshd only ever sees the old file or the whole new one.
 fn install(path: &Path, bytes: &[u8]) -> Result<(), KrlFetchError> {
-    let io = |what: &str, e: std::io::Error| KrlFetchError::Io(format!("{what}: {e}"));
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| KrlFetchError::Io(format!("--out {} names no file", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(&format!("writing {}", tmp.display()), e));
-    }
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(&format!("renaming to {}", path.display()), e));
-    }
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(&format!("syncing {}", dir.display()), e))
+    crate::files::write_atomically(path, bytes, 0o644, true)
+        .map(|_| ())
+        .map_err(|e| KrlFetchError::Io(format!("installing {}: {e}", path.display())))
 }
 
 /// Holds the lock beside the KRL while one run reads, compares and installs.
@@ -168,14 +142,10 @@ async fn fetch(args: &FetchKrlArgs) -> Result<Outcome, KrlFetchError> {
 }
 
 pub fn run(args: &FetchKrlArgs) -> ExitCode {
-    let runtime = match portal::runtime("fetch-krl") {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(outcome) = portal::block_on("fetch-krl", fetch(args)) else {
+        return ExitCode::FAILURE;
     };
-    match runtime.block_on(fetch(args)) {
+    match outcome {
         Ok(Outcome::Installed {
             version,
             previous,
@@ -185,8 +155,9 @@ pub fn run(args: &FetchKrlArgs) -> ExitCode {
                 .certificates
                 .iter()
                 .flat_map(|s| s.serials.iter())
-                .map(|(lo, hi)| hi - lo + 1)
-                .sum();
+                .fold(0u64, |n, (lo, hi)| {
+                    n.saturating_add(hi.saturating_sub(*lo)).saturating_add(1)
+                });
             println!(
                 "keyportal fetch-krl: installed KRL version {version} (was {}) in {}: {serials} certificate serial(s), {} key(s) revoked",
                 previous.map_or("none".to_owned(), |v| v.to_string()),

@@ -1,7 +1,8 @@
 //! `keyportal fetch-principals`: what sshd runs as `AuthorizedPrincipalsCommand` for a
 //! certificate login (`%u %i %s`: the login, the certificate's key id and serial).
 //!
-//! It prints the login, with the options of the grant that allows it, only if the portal says
+//! It prints the principal `<login>@<server>`, with the options of the grant that allows it
+//! (certificates name each server login so, never a bare login), only if the portal says
 //! the certificate is one it issued and did not revoke and a grant still allows the login; sshd
 //! then lets the certificate in as that login. Like `fetch-keys`, it fails closed (nothing
 //! printed, exit 1) when no portal answers, unless a fresh cached answer exists, and a "no"
@@ -9,8 +10,7 @@
 
 use std::process::ExitCode;
 
-use super::fetch_keys::{ask_with_cache, print_or_fail, CacheArgs};
-use super::portal::{self, FetchError, PortalArgs};
+use super::portal::{self, ask_with_cache, print_or_fail, CacheArgs, FetchError, PortalArgs};
 use crate::domain::{LoginName, ServerName};
 
 #[derive(clap::Args, Debug)]
@@ -30,9 +30,9 @@ pub struct FetchPrincipalsArgs {
     pub serial: u64,
 }
 
-/// The portal's lines that are `[options ]<login>` with options sshd accepts, re-rendered;
-/// anything else is dropped.
-pub fn valid_principal_lines(body: &[u8], login: &str) -> (String, usize) {
+/// The portal's lines that are `[options ]<principal>` with options sshd accepts,
+/// re-rendered; anything else is dropped.
+pub fn valid_principal_lines(body: &[u8], principal_wanted: &str) -> (String, usize) {
     let Ok(text) = std::str::from_utf8(body) else {
         return (String::new(), 1);
     };
@@ -51,12 +51,12 @@ pub fn valid_principal_lines(body: &[u8], login: &str) -> (String, usize) {
                 .map(|o| o.to_string())
         };
         match options {
-            Some(o) if principal == login => {
+            Some(o) if principal == principal_wanted => {
                 if !o.is_empty() {
                     out.push_str(&o);
                     out.push(' ');
                 }
-                out.push_str(login);
+                out.push_str(principal_wanted);
                 out.push('\n');
             }
             _ => dropped += 1,
@@ -79,6 +79,8 @@ async fn fetch(args: &FetchPrincipalsArgs) -> Result<String, FetchError> {
         return Ok(String::new());
     }
     let serial = args.serial.to_string();
+    // What the certificate carries for this server (see docs/certificates.md).
+    let principal = format!("{}@{}", args.login, args.server);
     let urls = portal::portal_urls(
         &args.conn,
         &["api", "v1", "servers", &args.server, "principals"],
@@ -102,7 +104,7 @@ async fn fetch(args: &FetchPrincipalsArgs) -> Result<String, FetchError> {
         urls,
         &parts,
         |body| {
-            let (lines, dropped) = valid_principal_lines(body, &args.login);
+            let (lines, dropped) = valid_principal_lines(body, &principal);
             if dropped > 0 {
                 eprintln!("keyportal fetch-principals: left out {dropped} line(s) that are not this login");
             }
@@ -113,18 +115,10 @@ async fn fetch(args: &FetchPrincipalsArgs) -> Result<String, FetchError> {
 }
 
 pub fn run(args: &FetchPrincipalsArgs) -> ExitCode {
-    let runtime = match portal::runtime("fetch-principals") {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    print_or_fail(
-        "fetch-principals",
-        runtime.block_on(fetch(args)),
-        "principals",
-    )
+    match portal::block_on("fetch-principals", fetch(args)) {
+        Some(answer) => print_or_fail("fetch-principals", answer, "principals"),
+        None => ExitCode::FAILURE,
+    }
 }
 
 #[cfg(test)]
@@ -133,15 +127,16 @@ mod tests {
 
     #[test]
     fn only_this_login_with_valid_options_is_printed() {
-        let body = b"from=\"10.0.0.0/8\",expiry-time=\"20300101000000Z\" deploy\n\
-                     root\n\
+        let body = b"from=\"10.0.0.0/8\",expiry-time=\"20300101000000Z\" deploy@web1\n\
+                     root@web1\n\
                      deploy\n\
-                     bogus=option deploy\n";
-        let (lines, dropped) = valid_principal_lines(body, "deploy");
+                     deploy@web1\n\
+                     bogus=option deploy@web1\n";
+        let (lines, dropped) = valid_principal_lines(body, "deploy@web1");
         assert_eq!(
             lines,
-            "from=\"10.0.0.0/8\",expiry-time=\"20300101000000Z\" deploy\ndeploy\n"
+            "from=\"10.0.0.0/8\",expiry-time=\"20300101000000Z\" deploy@web1\ndeploy@web1\n"
         );
-        assert_eq!(dropped, 2);
+        assert_eq!(dropped, 3);
     }
 }

@@ -3,8 +3,10 @@
 //! the token file, asking several portals in order within one time budget, and the
 //! last-known-good answer cache.
 
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -289,9 +291,8 @@ impl AnswerCache<'_> {
     pub fn store(&self, parts: &[&str], answer: &str) -> Result<(), String> {
         self.check_dir()?;
         let file = self.file(parts);
-        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, answer)
-            .and_then(|()| std::fs::rename(&tmp, &file))
+        crate::files::write_atomically(&file, answer.as_bytes(), 0o600, true)
+            .map(|_| ())
             .map_err(|e| format!("cannot write the cache {}: {e}", file.display()))
     }
 
@@ -318,12 +319,103 @@ impl AnswerCache<'_> {
     }
 }
 
-/// A small runtime for one request: these commands run inside sshd's login or from cron.
-pub fn runtime(command: &str) -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
+/// Runs `work` on a small runtime of its own (these commands run inside sshd's login or from
+/// cron); `None`, said on standard error, if the runtime cannot start.
+pub fn block_on<T>(command: &str, work: impl std::future::Future<Output = T>) -> Option<T> {
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("keyportal {command}: cannot start: {e}"))
+    {
+        Ok(rt) => Some(rt.block_on(work)),
+        Err(e) => {
+            eprintln!("keyportal {command}: cannot start: {e}");
+            None
+        }
+    }
+}
+
+/// The last-known-good cache of a server-side command.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CacheArgs {
+    /// Keep the last good answer per request here, for use while the portal is down.
+    /// Off unless given. The directory must belong to this user and be private (0700).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Oldest cached answer (seconds) that may still be used while the portal is down.
+    #[arg(long, default_value_t = 3600)]
+    pub cache_max_age: u64,
+}
+
+impl CacheArgs {
+    pub fn cache(&self) -> Option<AnswerCache<'_>> {
+        self.cache_dir.as_deref().map(|dir| AnswerCache {
+            dir,
+            max_age: self.cache_max_age,
+        })
+    }
+}
+
+/// Asks the portals; on an answer, keeps it in the cache (after `check` made it what is
+/// printed); when none answers, the cache stands in (checked again); a "no" clears it.
+pub async fn ask_with_cache(
+    command: &str,
+    conn: &PortalArgs,
+    cache: &CacheArgs,
+    urls: Vec<reqwest::Url>,
+    parts: &[&str],
+    check: impl Fn(&[u8]) -> String,
+) -> Result<String, FetchError> {
+    let token = read_token(&conn.token_file)?;
+    let agent = format!("keyportal-{command}/{}", env!("CARGO_PKG_VERSION"));
+    let cache = cache.cache();
+    match ask_portals(conn, urls, &token, &Ask::Get, &agent).await {
+        Ok(body) => {
+            let answer = check(&body);
+            if let Some(cache) = &cache {
+                if let Err(e) = cache.store(parts, &answer) {
+                    eprintln!("keyportal {command}: cache not updated: {e}");
+                }
+            }
+            Ok(answer)
+        }
+        Err(FetchError::Unreachable(why)) => match &cache {
+            None => Err(FetchError::Unreachable(why)),
+            Some(cache) => match cache.get(parts) {
+                Ok((text, age)) => {
+                    eprintln!("keyportal {command}: {why}; using the answer cached {age} s ago");
+                    // The cache is re-checked like a portal answer.
+                    Ok(check(&text))
+                }
+                Err(e) => Err(FetchError::Unreachable(format!("{why}; no cache: {e}"))),
+            },
+        },
+        Err(e) => {
+            if let Some(cache) = &cache {
+                cache.forget(parts);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Prints the answer, or says why there is none; exit status 0 or 1.
+pub fn print_or_fail(command: &str, answer: Result<String, FetchError>, what: &str) -> ExitCode {
+    match answer {
+        Ok(lines) => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(lines.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("keyportal {command}: cannot write the {what}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("keyportal {command}: {e}; no {what} given (fail closed)");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]

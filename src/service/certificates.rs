@@ -24,6 +24,47 @@ const CLOCK_SKEW_SECS: i64 = 60;
 /// Longest validity of a host certificate (they are renewed by the server's own cron).
 const MAX_HOST_CERTIFICATE_SECS: u32 = 366 * 24 * 3600;
 const DEFAULT_HOST_CERTIFICATE_SECS: u32 = 90 * 24 * 3600;
+/// Most `login@server` principals in one certificate (the schema's bound too).
+const MAX_PRINCIPALS: usize = 256;
+
+/// A grant's `expiry-time` option as an instant. Without `Z` sshd reads it in the server's
+/// local time, unknown here: the earliest instant it can mean (UTC+14) is taken.
+fn option_expiry(options: &keys::KeyOptions) -> Option<OffsetDateTime> {
+    let value = options
+        .0
+        .iter()
+        .find(|o| o.name == "expiry-time")?
+        .value
+        .as_deref()
+        .unwrap_or("");
+    // A value that is no time at all (sshd would refuse the line) counts as expired.
+    Some(parse_expiry_time(value).unwrap_or(OffsetDateTime::UNIX_EPOCH))
+}
+
+fn parse_expiry_time(value: &str) -> Option<OffsetDateTime> {
+    let (digits, utc) = match value.strip_suffix(['Z', 'z']) {
+        Some(d) => (d, true),
+        None => (value, false),
+    };
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        digits.get(range).map_or(Some(0), |d| d.parse().ok())
+    };
+    let date = time::Date::from_calendar_date(
+        num(0..4)? as i32,
+        time::Month::try_from(num(4..6)? as u8).ok()?,
+        num(6..8)? as u8,
+    )
+    .ok()?;
+    let at = date
+        .with_hms(num(8..10)? as u8, num(10..12)? as u8, num(12..14)? as u8)
+        .ok()?
+        .assume_utc();
+    Some(if utc {
+        at
+    } else {
+        at - time::Duration::hours(14)
+    })
+}
 
 /// What a user certificate is asked for.
 #[derive(Debug, Clone, Default)]
@@ -36,10 +77,11 @@ pub struct CertificateAsk {
     pub validity: Option<u32>,
 }
 
-/// A login the grants allow that the certificate leaves out, and why.
+/// A server login the grants allow that the certificate leaves out, and why.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LeftOut {
-    pub login: String,
+    /// `login@server`.
+    pub principal: String,
     pub reason: String,
 }
 
@@ -107,20 +149,41 @@ pub struct HostCertificate {
     pub valid_before: OffsetDateTime,
 }
 
+/// A DNS name or an IP address: no pattern characters (`*`, `?`, `!`, `,`), nothing else.
+fn is_plain_host(h: &str) -> bool {
+    h.parse::<std::net::IpAddr>().is_ok()
+        || (h.len() <= 253
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }))
+}
+
 /// The subject key types OpenSSH has certificate types for.
 fn certifiable(algorithm: Algorithm) -> bool {
     !matches!(algorithm, Algorithm::Dsa | Algorithm::MlDsa44Ed25519)
 }
 
-fn ca_error(e: CaError) -> ServiceError {
+fn ca_error(e: CaError, field: &'static str) -> ServiceError {
     match e {
         CaError::Request(detail) => ServiceError::Invalid {
             code: "certificate_invalid",
-            field: "logins",
+            field,
             detail,
         },
         other => ServiceError::Internal(other.to_string()),
     }
+}
+
+/// `t` cut to whole seconds, as a certificate holds it.
+fn whole_seconds(t: OffsetDateTime) -> Result<OffsetDateTime, ServiceError> {
+    OffsetDateTime::from_unix_timestamp(t.unix_timestamp())
+        .map_err(|e| ServiceError::Internal(e.to_string()))
 }
 
 fn unix(t: OffsetDateTime) -> Result<u64, ServiceError> {
@@ -235,12 +298,11 @@ impl Services {
             Some(row.user_id),
         )
         .await?;
-        // Per login: the most specific grant on each server (the effective-access order).
-        let mut by_login: BTreeMap<String, Vec<store::effective_access::AccessRow>> =
-            BTreeMap::new();
-        for a in access.into_iter().filter(|a| a.key_id == row.id) {
-            by_login.entry(a.login.clone()).or_default().push(a);
-        }
+        // One principal per (server, login) the grants allow, `login@server`, with the most
+        // specific grant's options (the effective-access order). A bare login would open that
+        // login on every server that trusts the CA without asking the portal (the KRL mode).
+        let mut pairs: Vec<store::effective_access::AccessRow> =
+            access.into_iter().filter(|a| a.key_id == row.id).collect();
         if let Some(wanted) = &ask.logins {
             if wanted.is_empty() {
                 return Err(ServiceError::invalid(
@@ -248,22 +310,32 @@ impl Services {
                     "name at least one login, or leave logins out",
                 ));
             }
-            for l in wanted {
-                if !by_login.contains_key(l) {
-                    return Err(ServiceError::Invalid {
-                        code: "login_not_granted",
-                        field: "logins",
-                        detail: format!(
-                            "no grant lets this key log in as {l:?}{}",
-                            server
-                                .as_ref()
-                                .map(|s| format!(" on {}", s.name))
-                                .unwrap_or_default()
-                        ),
-                    });
-                }
+            if let Some(l) = wanted
+                .iter()
+                .find(|l| !pairs.iter().any(|a| a.login == **l))
+            {
+                return Err(ServiceError::Invalid {
+                    code: "login_not_granted",
+                    field: "logins",
+                    detail: format!(
+                        "no grant lets this key log in as {l:?}{}",
+                        server
+                            .as_ref()
+                            .map(|s| format!(" on {}", s.name))
+                            .unwrap_or_default()
+                    ),
+                });
             }
-            by_login.retain(|l, _| wanted.contains(l));
+            pairs.retain(|a| wanted.contains(&a.login));
+        }
+        if pairs.len() > MAX_PRINCIPALS {
+            return Err(ServiceError::invalid(
+                "logins",
+                format!(
+                    "the grants allow {} server logins, more than one certificate carries ({MAX_PRINCIPALS}); ask for one server or fewer logins",
+                    pairs.len()
+                ),
+            ));
         }
         let mut left_out = Vec::new();
         let mut principals = Vec::new();
@@ -272,36 +344,29 @@ impl Services {
         if let Some(e) = row.expires_at {
             valid_before = valid_before.min(e);
         }
-        for (login, rows) in by_login {
-            let options: Vec<&str> = rows.iter().map(|r| r.options.as_str()).collect();
-            let restriction = match &server {
-                // For every server: only logins whose grants carry no options, since one
-                // certificate cannot carry different servers' restrictions.
-                None => match options.iter().find(|o| !o.is_empty()) {
-                    Some(_) => {
-                        left_out.push(LeftOut {
-                            login,
-                            reason: "a grant for this login carries options; ask for a certificate for that server".into(),
-                        });
-                        continue;
-                    }
-                    None => restrictions_from_options(&keys::KeyOptions::default()),
-                },
-                Some(_) => {
-                    let parsed = keys::options::parse(options[0].as_bytes()).map_err(|e| {
-                        ServiceError::Internal(format!("stored grant options: {e}"))
-                    })?;
-                    if options[0].is_empty() {
-                        restrictions_from_options(&keys::KeyOptions::default())
-                    } else {
-                        restrictions_from_options(&parsed)
-                    }
-                }
+        for pair in pairs {
+            let principal = format!("{}@{}", pair.login, pair.server);
+            let parsed = if pair.options.is_empty() {
+                keys::KeyOptions::default()
+            } else {
+                keys::options::parse(pair.options.as_bytes()).map_err(|e| {
+                    ServiceError::Internal(format!("stored grant options of {principal}: {e}"))
+                })?
             };
-            let restriction = match restriction {
+            // For every server: only grants without options, since one certificate cannot
+            // carry different servers' restrictions.
+            if server.is_none() && !parsed.is_empty() {
+                left_out.push(LeftOut {
+                    principal,
+                    reason: "its grant carries options; ask for a certificate for that server"
+                        .into(),
+                });
+                continue;
+            }
+            let restriction = match restrictions_from_options(&parsed) {
                 Ok(r) => r,
                 Err(reason) => {
-                    left_out.push(LeftOut { login, reason });
+                    left_out.push(LeftOut { principal, reason });
                     continue;
                 }
             };
@@ -310,18 +375,19 @@ impl Services {
                 Some(r) if *r == restriction => {}
                 Some(_) => {
                     left_out.push(LeftOut {
-                        login,
+                        principal,
                         reason: "its grant's options differ from the other logins'; ask for this login alone".into(),
                     });
                     continue;
                 }
             }
-            for r in &rows {
-                if let Some(e) = r.expires_at {
-                    valid_before = valid_before.min(e);
-                }
+            for e in [pair.expires_at, option_expiry(&parsed)]
+                .into_iter()
+                .flatten()
+            {
+                valid_before = valid_before.min(e);
             }
-            principals.push(login);
+            principals.push(principal);
         }
         let Some(restrictions) = restrictions.filter(|_| !principals.is_empty()) else {
             return Err(ServiceError::Invalid {
@@ -334,7 +400,7 @@ impl Services {
                         "no login can go into a certificate: {}",
                         left_out
                             .iter()
-                            .map(|l| format!("{}: {}", l.login, l.reason))
+                            .map(|l| format!("{}: {}", l.principal, l.reason))
                             .collect::<Vec<_>>()
                             .join("; ")
                     )
@@ -352,6 +418,12 @@ impl Services {
         let subject = ssh_key::PublicKey::from_openssh(&row.public_key)
             .map_err(|e| ServiceError::Internal(format!("stored key {}: {e}", row.id)))?;
         let mut tx = self.pool.begin().await?;
+        if !store::certificates::lock_certifiable_key(&mut tx, row.id).await? {
+            return Err(ServiceError::Conflict {
+                code: "key_changed",
+                detail: "the key was deleted, flagged or its owner disabled meanwhile; nothing was issued".into(),
+            });
+        }
         let serial = store::certificates::next_serial(&mut *tx).await?;
         let cert_key_id = format!("keyportal:{}:{}:{serial}", row.username, row.id);
         let cert = ca
@@ -367,15 +439,12 @@ impl Services {
                 critical_options: restrictions.critical_options.clone(),
                 extensions: restrictions.extensions.clone(),
             })
-            .map_err(ca_error)?;
+            .map_err(|e| ca_error(e, "logins"))?;
         let line = cert
             .to_openssh()
             .map_err(|e| ServiceError::Internal(format!("encoding a certificate: {e}")))?;
-        // Whole seconds, as in the certificate.
-        let valid_after = OffsetDateTime::from_unix_timestamp(valid_after.unix_timestamp())
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let valid_before = OffsetDateTime::from_unix_timestamp(valid_before.unix_timestamp())
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let (valid_after, valid_before) =
+            (whole_seconds(valid_after)?, whole_seconds(valid_before)?);
         store::certificates::insert(
             &mut *tx,
             &store::certificates::NewCertificate {
@@ -486,9 +555,9 @@ impl Services {
     }
 
     /// sshd's AuthorizedPrincipalsCommand for a certificate presented to `server` for `login`:
-    /// one AuthorizedPrincipalsFile line (`[options ]login`) if the certificate is one this
-    /// portal issued and did not revoke, and a grant still lets its key log in as `login`
-    /// there (that grant's options and expiry are on the line, so sshd enforces today's
+    /// one AuthorizedPrincipalsFile line (`[options ]login@server`, the principal the
+    /// certificate carries for this server) if the certificate is one this portal issued and
+    /// did not revoke, and a grant still lets its key log in as `login` there (that grant's options and expiry are on the line, so sshd enforces today's
     /// grant, not the one at issuance). Otherwise nothing.
     #[tracing::instrument(skip_all)]
     pub async fn principals(
@@ -501,13 +570,14 @@ impl Services {
     ) -> Result<String, ServiceError> {
         authorize(&ctx.caller, Action::ReadAuthorizedKeys { server })?;
         let now = OffsetDateTime::now_utc();
+        let principal = format!("{login}@{server}");
         let cert = store::certificates::by_serial(&self.pool, serial).await?;
         let live = cert.filter(|c| {
             c.kind == "user"
                 && c.cert_key_id == cert_key_id
                 && c.revoked_at.is_none()
                 && c.valid_before > now
-                && c.principals.iter().any(|p| p == login)
+                && c.principals.contains(&principal)
                 && c.server_name.as_deref().is_none_or(|s| s == server)
         });
         let Some(cert) = live else {
@@ -526,7 +596,7 @@ impl Services {
             if keys::write_options(&k.options, k.grant_expires_at, &mut out) {
                 out.push(' ');
             }
-            out.push_str(login);
+            out.push_str(&principal);
             out.push('\n');
         }
         Ok(out)
@@ -538,13 +608,7 @@ impl Services {
     pub async fn krl(&self, ctx: &Ctx) -> Result<Vec<u8>, ServiceError> {
         authorize(&ctx.caller, Action::ReadRevocations)?;
         let ca = self.authorities()?;
-        let mut tx = self.pool.begin().await?;
-        // One snapshot: the version and the rows it covers.
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let contents = store::certificates::krl_contents(&mut tx).await?;
-        tx.commit().await?;
+        let contents = store::certificates::krl_contents(&self.pool).await?;
         let mut sections: BTreeMap<Vec<u8>, krl::CertificateSection> = BTreeMap::new();
         let known: Vec<(String, Vec<u8>)> = std::iter::once(ca.user.public_key())
             .chain(ca.user_published.iter())
@@ -651,16 +715,20 @@ impl Services {
                 .map_err(|e| ServiceError::Internal(format!("re-reading a validated key: {e}")))?;
             subjects.push((parsed, key.fingerprint_sha256().to_owned()));
         }
+        // ssh matches host certificate principals as patterns (OpenSSH 10.3 and later): only
+        // a plain DNS name or address, which no other server goes by, is certified.
         let mut principals = vec![srv.name.clone()];
-        if !srv.hostname.is_empty() && srv.hostname != srv.name {
-            principals.push(srv.hostname.clone());
+        let hostname = srv.hostname.trim();
+        if !hostname.is_empty()
+            && hostname != srv.name
+            && is_plain_host(hostname)
+            && !store::certificates::hostname_taken(&self.pool, srv.id, hostname).await?
+        {
+            principals.push(hostname.to_owned());
         }
         let now = OffsetDateTime::now_utc();
         let valid_after = now - time::Duration::seconds(CLOCK_SKEW_SECS);
-        let valid_before = OffsetDateTime::from_unix_timestamp(
-            (now + time::Duration::seconds(i64::from(validity))).unix_timestamp(),
-        )
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let valid_before = whole_seconds(now + time::Duration::seconds(i64::from(validity)))?;
         let mut tx = self.pool.begin().await?;
         let mut out = Vec::new();
         for (subject, fingerprint) in &subjects {
@@ -679,7 +747,7 @@ impl Services {
                     critical_options: Vec::new(),
                     extensions: Vec::new(),
                 })
-                .map_err(ca_error)?;
+                .map_err(|e| ca_error(e, "host_keys"))?;
             store::certificates::insert(
                 &mut *tx,
                 &store::certificates::NewCertificate {
@@ -693,8 +761,7 @@ impl Services {
                     fingerprint_sha256: fingerprint,
                     cert_key_id: &cert_key_id,
                     principals: &principals,
-                    valid_after: OffsetDateTime::from_unix_timestamp(valid_after.unix_timestamp())
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?,
+                    valid_after: whole_seconds(valid_after)?,
                     valid_before,
                     issued_by: &ctx.caller.actor(),
                 },

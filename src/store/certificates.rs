@@ -91,6 +91,39 @@ pub async fn by_serial(
     .await
 }
 
+/// Whether the key still exists, unflagged, with an enabled owner; both rows are then locked
+/// until the transaction ends, so a delete or a disable waits for the certificate's row (and
+/// its trigger then revokes it) rather than slipping in between.
+pub async fn lock_certifiable_key(
+    tx: &mut sqlx::PgConnection,
+    key_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, i32>(
+        "SELECT 1 FROM ssh_keys k JOIN users u ON u.id = k.user_id
+          WHERE k.id = $1 AND NOT u.disabled AND k.compromise IS NULL
+          FOR SHARE OF k, u",
+    )
+    .bind(key_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .is_some())
+}
+
+/// Whether another server already goes by `hostname`, as its name or its hostname.
+pub async fn hostname_taken(
+    db: impl PgExecutor<'_>,
+    server_id: i64,
+    hostname: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM servers WHERE id <> $1 AND (name = lower($2) OR lower(hostname) = lower($2)))",
+    )
+    .bind(server_id)
+    .bind(hostname)
+    .fetch_one(db)
+    .await
+}
+
 /// A key's certificates, newest first (at most 100).
 pub async fn of_key(
     db: impl PgExecutor<'_>,
@@ -117,7 +150,7 @@ pub async fn revoke(db: impl PgExecutor<'_>, serial: i64) -> Result<u64, sqlx::E
     .rows_affected())
 }
 
-/// What the KRL holds, as of one snapshot (run it in a REPEATABLE READ transaction).
+/// What the KRL holds, as of one snapshot.
 pub struct KrlContents {
     pub version: i64,
     /// (serial, certificate key id, CA fingerprint) of revoked, unexpired user certificates.
@@ -127,7 +160,12 @@ pub struct KrlContents {
     pub key_fingerprints: Vec<String>,
 }
 
-pub async fn krl_contents(tx: &mut sqlx::PgConnection) -> Result<KrlContents, sqlx::Error> {
+/// The KRL's version and the rows it covers, read in one REPEATABLE READ snapshot.
+pub async fn krl_contents(db: &sqlx::PgPool) -> Result<KrlContents, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
     let version: i64 = sqlx::query_scalar("SELECT version FROM krl_state")
         .fetch_one(&mut *tx)
         .await?;
@@ -145,6 +183,7 @@ pub async fn krl_contents(tx: &mut sqlx::PgConnection) -> Result<KrlContents, sq
     )
     .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(KrlContents {
         version,
         certificates,
