@@ -276,6 +276,11 @@ async fn an_admin_adds_keys_grants_access_and_sees_policy_changes() {
             && live.contains("%u %i %s"),
         "{live}"
     );
+    let krl_lines = text_of(&b, "#cert-krl-lines").await;
+    assert!(
+        krl_lines.contains("AuthorizedPrincipalsCommand /bin/echo %u@web1"),
+        "{krl_lines}"
+    );
     let cron = text_of(&b, "#cert-krl-cron").await;
     assert!(
         cron.contains("fetch-krl --portal http://portal.example.test"),
