@@ -948,3 +948,61 @@ async fn a_server_gets_host_certificates_for_its_name_and_hostname() {
     let line = res.text().await.unwrap();
     assert!(line.starts_with("@cert-authority * ssh-ed25519 "), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_principals_fails_closed_and_a_no_replaces_its_cache() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new().await;
+    let key = w.key("alice", "valid/ed25519.pub").await;
+    w.grant("web1", "alice", "deploy", None).await;
+    let (_, cert) = w.issue(&w.alice, &key, json!({})).await;
+    let serial = cert["serial"].as_i64().unwrap().to_string();
+    let key_id = cert["key_id"].as_str().unwrap().to_owned();
+    let token = w.dir.path().join("token");
+    std::fs::write(&token, &w.server_token).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cache = w.dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let run = |portal: &str, with_cache: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyportal"));
+        cmd.args([
+            "fetch-principals",
+            "--portal",
+            portal,
+            "--server",
+            "web1",
+            "--token-file",
+        ])
+        .arg(&token);
+        if with_cache {
+            cmd.arg("--cache-dir").arg(&cache);
+        }
+        let o = cmd.args(["deploy", &key_id, &serial]).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let live = w.app.url("");
+    let dead = "http://127.0.0.1:9";
+    assert_eq!(run(&live, true).0, Some(0));
+    assert_eq!(run(&live, true).1, "deploy@web1\n");
+    let (code, out, err) = run(dead, false);
+    assert_eq!((code, out.as_str()), (Some(1), ""), "{err}");
+    assert!(err.contains("fail closed"), "{err}");
+    let (code, out, err) = run(dead, true);
+    assert_eq!((code, out.as_str()), (Some(0), "deploy@web1\n"), "{err}");
+    assert!(err.contains("cached"), "{err}");
+    // Revoked: the portal's empty answer is what the cache holds from then on.
+    let (status, _) = answer(w.app.post(
+        &w.alice,
+        &format!("/api/v1/certificates/{serial}/revoke"),
+        json!({}),
+    ))
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(run(&live, true).1, "");
+    assert_eq!(run(dead, true).1, "");
+}

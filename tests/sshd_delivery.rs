@@ -1354,11 +1354,13 @@ async fn drill_delivery_modes() {
     let (ok, _) = timed_login(&krl, "alice").await;
     assert!(!ok);
     figures.push(format!("revoke to refused login, KRL: {:.1} ms plus the wait for the next cron run (fetch-krl itself {fetch_ms:.1} ms)", started.elapsed().as_secs_f64() * 1000.0));
-    // A large KRL: 100,000 revoked, unexpired certificates.
+    // A large KRL: 100,000 revoked, unexpired certificates, every other serial (so a list of
+    // single serials, not one range).
     w.sql(
         "INSERT INTO certificates (kind, ca_fingerprint, key_id, username, fingerprint_sha256, cert_key_id, principals, valid_after, valid_before, issued_by, revoked_at, revoked_reason)
-         SELECT 'user', ca_fingerprint, key_id, username, fingerprint_sha256, 'keyportal:alice:bulk:' || g, principals, valid_after, now() + interval '1 hour', 'drill', now(), 'revoked'
-           FROM certificates, generate_series(1, 100000) g WHERE serial = (SELECT min(serial) FROM certificates)",
+         SELECT 'user', ca_fingerprint, key_id, username, fingerprint_sha256, 'keyportal:alice:bulk:' || g, principals, valid_after, now() + interval '1 hour', 'drill',
+                CASE WHEN g % 2 = 0 THEN now() END, CASE WHEN g % 2 = 0 THEN 'revoked' END
+           FROM certificates, generate_series(1, 200000) g WHERE serial = (SELECT min(serial) FROM certificates)",
     )
     .await;
     w.sql("UPDATE krl_state SET version = version + 1").await;
