@@ -542,6 +542,53 @@ fn routes() -> Vec<Route> {
             NoBody,
             [U, 403, 403, 404, 403, 403, U, U, U],
         ),
+        // Certificates: the key's owner and admins issue; servers read principals (their own)
+        // and the KRL (any server); the CAs' public keys are public.
+        route(
+            M::POST,
+            "/api/v1/keys/{key}/certificate",
+            Json(|_| json!({})),
+            [U, 201, 404, 201, 403, 403, U, U, U],
+        ),
+        route(
+            M::POST,
+            "/api/v1/certificates",
+            Json(|_| {
+                let key = common::corpus_key("valid/ecdsa-256.pub");
+                let fp = keyportal::keys::validate(key.as_bytes(), &Default::default())
+                    .unwrap()
+                    .fingerprint_sha256()
+                    .to_owned();
+                json!({ "fingerprint": fp })
+            }),
+            [U, 201, 404, 201, 403, 403, U, U, U],
+        ),
+        route(
+            M::GET,
+            "/api/v1/keys/{key}/certificates",
+            NoBody,
+            [U, 200, 404, 200, 403, 403, U, U, U],
+        ),
+        route(
+            M::GET,
+            "/api/v1/servers/web1/principals?login=deploy&key_id=keyportal:alice:x:1&serial=1",
+            NoBody,
+            [U, 404, 404, 200, 200, 404, U, U, U],
+        ),
+        route(
+            M::POST,
+            "/api/v1/servers/web1/host-certificate",
+            Json(|_| json!({ "host_keys": [common::corpus_key("valid/ed25519.pub").trim()] })),
+            [U, 404, 404, 201, 201, 404, U, U, U],
+        ),
+        route(
+            M::GET,
+            "/api/v1/ca/krl",
+            NoBody,
+            [U, 403, 403, 200, 200, 200, U, U, U],
+        ),
+        route(M::GET, "/api/v1/ca/user", NoBody, [200; 9]),
+        route(M::GET, "/api/v1/ca/known_hosts", NoBody, [200; 9]),
         route(M::GET, "/api/openapi.json", NoBody, [200; 9]),
         route(M::GET, "/healthz", NoBody, [200; 9]),
     ]

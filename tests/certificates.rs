@@ -522,7 +522,15 @@ async fn the_principals_answer_follows_todays_grant_and_revocation() {
         text(ask("deploy", &key_id, serial).await.unwrap()).await,
         ""
     );
-    // Granted again, then the certificate revoked: nothing.
+    // Granted again, then the certificate revoked (not by another member): nothing.
+    let bob = w.app.user_with_token("bob", Role::Member).await;
+    let (status, _) = answer(w.app.post(
+        &bob,
+        &format!("/api/v1/certificates/{serial}/revoke"),
+        json!({}),
+    ))
+    .await;
+    assert_eq!(status, 404);
     w.grant("web1", "alice", "deploy", None).await;
     assert_eq!(
         text(ask("deploy", &key_id, serial).await.unwrap()).await,
