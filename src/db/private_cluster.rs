@@ -151,7 +151,7 @@ pub const TEST_SERVER_SETTINGS: &[&str] = &[
     "fsync=off",
     "synchronous_commit=off",
     "full_page_writes=off",
-    "max_connections=300",
+    "max_connections=600",
 ];
 
 impl PrivateCluster {
