@@ -14,6 +14,16 @@
 //! - [`server`]: composes `http`, `api` and `web` into one app and serves it; [`cli`]: the
 //!   `keyportal` command line.
 
+/// The crate version and the git revision it was built from (`build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("KEYPORTAL_GIT_REVISION"),
+    ")"
+);
+/// The git revision alone (`keyportal_build_info`).
+pub const GIT_REVISION: &str = env!("KEYPORTAL_GIT_REVISION");
+
 pub mod api;
 pub mod ca;
 pub mod cli;

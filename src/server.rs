@@ -72,6 +72,10 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
             state.clone(),
             crate::web::session::write_flash_cookie,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::login_metrics::count,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn(input::reject_control_characters))
         // Inner layers (last added runs first): their bare error answers pass through the

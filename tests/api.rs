@@ -1319,3 +1319,99 @@ async fn a_fingerprint_lookup_records_use_at_most_once_a_minute() {
     lookup().await;
     assert!(used().await.unwrap() > stale, "an old mark is renewed");
 }
+
+/// `/metrics` as a person reading it would: the value of each series by its full name.
+async fn metrics(app: &TestApp) -> std::collections::BTreeMap<String, f64> {
+    let text = common::client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_show_the_build_the_database_and_how_servers_login_questions_were_answered() {
+    let app = TestApp::spawn().await;
+    let s = &app.services;
+    common::alice_granted_on_web1(s).await;
+    let server_token = s
+        .create_server_token(&keyportal::service::Ctx::command_line(), "web1", None, None)
+        .await
+        .unwrap()
+        .secret;
+    let before = metrics(&app).await;
+    let build = format!(
+        "keyportal_build_info{{version=\"{}\",revision=\"{}\"}}",
+        env!("CARGO_PKG_VERSION"),
+        keyportal::GIT_REVISION
+    );
+    assert_eq!(before.get(&build), Some(&1.0), "{before:?}");
+    assert_eq!(before.get("keyportal_database_up"), Some(&1.0));
+
+    // Two answers, one refused token, one unknown server.
+    for _ in 0..2 {
+        let (status, _) = authorized_keys(&app, &server_token, "web1", "deploy").await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = authorized_keys(&app, "kp_not_a_token", "web1", "deploy").await;
+    assert_eq!(status, 401);
+    let (status, _) = authorized_keys(&app, &app.admin, "nosuch", "deploy").await;
+    assert_eq!(status, 404);
+    let after = metrics(&app).await;
+    let delta = |outcome: &str| {
+        let name = format!(
+            "keyportal_login_answers_total{{endpoint=\"authorized_keys\",outcome=\"{outcome}\"}}"
+        );
+        after[&name] - before[&name]
+    };
+    assert_eq!(
+        (delta("answered"), delta("refused"), delta("failed")),
+        (2.0, 2.0, 0.0)
+    );
+
+    // The database gone: the gauge says so.
+    app.db.pool.close().await;
+    let down = metrics(&app).await;
+    assert_eq!(down.get("keyportal_database_up"), Some(&0.0));
+}
+
+#[tokio::test]
+async fn every_metric_the_readmes_sample_alerts_use_exists() {
+    let app = TestApp::spawn().await;
+    let text = common::client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let rules = readme
+        .split("```yaml\ngroups:\n  - name: keyportal")
+        .nth(1)
+        .and_then(|r| r.split("```").next())
+        .expect("the sample alert rules in the README");
+    let mut used = 0;
+    for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("keyportal_") {
+            used += 1;
+            assert!(
+                text.contains(&format!("# TYPE {word} ")),
+                "the README's alert uses {word}, which /metrics does not have"
+            );
+        }
+    }
+    assert!(used >= 2, "{rules}");
+}

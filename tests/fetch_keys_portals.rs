@@ -135,3 +135,99 @@ fn one_plain_http_portal_elsewhere_refuses_them_all_before_asking_any() {
     assert_eq!((code, out.as_str()), (Some(1), ""));
     assert!(err.contains("plain HTTP"), "{err}");
 }
+
+/// The datagrams waiting on a syslog socket the test listens on (fetch-keys has exited, so
+/// every line it sent is already queued).
+fn syslog_lines(socket: &std::os::unix::net::UnixDatagram) -> Vec<String> {
+    socket.set_nonblocking(true).unwrap();
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buf) {
+        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_hear_through_syslog_of_each_login_the_portal_did_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, token) = live_portal(dir.path()).await;
+    let live = app.url("");
+    let live = live.trim_end_matches('/');
+    let socket_path = dir.path().join("log");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let with = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            "--syslog-socket".to_owned(),
+            socket_path.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let cache_args = [
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--cache-max-age",
+        "3600",
+    ];
+
+    // An ordinary answer (which also fills the cache): nothing in syslog.
+    let args = with(&cache_args);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, _) = common::fetch_keys(&[live], &token, &args);
+    assert_eq!(code, Some(0));
+    assert!(!out.is_empty());
+    assert_eq!(syslog_lines(&socket), Vec::<String>::new());
+
+    // Portal down, answered from the cache: one warning (LOG_AUTH|LOG_WARNING = 36).
+    let down = closed_port();
+    let (code, _, _) = common::fetch_keys(&[&down], &token, &args);
+    assert_eq!(code, Some(0));
+    let lines = syslog_lines(&socket);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("<36>keyportal[")
+            && lines[0].contains("fetch-keys: outcome=cached login=\"deploy\" server=\"web1\"")
+            && lines[0].contains(&down),
+        "{lines:?}"
+    );
+
+    // Portal down, no cache: the login is refused, one error (LOG_AUTH|LOG_ERR = 35).
+    let args = with(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, _) = common::fetch_keys(&[&down], &token, &args);
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    let lines = syslog_lines(&socket);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("<35>keyportal[")
+            && lines[0].contains("outcome=unreachable")
+            && lines[0].contains("fail closed"),
+        "{lines:?}"
+    );
+
+    // A portal that never answers: timed out, told apart.
+    let hung = fake_portal(None);
+    let mut timed = args.clone();
+    timed.extend(["--timeout", "1"]);
+    let (code, _, _) = common::fetch_keys(&[&hung], &token, &timed);
+    assert_eq!(code, Some(1));
+    let lines = syslog_lines(&socket);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("outcome=timed_out"), "{lines:?}");
+
+    // A "no" from the portal (a token it does not know): refused, and said so.
+    let other = TestApp::spawn().await;
+    let other = other.url("");
+    let (code, _, _) = common::fetch_keys(&[other.trim_end_matches('/')], &token, &args);
+    assert_eq!(code, Some(1));
+    let lines = syslog_lines(&socket);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("outcome=refused") && lines[0].contains("401"),
+        "{lines:?}"
+    );
+}

@@ -73,11 +73,23 @@ fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "counters and gauges in the Prometheus text format: validations, hashing slots, read replicas", body = String, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "counters and gauges in the Prometheus text format: build, database, login answers, validations, hashing slots, read replicas", body = String, content_type = "text/plain")))]
 pub(super) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    // Asked at scrape time, so the gauge is never older than the scrape.
+    let database_up = u8::from(s.services.ready().await.is_ok());
+    let head = format!(
+        "# HELP keyportal_build_info The running build: crate version and git revision.\n\
+         # TYPE keyportal_build_info gauge\n\
+         keyportal_build_info{{version=\"{}\",revision=\"{}\"}} 1\n\
+         # HELP keyportal_database_up Whether the primary database answered this scrape within 3 s.\n\
+         # TYPE keyportal_database_up gauge\n\
+         keyportal_database_up {database_up}\n",
+        env!("CARGO_PKG_VERSION"),
+        crate::GIT_REVISION,
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.services.metrics.render()
+        head + &s.services.metrics.render()
             + &s.services.passwords.render_metrics()
             + &s.services.replicas.render(),
     )

@@ -13,7 +13,7 @@
 
 use std::process::ExitCode;
 
-use super::portal::{self, ask_with_cache, print_or_fail, FetchError, PortalArgs};
+use super::portal::{self, ask_with_cache, print_or_fail, FetchError, PortalArgs, Report};
 use crate::domain::{LoginName, ServerName};
 use crate::keys::{authorized_keys_verdicts, Algorithm, AuthorizedKeysLine, Policy};
 
@@ -26,6 +26,8 @@ pub struct FetchKeysArgs {
     pub server: String,
     #[command(flatten)]
     pub cache: portal::CacheArgs,
+    #[command(flatten)]
+    pub syslog: super::syslog::SyslogArgs,
     /// The login sshd asks about (`%u`).
     pub login: String,
     /// The SHA256 fingerprint of the offered key (`%f`), to ask for just that key.
@@ -68,7 +70,7 @@ pub fn valid_lines(body: &[u8], fingerprint: Option<&str>) -> (String, usize) {
     (out, dropped)
 }
 
-async fn fetch(args: &FetchKeysArgs) -> Result<String, FetchError> {
+async fn fetch(args: &FetchKeysArgs, report: &Report<'_>) -> Result<String, FetchError> {
     LoginName::parse(&args.login).map_err(|e| FetchError::Usage(format!("login: {e}")))?;
     ServerName::parse(&args.server).map_err(|e| FetchError::Usage(format!("--server: {e}")))?;
     if let Some(fp) = &args.fingerprint {
@@ -93,28 +95,28 @@ async fn fetch(args: &FetchKeysArgs) -> Result<String, FetchError> {
         args.login.as_str(),
         fingerprint.unwrap_or(""),
     ];
-    ask_with_cache(
-        "fetch-keys",
-        &args.conn,
-        &args.cache,
-        urls,
-        &parts,
-        |body| {
-            let (lines, dropped) = valid_lines(body, fingerprint);
-            if dropped > 0 {
-                eprintln!(
-                    "keyportal fetch-keys: left out {dropped} line(s) that are not valid keys"
-                );
-            }
-            lines
-        },
-    )
+    ask_with_cache(report, &args.conn, &args.cache, urls, &parts, |body| {
+        let (lines, dropped) = valid_lines(body, fingerprint);
+        if dropped > 0 {
+            eprintln!("keyportal fetch-keys: left out {dropped} line(s) that are not valid keys");
+        }
+        lines
+    })
     .await
 }
 
 pub fn run(args: &FetchKeysArgs) -> ExitCode {
-    match portal::block_on("fetch-keys", fetch(args)) {
-        Some(answer) => print_or_fail("fetch-keys", answer, "keys"),
+    let mut subject = format!("login={:?} server={:?}", args.login, args.server);
+    if let Some(fp) = &args.fingerprint {
+        subject.push_str(&format!(" fingerprint={fp:?}"));
+    }
+    let report = Report {
+        command: "fetch-keys",
+        subject,
+        syslog: &args.syslog,
+    };
+    match portal::block_on("fetch-keys", fetch(args, &report)) {
+        Some(answer) => print_or_fail(&report, answer, "keys"),
         None => ExitCode::FAILURE,
     }
 }

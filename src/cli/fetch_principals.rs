@@ -10,7 +10,9 @@
 
 use std::process::ExitCode;
 
-use super::portal::{self, ask_with_cache, print_or_fail, CacheArgs, FetchError, PortalArgs};
+use super::portal::{
+    self, ask_with_cache, print_or_fail, CacheArgs, FetchError, PortalArgs, Report,
+};
 use crate::domain::{LoginName, ServerName};
 
 #[derive(clap::Args, Debug)]
@@ -22,6 +24,8 @@ pub struct FetchPrincipalsArgs {
     pub server: String,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub syslog: super::syslog::SyslogArgs,
     /// The login sshd asks about (`%u`).
     pub login: String,
     /// The certificate's key id (`%i`).
@@ -65,7 +69,7 @@ pub fn valid_principal_lines(body: &[u8], principal_wanted: &str) -> (String, us
     (out, dropped)
 }
 
-async fn fetch(args: &FetchPrincipalsArgs) -> Result<String, FetchError> {
+async fn fetch(args: &FetchPrincipalsArgs, report: &Report<'_>) -> Result<String, FetchError> {
     LoginName::parse(&args.login).map_err(|e| FetchError::Usage(format!("login: {e}")))?;
     ServerName::parse(&args.server).map_err(|e| FetchError::Usage(format!("--server: {e}")))?;
     if args.key_id.is_empty() || args.key_id.len() > 512 || args.key_id.contains(char::is_control) {
@@ -97,26 +101,29 @@ async fn fetch(args: &FetchPrincipalsArgs) -> Result<String, FetchError> {
         args.key_id.as_str(),
         serial.as_str(),
     ];
-    ask_with_cache(
-        "fetch-principals",
-        &args.conn,
-        &args.cache,
-        urls,
-        &parts,
-        |body| {
-            let (lines, dropped) = valid_principal_lines(body, &principal);
-            if dropped > 0 {
-                eprintln!("keyportal fetch-principals: left out {dropped} line(s) that are not this login");
-            }
-            lines
-        },
-    )
+    ask_with_cache(report, &args.conn, &args.cache, urls, &parts, |body| {
+        let (lines, dropped) = valid_principal_lines(body, &principal);
+        if dropped > 0 {
+            eprintln!(
+                "keyportal fetch-principals: left out {dropped} line(s) that are not this login"
+            );
+        }
+        lines
+    })
     .await
 }
 
 pub fn run(args: &FetchPrincipalsArgs) -> ExitCode {
-    match portal::block_on("fetch-principals", fetch(args)) {
-        Some(answer) => print_or_fail("fetch-principals", answer, "principals"),
+    let report = Report {
+        command: "fetch-principals",
+        subject: format!(
+            "login={:?} server={:?} key_id={:?} serial={}",
+            args.login, args.server, args.key_id, args.serial
+        ),
+        syslog: &args.syslog,
+    };
+    match portal::block_on("fetch-principals", fetch(args, &report)) {
+        Some(answer) => print_or_fail(&report, answer, "principals"),
         None => ExitCode::FAILURE,
     }
 }

@@ -7,6 +7,7 @@ mod fetch_krl;
 mod fetch_principals;
 mod key_check;
 mod portal;
+mod syslog;
 
 use std::process::ExitCode;
 
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{DatabaseConfig, LogConfig, ServeConfig};
 
 #[derive(Parser, Debug)]
-#[command(name = "keyportal", version, about = "SSH key management portal")]
+#[command(name = "keyportal", version = crate::VERSION, about = "SSH key management portal")]
 pub struct Cli {
     #[command(flatten)]
     pub log: LogConfig,

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use super::syslog::{self, Severity, SyslogArgs};
 use crate::telemetry::error_chain;
 
 /// How to reach the portal.
@@ -358,7 +359,7 @@ impl CacheArgs {
 /// Asks the portals; on an answer, keeps it in the cache (after `check` made it what is
 /// printed); when none answers, the cache stands in (checked again); a "no" clears it.
 pub async fn ask_with_cache(
-    command: &str,
+    report: &Report<'_>,
     conn: &PortalArgs,
     cache: &CacheArgs,
     urls: Vec<reqwest::Url>,
@@ -366,6 +367,7 @@ pub async fn ask_with_cache(
     check: impl Fn(&[u8]) -> String,
 ) -> Result<String, FetchError> {
     let token = read_token(&conn.token_file)?;
+    let command = report.command;
     let agent = format!("keyportal-{command}/{}", env!("CARGO_PKG_VERSION"));
     let cache = cache.cache();
     match ask_portals(conn, urls, &token, &Ask::Get, &agent).await {
@@ -382,7 +384,10 @@ pub async fn ask_with_cache(
             None => Err(FetchError::Unreachable(why)),
             Some(cache) => match cache.get(parts) {
                 Ok((text, age)) => {
-                    eprintln!("keyportal {command}: {why}; using the answer cached {age} s ago");
+                    report.warning(
+                        "cached",
+                        &format!("{why}; using the answer cached {age} s ago"),
+                    );
                     // The cache is re-checked like a portal answer.
                     Ok(check(&text))
                 }
@@ -398,8 +403,63 @@ pub async fn ask_with_cache(
     }
 }
 
+/// Says what became of one login's question: on stderr (sshd logs it at its own level) and,
+/// when the portal could not give the answer, one syslog line; nothing for an ordinary answer.
+pub struct Report<'a> {
+    pub command: &'a str,
+    /// `login=... server=...`: which login on which server.
+    pub subject: String,
+    pub syslog: &'a SyslogArgs,
+}
+
+impl Report<'_> {
+    fn line(&self, severity: Severity, outcome: &str, detail: &str) {
+        let command = self.command;
+        eprintln!("keyportal {command}: {detail}");
+        let message = format!("{command}: outcome={outcome} {}: {detail}", self.subject);
+        if let Err(e) = syslog::send(&self.syslog.syslog_socket, severity, "keyportal", &message) {
+            eprintln!(
+                "keyportal {command}: cannot write to syslog at {}: {e}",
+                self.syslog.syslog_socket.display()
+            );
+        }
+    }
+
+    /// The login was answered from the cache: it works, but the portal is not being asked.
+    pub fn warning(&self, outcome: &str, detail: &str) {
+        self.line(Severity::Warning, outcome, detail);
+    }
+
+    /// The login got nothing (fail closed).
+    pub fn error(&self, outcome: &str, detail: &str) {
+        self.line(Severity::Error, outcome, detail);
+    }
+}
+
+/// The `outcome=` of a failure: a timeout is told apart, as the fix differs (a slow portal or
+/// network, not a refusal).
+fn failure_outcome(e: &FetchError) -> &'static str {
+    match e {
+        FetchError::Unreachable(why)
+            if why.contains("timed out") || why.contains("budget is spent") =>
+        {
+            "timed_out"
+        }
+        FetchError::Unreachable(_) => "unreachable",
+        FetchError::Refused(_) => "refused",
+        FetchError::Usage(_) | FetchError::InsecurePortal(_) | FetchError::TokenFile { .. } => {
+            "misconfigured"
+        }
+    }
+}
+
 /// Prints the answer, or says why there is none; exit status 0 or 1.
-pub fn print_or_fail(command: &str, answer: Result<String, FetchError>, what: &str) -> ExitCode {
+pub fn print_or_fail(
+    report: &Report<'_>,
+    answer: Result<String, FetchError>,
+    what: &str,
+) -> ExitCode {
+    let command = report.command;
     match answer {
         Ok(lines) => {
             let mut out = std::io::stdout().lock();
@@ -412,7 +472,10 @@ pub fn print_or_fail(command: &str, answer: Result<String, FetchError>, what: &s
             }
         }
         Err(e) => {
-            eprintln!("keyportal {command}: {e}; no {what} given (fail closed)");
+            report.error(
+                failure_outcome(&e),
+                &format!("{e}; no {what} given (fail closed)"),
+            );
             ExitCode::FAILURE
         }
     }

@@ -6,6 +6,7 @@
 pub mod error;
 pub mod health;
 pub mod input;
+pub mod login_metrics;
 pub mod session;
 
 use axum::http::HeaderName;

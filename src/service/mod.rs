@@ -61,6 +61,27 @@ pub struct Metrics {
     pub validations_read: AtomicU64,
     /// Stored keys found invalid under the current policy at read time.
     pub invalid_on_read: AtomicU64,
+    /// Answers to servers' login questions, by [`LoginEndpoint`] and [`LoginOutcome`].
+    login_answers: [[AtomicU64; 3]; 2],
+}
+
+/// What a server asks at login time (`fetch-keys`, `fetch-principals`).
+#[derive(Debug, Clone, Copy)]
+pub enum LoginEndpoint {
+    AuthorizedKeys,
+    Principals,
+}
+
+/// How a login question was answered: the "refused" and "failed" rates are what an alert on
+/// servers' fetch failures watches (a revoked server token, the database down).
+#[derive(Debug, Clone, Copy)]
+pub enum LoginOutcome {
+    /// 2xx: an answer (possibly empty).
+    Answered,
+    /// 4xx: the token, server or query was refused; the server gets no keys.
+    Refused,
+    /// 5xx: the portal failed; the server gets no keys (or its cache).
+    Failed,
 }
 
 impl Metrics {
@@ -77,7 +98,34 @@ impl Metrics {
             g(&self.validations_write),
             g(&self.validations_read),
             g(&self.invalid_on_read)
-        )
+        ) + &self.render_login_answers()
+    }
+
+    pub fn count_login_answer(&self, endpoint: LoginEndpoint, outcome: LoginOutcome) {
+        self.login_answers[endpoint as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render_login_answers(&self) -> String {
+        let mut out = String::from(
+            "# HELP keyportal_login_answers_total Answers to servers' login questions (fetch-keys, fetch-principals) by outcome.\n\
+             # TYPE keyportal_login_answers_total counter\n",
+        );
+        for (endpoint, name) in [
+            (LoginEndpoint::AuthorizedKeys, "authorized_keys"),
+            (LoginEndpoint::Principals, "principals"),
+        ] {
+            for (outcome, label) in [
+                (LoginOutcome::Answered, "answered"),
+                (LoginOutcome::Refused, "refused"),
+                (LoginOutcome::Failed, "failed"),
+            ] {
+                out.push_str(&format!(
+                    "keyportal_login_answers_total{{endpoint=\"{name}\",outcome=\"{label}\"}} {}\n",
+                    self.login_answers[endpoint as usize][outcome as usize].load(Ordering::Relaxed)
+                ));
+            }
+        }
+        out
     }
 }
 

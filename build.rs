@@ -1,0 +1,39 @@
+//! Records the git revision the binary was built from, for `keyportal --version` and the
+//! `keyportal_build_info` metric: on a server at 3 a.m. "which build is this?" must have an
+//! answer. Outside a git checkout (a source tarball) the revision is "unknown".
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(String::from_utf8(out.stdout).ok()?.trim().to_owned())
+}
+
+fn main() {
+    // The commit checked out; uncommitted edits are not tracked (the build script does not
+    // rerun on every source change, so such a marker could not be kept true).
+    let revision = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=KEYPORTAL_GIT_REVISION={revision}");
+    // Rebuild when HEAD moves (a commit, a checkout).
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        println!(
+            "cargo:rerun-if-changed={}",
+            PathBuf::from(dir).join("HEAD").display()
+        );
+        // Branches live in the common directory (shared by every worktree).
+        if let Some(common) = git(&["rev-parse", "--git-common-dir"]).map(PathBuf::from) {
+            println!(
+                "cargo:rerun-if-changed={}",
+                common.join("packed-refs").display()
+            );
+            if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
+                println!("cargo:rerun-if-changed={}", common.join(head_ref).display());
+            }
+        }
+    }
+    println!("cargo:rerun-if-changed=build.rs");
+}
