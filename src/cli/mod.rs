@@ -2,6 +2,7 @@
 
 mod admin;
 mod cert;
+mod enroll;
 mod fetch_keys;
 mod fetch_krl;
 mod fetch_principals;
@@ -62,6 +63,11 @@ pub enum Command {
     /// Fetch the portal's KRL, check its signature and version, and install it for sshd's
     /// RevokedKeys (atomically; safe from cron every minute).
     FetchKrl(fetch_krl::FetchKrlArgs),
+    /// Set this server up to take its keys from the portal (as root): binary, token,
+    /// sshd_config.d drop-in, checked with `sshd -t`, sshd reloaded. Idempotent; `--dry-run`.
+    Enroll(enroll::EnrollArgs),
+    /// Undo `keyportal enroll`: remove what it wrote, check with `sshd -t`, reload sshd.
+    Unenroll(enroll::UnenrollArgs),
     /// Get a user certificate for your key from the portal and write it next to the key
     /// (`id_ed25519-cert.pub`); renews only when less than a quarter of its validity is left.
     Cert(cert::CertArgs),
@@ -148,6 +154,8 @@ pub fn run() -> ExitCode {
         Command::FetchPrincipals(args) => fetch_principals::run(&args),
         Command::FetchKrl(args) => fetch_krl::run(&args),
         Command::Cert(args) => cert::run(&args),
+        Command::Enroll(args) => enroll::run_enroll(&args),
+        Command::Unenroll(args) => enroll::run_unenroll(&args),
         Command::Serve(cfg) => with_runtime(&cli.log, async move {
             crate::server::serve(cfg).await.map_err(|e| e.to_string())
         }),
