@@ -1065,6 +1065,29 @@ async fn long_values_a_16384_bit_key_and_200_keys_keep_every_page_usable_at_1280
         }
     }
 
+    // On a phone, the 16384-bit key's whole line (and so its comment) unfolds on the keys page,
+    // in a read-only field that fits the screen.
+    b.goto(&format!("{base}/users/boss/keys")).await.unwrap();
+    // The keys page lists the oldest first: the 16384-bit key was added first.
+    let rsa_row = "#keys tbody tr:first-child details.blob";
+    click(&b, &format!("{rsa_row} summary")).await;
+    let field = b
+        .wait()
+        .for_element(Locator::Css(&format!("{rsa_row}[open] textarea")))
+        .await
+        .unwrap();
+    assert!(field.is_displayed().await.unwrap());
+    let line = field.prop("value").await.unwrap().unwrap_or_default();
+    assert_eq!(line, format!("ssh-rsa {} {}", h.rsa_blob, h.comment));
+    let opened = fit(&b, &[]).await;
+    if opened.scroll_width > opened.inner_width {
+        problems.push(format!(
+            "keys at 390 px with a public key unfolded: the page is {} px wide",
+            opened.scroll_width
+        ));
+    }
+    shots.take(&b, "15-key-unfolded-390").await;
+
     // The audit log: each event's detail as key/value rows, the raw JSON one click away.
     b.goto(&format!("{base}/audit")).await.unwrap();
     let audit = b
