@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
+use super::audit_detail::AuditEntry;
 use super::forms::{after_submit, form_errors, parse_date, Errors, FormView, Refusal, Shown};
 use super::servers::TokenCreatedPage;
 use super::session::Posted;
@@ -13,11 +14,10 @@ use super::Empty;
 use super::{page, redirect_with_flash, Chrome, Viewer, WebError};
 use crate::http::AppState;
 use crate::keys::{Algorithm, AlgorithmSet, Policy};
-use crate::service::audit::{AuditEvent, AuditFilter};
+use crate::service::audit::AuditFilter;
 use crate::service::dashboard::PolicyPreview;
 use crate::service::object_id;
 use crate::service::tokens::TokenView;
-use crate::service::Listing;
 
 #[derive(Template)]
 #[template(path = "policy.html")]
@@ -157,7 +157,8 @@ pub async fn save_policy(
 #[template(path = "audit.html")]
 struct AuditPage {
     chrome: Option<Chrome>,
-    events: Listing<AuditEvent>,
+    entries: Vec<AuditEntry>,
+    next_cursor: Option<String>,
     actor: String,
     action: String,
     target: String,
@@ -193,7 +194,8 @@ pub async fn audit(
     let events = state.services.audit(viewer.ctx(), &filter).await?;
     let p = AuditPage {
         chrome: Some(viewer.chrome.clone()),
-        events,
+        entries: events.items.into_iter().map(AuditEntry::from).collect(),
+        next_cursor: events.next_cursor,
         actor: filter.actor.unwrap_or_default(),
         action: filter.action.unwrap_or_default(),
         target: filter.target.unwrap_or_default(),

@@ -4,6 +4,7 @@
 
 mod access_requests;
 mod admin;
+mod audit_detail;
 mod blocklist;
 pub mod forms;
 mod groups;
