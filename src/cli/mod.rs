@@ -26,7 +26,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the portal (HTTP API and UI).
-    Serve(ServeConfig),
+    // Boxed: its settings are several times the size of every other command's.
+    Serve(Box<ServeConfig>),
     /// Apply pending database migrations and exit.
     Migrate(MigrateArgs),
     /// Write a consistent dump of the database to FILE (works while serve runs).
@@ -148,7 +149,7 @@ pub fn run() -> ExitCode {
         Command::FetchKrl(args) => fetch_krl::run(&args),
         Command::Cert(args) => cert::run(&args),
         Command::Serve(cfg) => with_runtime(&cli.log, async move {
-            crate::server::serve(cfg).await.map_err(|e| e.to_string())
+            crate::server::serve(*cfg).await.map_err(|e| e.to_string())
         }),
         Command::Admin(AdminCommand::Create(args)) => {
             with_runtime(&cli.log, admin::admin_create(args))
