@@ -52,6 +52,9 @@ pub enum Command {
     /// Users and the identity provider.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Email and webhook notifications.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Print a login's authorized_keys lines from the portal: sshd's AuthorizedKeysCommand
     /// (`fetch-keys --portal URL --server S --token-file F %u %f`). Fails closed.
     FetchKeys(fetch_keys::FetchKeysArgs),
@@ -125,6 +128,14 @@ pub enum ScanCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum NotifyCommand {
+    /// One notification round now (as `serve` runs every KEYPORTAL_NOTIFY_INTERVAL seconds):
+    /// prints what was sent, skipped and failed as JSON. Exit 1 if a notice could not be
+    /// delivered (it stays due); a round another process is running is skipped (`ran: false`).
+    Run(admin::NotifyRunArgs),
+}
+
+#[derive(Subcommand, Debug)]
 pub enum UsersCommand {
     /// Ask the identity provider about every user who signs in through it: sync their claims
     /// (name, email, role, groups) and disable those it no longer knows. Prints the report.
@@ -161,6 +172,9 @@ pub fn run() -> ExitCode {
             with_runtime(&cli.log, admin::server_token(args))
         }
         Command::Users(UsersCommand::Sync(args)) => with_runtime(&cli.log, admin::users_sync(args)),
+        Command::Notify(NotifyCommand::Run(args)) => {
+            with_runtime(&cli.log, admin::notify_run(args))
+        }
         Command::Scan(ScanCommand::SharedPrimes(args)) => {
             with_runtime(&cli.log, admin::scan_shared_primes(args))
         }
