@@ -745,3 +745,59 @@ async fn notify_expiring_days_is_part_of_the_policy() {
     let t = mailer(&smtp.url());
     assert!(round(&app, &t).await.sent.is_empty(), "5 days is beyond 3");
 }
+
+#[tokio::test]
+async fn starttls_required_never_falls_back_to_plain_text() {
+    let app = TestApp::spawn().await;
+    // aiosmtpd as started here offers no STARTTLS.
+    let smtp = SmtpServer::start().await;
+    member_with_email(&app, "alice", Role::Member).await;
+    let key = common::generated_ed25519_keys(1).remove(0);
+    add_key(&app, "alice", &key, "laptop", Some(3)).await;
+    let t = mailer(&format!("{}?tls=required", smtp.url()));
+    let report = round(&app, &t).await;
+    assert!(report.sent.is_empty(), "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(smtp.mail().is_empty(), "nothing went out in plain text");
+    assert_eq!(sent_rows(&app).await, 0);
+}
+
+#[tokio::test]
+async fn serve_runs_rounds_on_its_schedule_and_outlives_a_dead_smtp_server() {
+    let app = TestApp::spawn().await;
+    member_with_email(&app, "alice", Role::Member).await;
+    let key = common::generated_ed25519_keys(1).remove(0);
+    add_key(&app, "alice", &key, "laptop", Some(3)).await;
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_owned();
+    let db_url = app.db.url.clone();
+    let dead = format!("smtp://mailer:hunter2@127.0.0.1:{}", free_port());
+    let (still_serving, status, log) = tokio::task::spawn_blocking(move || {
+        let (mut served, addr) = common::served::Served::start(
+            &data_dir,
+            &[
+                ("DATABASE_URL", db_url.as_str()),
+                ("KEYPORTAL_SMTP_URL", dead.as_str()),
+                ("KEYPORTAL_SMTP_FROM", "keys@example.com"),
+                ("KEYPORTAL_NOTIFY_INTERVAL", "1"),
+            ],
+        );
+        served.wait_for("some notices were not delivered", Duration::from_secs(60));
+        // Still there for the next round.
+        served.wait_for("some notices were not delivered", Duration::from_secs(60));
+        let still_serving = std::net::TcpStream::connect(&addr).is_ok();
+        let (status, log) = served.terminate(Duration::from_secs(30));
+        (still_serving, status, log.join("\n"))
+    })
+    .await
+    .unwrap();
+    assert!(still_serving, "{log}");
+    assert!(status.success(), "{log}");
+    assert!(log.contains("notifications are on"), "{log}");
+    assert!(log.contains("mailer:****@127.0.0.1"), "{log}");
+    assert!(
+        !log.contains("hunter2"),
+        "the password is never logged: {log}"
+    );
+    assert_eq!(sent_rows(&app).await, 0);
+}
