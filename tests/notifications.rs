@@ -801,3 +801,44 @@ async fn serve_runs_rounds_on_its_schedule_and_outlives_a_dead_smtp_server() {
     );
     assert_eq!(sent_rows(&app).await, 0);
 }
+
+#[tokio::test]
+async fn the_policy_page_shows_and_saves_notify_expiring_days() {
+    let app = TestApp::spawn().await;
+    app.user_with_password("ada", Role::Admin, "correct horse battery")
+        .await;
+    let mut admin = app.browser();
+    let csrf = admin.signed_in("ada", "correct horse battery").await;
+    let page = admin.get("/policy").await;
+    assert!(
+        page.body.contains(
+            "name=\"notify_expiring_days\" type=\"number\" min=\"1\" max=\"365\" value=\"14\""
+        ),
+        "{}",
+        page.body
+    );
+    let save = |days: &'static str| {
+        [
+            ("csrf_token", csrf.clone()),
+            ("notify_expiring_days", days.to_owned()),
+            ("allowed_algorithms", "ssh-ed25519".to_owned()),
+            ("action", "save".to_owned()),
+        ]
+    };
+    let fields = save("0");
+    let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = admin.post_form("/policy", &refs).await;
+    assert_eq!(res.status, 422);
+    assert!(
+        res.body
+            .contains("notify_expiring_days must be between 1 and 365"),
+        "{}",
+        res.body
+    );
+    let fields = save("7");
+    let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = admin.post_form("/policy", &refs).await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    let (_, policy) = common::answer(app.get(&app.admin, "/api/v1/policy")).await;
+    assert_eq!(policy["notify_expiring_days"], 7);
+}
