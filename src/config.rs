@@ -81,6 +81,82 @@ pub struct ServeConfig {
     pub oidc: OidcConfig,
     #[command(flatten)]
     pub ca: CaConfig,
+    #[command(flatten)]
+    pub notify: NotifyConfig,
+}
+
+/// Notifications by email and webhook (see the README, "Notifications"); off unless an SMTP
+/// URL or a webhook URL is set.
+#[derive(clap::Args, Clone, Default)]
+pub struct NotifyConfig {
+    /// The SMTP server: `smtp://host:port` (plain), `smtp://host:587?tls=required` (STARTTLS)
+    /// or `smtps://host:465` (TLS); `user:password@` before the host to log in. Prefer the
+    /// variable to the flag (a flag shows in the process list).
+    #[arg(long, env = "KEYPORTAL_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of the notices, `keyportal <keys@example.com>` or a bare address.
+    #[arg(long, env = "KEYPORTAL_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// A chat tool's incoming webhook: each notice is POSTed to it as JSON.
+    #[arg(long, env = "KEYPORTAL_WEBHOOK_URL", hide_env_values = true)]
+    pub webhook_url: Option<String>,
+    /// Seconds between notification rounds of `serve` (one process sends at a time); 0 turns
+    /// the schedule off (`keyportal notify run` still works).
+    #[arg(long, env = "KEYPORTAL_NOTIFY_INTERVAL", default_value_t = 300)]
+    pub notify_interval: u64,
+}
+
+/// The URLs may hold a password or a token: they are shown redacted.
+impl std::fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field(
+                "smtp_url",
+                &self.smtp_url.as_deref().map(crate::notify::redact_url),
+            )
+            .field("smtp_from", &self.smtp_from)
+            .field(
+                "webhook_url",
+                &self.webhook_url.as_deref().map(crate::notify::redact_url),
+            )
+            .field("notify_interval", &self.notify_interval)
+            .finish()
+    }
+}
+
+impl NotifyConfig {
+    /// The transports configured: a mailer if an SMTP URL is set (it then needs a sender), a
+    /// webhook if its URL is set. Empty values count as unset.
+    pub fn transports(
+        &self,
+    ) -> Result<
+        (
+            Option<crate::notify::Mailer>,
+            Option<crate::notify::Webhook>,
+        ),
+        String,
+    > {
+        let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let mailer =
+            match (set(&self.smtp_url), set(&self.smtp_from)) {
+                (Some(url), Some(from)) => {
+                    Some(crate::notify::Mailer::new(&url, &from).map_err(|e| e.to_string())?)
+                }
+                (Some(_), None) => return Err(
+                    "KEYPORTAL_SMTP_URL is set but KEYPORTAL_SMTP_FROM (the sender address) is not"
+                        .into(),
+                ),
+                (None, Some(_)) => {
+                    return Err("KEYPORTAL_SMTP_FROM is set but KEYPORTAL_SMTP_URL is not".into())
+                }
+                (None, None) => None,
+            };
+        let webhook = match set(&self.webhook_url) {
+            Some(url) => Some(crate::notify::Webhook::new(&url).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        Ok((mailer, webhook))
+    }
 }
 
 /// The certificate authorities' key files.

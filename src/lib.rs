@@ -3,7 +3,8 @@
 //! Layers, each importing only those below it:
 //! - [`keys`]: the validator, a pure function of (input, policy); [`domain`]: names that must
 //!   be valid to exist (usernames, server names, logins, roles); [`ca`]: the certificate
-//!   authorities and the KRL format; [`files`]: files replaced in one step;
+//!   authorities and the KRL format; [`files`]: files replaced in one step; [`notify`]: the
+//!   notifications' transports (SMTP, webhook);
 //! - [`store`]: every SQL statement, one file per table; [`db`]: where the database comes from
 //!   (pool, migrations, the private cluster, replicas, backup);
 //! - [`service`]: every rule (authorization, validation on read, audit), called by all doors;
@@ -33,6 +34,7 @@ pub mod domain;
 pub mod files;
 pub mod http;
 pub mod keys;
+pub mod notify;
 pub mod oidc;
 pub mod server;
 pub mod service;

@@ -267,6 +267,14 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         Ok(None) => None,
         Err(e) => return Err(ServeError::Config(e)),
     };
+    let transports = match cfg.notify.transports() {
+        Ok((mailer, webhook)) => std::sync::Arc::new(crate::service::notifications::Transports {
+            mailer,
+            webhook,
+            public_url: cfg.public_url.clone(),
+        }),
+        Err(e) => return Err(ServeError::Config(e)),
+    };
     let db = Database::open(&cfg.database).await?;
     let supervisor = db.supervise_cluster();
     // After the database: the private cluster decides how the data directory is made.
@@ -315,6 +323,19 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         state.services.clone(),
         cfg.shared_prime_scan_hours,
     );
+    if !transports.is_empty() {
+        tracing::info!(
+            smtp = transports.mailer.as_ref().map(|m| m.server()),
+            webhook = transports.webhook.as_ref().map(|w| w.shown()),
+            interval_secs = cfg.notify.notify_interval,
+            "notifications are on"
+        );
+    }
+    let scheduled_notifications = crate::service::notifications::spawn_scheduled_notifications(
+        state.services.clone(),
+        transports,
+        cfg.notify.notify_interval,
+    );
     let app = app(state, &settings);
     let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
         Ok(l) => l,
@@ -324,6 +345,12 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             }
             if let Some(monitor) = &replica_monitor {
                 monitor.abort();
+            }
+            if let Some(scan) = &scheduled_scan {
+                scan.abort();
+            }
+            if let Some(round) = &scheduled_notifications {
+                round.abort();
             }
             replicas.close().await;
             db.close().await;
@@ -346,6 +373,9 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     checks_refresh.abort();
     if let Some(scan) = scheduled_scan {
         scan.abort();
+    }
+    if let Some(round) = scheduled_notifications {
+        round.abort();
     }
     if let Some(supervisor) = supervisor {
         supervisor.abort();

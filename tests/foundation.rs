@@ -39,6 +39,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             "group_grants",
             "key_shape_tallies",
             "krl_state",
+            "notifications_sent",
             "oidc_identities",
             "oidc_sign_in_attempts",
             "policy",

@@ -165,3 +165,46 @@ pub async fn scan_shared_primes(args: ScanArgs) -> Result<(), String> {
     let report = serde_json::to_string_pretty(&result?).map_err(|e| e.to_string())?;
     super::print_stdout(&report)
 }
+
+#[derive(clap::Args, Debug)]
+pub struct NotifyRunArgs {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// The portal's public URL, as `serve` has it (the links in the notices).
+    #[arg(long, env = "KEYPORTAL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub notify: crate::config::NotifyConfig,
+}
+
+/// One notification round; prints the report as JSON. Exit 1 if a notice failed (it stays
+/// due) or the round could not run.
+pub async fn notify_run(args: NotifyRunArgs) -> Result<(), String> {
+    let (mailer, webhook) = args.notify.transports()?;
+    let transports = crate::service::notifications::Transports {
+        mailer,
+        webhook,
+        public_url: args.public_url.clone(),
+    };
+    if transports.is_empty() {
+        return Err("nothing to send to: set KEYPORTAL_SMTP_URL and KEYPORTAL_SMTP_FROM, or KEYPORTAL_WEBHOOK_URL".into());
+    }
+    let (db, services) = open(&args.database).await?;
+    let result = services
+        .notification_round(&Ctx::command_line(), &transports)
+        .await
+        .map_err(|e| e.to_string());
+    db.close().await;
+    let report = result?;
+    let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    super::print_stdout(&text)?;
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} notice(s) were not delivered and stay due; first error: {}",
+            report.failed.len(),
+            report.failed[0].error
+        ))
+    }
+}

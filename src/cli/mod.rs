@@ -28,7 +28,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the portal (HTTP API and UI).
-    Serve(ServeConfig),
+    // Boxed: its settings are several times the size of every other command's.
+    Serve(Box<ServeConfig>),
     /// Apply pending database migrations and exit.
     Migrate(MigrateArgs),
     /// Write a consistent dump of the database to FILE (works while serve runs).
@@ -53,6 +54,9 @@ pub enum Command {
     /// Users and the identity provider.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Email and webhook notifications.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Print a login's authorized_keys lines from the portal: sshd's AuthorizedKeysCommand
     /// (`fetch-keys --portal URL --server S --token-file F %u %f`). Fails closed.
     FetchKeys(fetch_keys::FetchKeysArgs),
@@ -131,6 +135,14 @@ pub enum ScanCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum NotifyCommand {
+    /// One notification round now (as `serve` runs every KEYPORTAL_NOTIFY_INTERVAL seconds):
+    /// prints what was sent, skipped and failed as JSON. Exit 1 if a notice could not be
+    /// delivered (it stays due); a round another process is running is skipped (`ran: false`).
+    Run(admin::NotifyRunArgs),
+}
+
+#[derive(Subcommand, Debug)]
 pub enum UsersCommand {
     /// Ask the identity provider about every user who signs in through it: sync their claims
     /// (name, email, role, groups) and disable those it no longer knows. Prints the report.
@@ -157,7 +169,7 @@ pub fn run() -> ExitCode {
         Command::Enroll(args) => enroll::run_enroll(&args),
         Command::Unenroll(args) => enroll::run_unenroll(&args),
         Command::Serve(cfg) => with_runtime(&cli.log, async move {
-            crate::server::serve(cfg).await.map_err(|e| e.to_string())
+            crate::server::serve(*cfg).await.map_err(|e| e.to_string())
         }),
         Command::Admin(AdminCommand::Create(args)) => {
             with_runtime(&cli.log, admin::admin_create(args))
@@ -169,6 +181,9 @@ pub fn run() -> ExitCode {
             with_runtime(&cli.log, admin::server_token(args))
         }
         Command::Users(UsersCommand::Sync(args)) => with_runtime(&cli.log, admin::users_sync(args)),
+        Command::Notify(NotifyCommand::Run(args)) => {
+            with_runtime(&cli.log, admin::notify_run(args))
+        }
         Command::Scan(ScanCommand::SharedPrimes(args)) => {
             with_runtime(&cli.log, admin::scan_shared_primes(args))
         }

@@ -44,6 +44,9 @@ pub struct Policy {
     /// than the grant's or the key's expiry either). A certificate rule, not read by the
     /// validator.
     pub max_certificate_validity: u32,
+    /// Days before a key's expiry that its owner is told by email (and admins' daily digest
+    /// counts it as expiring). A notification rule, not read by the validator.
+    pub notify_expiring_days: u32,
 }
 
 impl Default for Policy {
@@ -65,6 +68,7 @@ impl Default for Policy {
             local_password_sign_in: true,
             break_glass_user: String::new(),
             max_certificate_validity: 8 * 3600,
+            notify_expiring_days: 14,
         }
     }
 }
@@ -100,6 +104,9 @@ impl Policy {
             return Err(
                 "max_certificate_validity must be between 60 and 31536000 seconds (a year)".into(),
             );
+        }
+        if !(1..=365).contains(&self.notify_expiring_days) {
+            return Err("notify_expiring_days must be between 1 and 365".into());
         }
         if !self.break_glass_user.is_empty()
             && crate::domain::Username::parse(&self.break_glass_user).is_err()

@@ -68,13 +68,13 @@ pub struct PolicyPreview {
 
 /// Counts by verdict over a set of shape counts.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Verdicts {
-    keys: i64,
-    valid: i64,
-    invalid: i64,
-    expired: i64,
-    expiring: i64,
-    invalid_shapes: Vec<KeyShape>,
+pub(crate) struct Verdicts {
+    pub(crate) keys: i64,
+    pub(crate) valid: i64,
+    pub(crate) invalid: i64,
+    pub(crate) expired: i64,
+    pub(crate) expiring: i64,
+    pub(crate) invalid_shapes: Vec<KeyShape>,
 }
 
 fn judge(shapes: &[ShapeCount], policy: &Policy) -> Verdicts {
@@ -158,6 +158,21 @@ impl Services {
             attention,
             compromised,
         })
+    }
+
+    /// Every stored key counted by verdict under `policy`, "expiring" meaning valid and
+    /// expiring after `now` and by `soon`; with the shapes `policy` refuses. The admin
+    /// dashboard's counts, for the notifications (`notifications.rs`).
+    pub(crate) async fn whole_set_verdicts(
+        &self,
+        policy: &Policy,
+        now: OffsetDateTime,
+        soon: OffsetDateTime,
+    ) -> Result<Verdicts, ServiceError> {
+        let mut conn = self.pool.acquire().await?;
+        store::tallies::fold(&mut conn).await?;
+        let shapes = store::tallies::shapes(&mut *conn, now, soon).await?;
+        Ok(judge(&shapes, policy))
     }
 
     /// The stored keys that are valid today and would be invalid under `proposed`: what an

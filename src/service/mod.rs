@@ -18,6 +18,7 @@ mod error;
 pub mod grants;
 pub mod groups;
 pub mod keys;
+pub mod notifications;
 pub mod oidc;
 pub mod passwords;
 pub mod policy;

@@ -76,8 +76,9 @@ macro_rules! key_tables {
          LEFT JOIN blocklist b ON b.fingerprint_sha256 = k.fingerprint_sha256"
     };
 }
-const COLUMNS: &str = key_columns!();
-const TABLES: &str = key_tables!();
+// Also read by the notifications' queries (store/notifications.rs), which select keys too.
+pub(super) const COLUMNS: &str = key_columns!();
+pub(super) const TABLES: &str = key_tables!();
 const SELECT: &str = concat!("SELECT ", key_columns!(), " FROM ", key_tables!());
 
 /// The validator's view of a key's stored verdict columns and blocklist entry. A value no

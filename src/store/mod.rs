@@ -9,6 +9,7 @@ pub mod effective_access;
 pub mod grants;
 pub mod groups;
 pub mod keys;
+pub mod notifications;
 pub mod oidc;
 pub mod policy;
 pub mod servers;

@@ -91,6 +91,7 @@ fn policy_from_form(fields: &[(String, String)], base: &Policy) -> Result<Policy
             "max_certificate_validity" => {
                 policy.max_certificate_validity = number("max_certificate_validity")?
             }
+            "notify_expiring_days" => policy.notify_expiring_days = number("notify_expiring_days")?,
             "local_password_sign_in" => policy.local_password_sign_in = value == "true",
             "break_glass_user" => policy.break_glass_user = value.trim().to_owned(),
             "allowed_algorithms" => {

@@ -591,7 +591,7 @@ pub fn run_keyportal(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::p
 }
 
 /// The tables that hold what people and servers wrote.
-pub const DATA_TABLES: [&str; 14] = [
+pub const DATA_TABLES: [&str; 15] = [
     "users",
     "ssh_keys",
     "servers",
@@ -606,6 +606,7 @@ pub const DATA_TABLES: [&str; 14] = [
     "access_requests",
     "oidc_identities",
     "certificates",
+    "notifications_sent",
 ];
 
 /// The row count of each of [`DATA_TABLES`].

@@ -1,0 +1,196 @@
+//! Email over SMTP with lettre: `smtp://host:port` (plain; only for a relay on the same host
+//! or network), `smtp://host:587?tls=required` (STARTTLS, refused if the server does not offer
+//! it) and `smtps://host:465` (implicit TLS). A user and password in the URL are sent with
+//! AUTH; TLS uses rustls with the system's CA certificates.
+
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::Error as SmtpError;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::redact_url;
+
+/// How long one SMTP conversation may take before it counts as failed.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One plain-text message to one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("KEYPORTAL_SMTP_URL {url} is not usable (smtp://host:port, smtp://host:port?tls=required or smtps://host:port): {source}")]
+    Url {
+        url: String,
+        #[source]
+        source: SmtpError,
+    },
+    #[error("KEYPORTAL_SMTP_FROM {from:?} is not an email address: {source}")]
+    From {
+        from: String,
+        #[source]
+        source: lettre::address::AddressError,
+    },
+    #[error("{to:?} is not an email address: {source}")]
+    Recipient {
+        to: String,
+        #[source]
+        source: lettre::address::AddressError,
+    },
+    #[error("the message to {to} cannot be built: {source}")]
+    Build {
+        to: String,
+        #[source]
+        source: lettre::error::Error,
+    },
+    /// The server answered with a permanent (5xx) refusal: sending this message again will
+    /// not help, but other messages may still go.
+    #[error("the SMTP server {server} refused the message to {to}: {source}")]
+    Refused {
+        server: String,
+        to: String,
+        #[source]
+        source: SmtpError,
+    },
+    /// The server could not be reached, dropped the connection, timed out, failed TLS or
+    /// answered 4xx: the next message would most likely fail the same way.
+    #[error("the SMTP server {server} is not taking mail: {source}")]
+    Unavailable {
+        server: String,
+        #[source]
+        source: SmtpError,
+    },
+}
+
+impl MailError {
+    /// Whether this failure concerns only the message (the server is otherwise working).
+    pub fn is_about_the_message(&self) -> bool {
+        matches!(
+            self,
+            MailError::Recipient { .. } | MailError::Build { .. } | MailError::Refused { .. }
+        )
+    }
+}
+
+/// An SMTP client with its sender address. Its `Debug` shows the URL without the password.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    server: String,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("server", &self.server)
+            .field("from", &self.from.to_string())
+            .finish()
+    }
+}
+
+impl Mailer {
+    /// A client for `url` sending as `from` (`Name <address>` or a bare address). Nothing is
+    /// connected yet.
+    pub fn new(url: &str, from: &str) -> Result<Mailer, MailError> {
+        let server = redact_url(url);
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|source| MailError::Url {
+                url: server.clone(),
+                source,
+            })?
+            .timeout(Some(SMTP_TIMEOUT))
+            .build();
+        let from = from
+            .trim()
+            .parse::<Mailbox>()
+            .map_err(|source| MailError::From {
+                from: from.to_owned(),
+                source,
+            })?;
+        Ok(Mailer {
+            transport,
+            from,
+            server,
+        })
+    }
+
+    /// The server, as it may be logged (no password).
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Sends one message; `Ok` once the server has accepted it for delivery.
+    #[tracing::instrument(skip_all, fields(server = %self.server, to = %email.to))]
+    pub async fn send(&self, email: &Email) -> Result<(), MailError> {
+        let to = email
+            .to
+            .parse::<Mailbox>()
+            .map_err(|source| MailError::Recipient {
+                to: email.to.clone(),
+                source,
+            })?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(email.subject.as_str())
+            .header(ContentType::TEXT_PLAIN)
+            .body(email.body.clone())
+            .map_err(|source| MailError::Build {
+                to: email.to.clone(),
+                source,
+            })?;
+        match self.transport.send(message).await {
+            Ok(_) => Ok(()),
+            Err(source) if source.is_permanent() => Err(MailError::Refused {
+                server: self.server.clone(),
+                to: email.to.clone(),
+                source,
+            }),
+            Err(source) => Err(MailError::Unavailable {
+                server: self.server.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_three_connection_forms_are_accepted_and_others_refused() {
+        for url in [
+            "smtp://127.0.0.1:2525",
+            "smtp://user:pw@mail.example.com:587?tls=required",
+            "smtps://mail.example.com:465",
+        ] {
+            Mailer::new(url, "keyportal <keys@example.com>").expect(url);
+        }
+        let e = Mailer::new("http://user:hunter2@mail.example.com", "keys@example.com")
+            .expect_err("http is no SMTP URL");
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(matches!(
+            Mailer::new("smtp://127.0.0.1:2525", "not an address"),
+            Err(MailError::From { .. })
+        ));
+    }
+
+    #[test]
+    fn a_mailers_debug_form_hides_the_password() {
+        let m = Mailer::new("smtp://u:hunter2@127.0.0.1:2525", "keys@example.com").unwrap();
+        let shown = format!("{m:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("u:****@127.0.0.1:2525"),
+            "{shown}"
+        );
+    }
+}
