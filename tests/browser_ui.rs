@@ -270,7 +270,16 @@ async fn an_admin_adds_keys_grants_access_and_sees_policy_changes() {
         sshd.contains("--portal http://portal.example.test "),
         "{sshd}"
     );
+    let enroll = text_of(&b, "#enroll-command").await;
+    assert_eq!(
+        enroll.trim(),
+        "keyportal enroll --portal http://portal.example.test --server web1 --token-file token"
+    );
     let live = text_of(&b, "#cert-live-lines").await;
+    assert!(
+        live.starts_with("# above any AuthorizedKeysCommand line"),
+        "{live}"
+    );
     assert!(
         live.contains("fetch-principals --portal http://portal.example.test --server web1")
             && live.contains("%u %i %s"),
