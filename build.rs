@@ -18,22 +18,21 @@ fn main() {
     // rerun on every source change, so such a marker could not be kept true).
     let revision = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=KEYPORTAL_GIT_REVISION={revision}");
-    // Rebuild when HEAD moves (a commit, a checkout).
+    // Rebuild when HEAD moves (a commit, a checkout). Only files that exist: cargo takes a
+    // missing one as changed, and would rerun this and rebuild the crate on every build.
+    let mut watched = Vec::new();
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
-        println!(
-            "cargo:rerun-if-changed={}",
-            PathBuf::from(dir).join("HEAD").display()
-        );
+        watched.push(PathBuf::from(dir).join("HEAD"));
         // Branches live in the common directory (shared by every worktree).
         if let Some(common) = git(&["rev-parse", "--git-common-dir"]).map(PathBuf::from) {
-            println!(
-                "cargo:rerun-if-changed={}",
-                common.join("packed-refs").display()
-            );
+            watched.push(common.join("packed-refs"));
             if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
-                println!("cargo:rerun-if-changed={}", common.join(head_ref).display());
+                watched.push(common.join(head_ref));
             }
         }
+    }
+    for path in watched.iter().filter(|p| p.exists()) {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -72,11 +72,7 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
             state.clone(),
             crate::web::session::write_flash_cookie,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::http::login_metrics::count,
-        ))
-        .with_state(state)
+        .with_state(state.clone())
         .layer(axum::middleware::from_fn(input::reject_control_characters))
         // Inner layers (last added runs first): their bare error answers pass through the
         // problem mapper.
@@ -120,6 +116,11 @@ pub fn app(state: AppState, settings: &HttpSettings) -> Router {
                     "same-origin",
                 )),
         )
+        // Outermost, so timeouts (503) and panics (500) are counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::http::login_metrics::count,
+        ))
 }
 
 /// A client's `x-request-id` is kept (logs, audit events) only if it is 1-128 characters of

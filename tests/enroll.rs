@@ -413,6 +413,50 @@ async fn every_refusal_leaves_every_file_as_it_was() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not written by keyportal enroll"));
     assert_eq!(tree(&s.root), before);
 
+    // A directory on the way that another account may write: refused (it could swap a file
+    // for a link between root's rename and chown).
+    let s = Scratch::new("");
+    std::fs::create_dir_all(s.at("/etc/keyportal")).unwrap();
+    std::fs::set_permissions(
+        s.at("/etc/keyportal"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let before = tree(&s.root);
+    let out = run(&s, &args("web1"), &token);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no one else may write it"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(tree(&s.root), before);
+
+    // unenroll trusts its record only for files under the root and accounts that are system
+    // accounts: a record naming /etc/passwd or root is refused, and nothing is removed.
+    let s = Scratch::new("");
+    std::fs::create_dir_all(s.at("/etc/keyportal")).unwrap();
+    for (files, account) in [
+        (vec!["/etc/passwd".to_owned()], None),
+        (vec![], Some("root")),
+    ] {
+        let record = serde_json::json!({
+            "server": "web1", "files": files, "created_account": account, "created_dirs": []
+        });
+        std::fs::write(s.at("/etc/keyportal/enrollment.json"), record.to_string()).unwrap();
+        let before = tree(&s.root);
+        let out = s.keyportal(&["unenroll"], None);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not trusting it")
+                || String::from_utf8_lossy(&out.stderr).contains("not removing it"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(tree(&s.root), before);
+    }
+    assert!(std::path::Path::new("/etc/passwd").exists());
+
     // Root as the command's account is refused outright.
     let s = Scratch::new("");
     let before = tree(&s.root);

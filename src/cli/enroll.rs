@@ -165,6 +165,16 @@ fn read_token(args: &EnrollArgs) -> Result<String, EnrollError> {
     match &args.token_file {
         Some(path) => {
             raw = std::fs::read_to_string(path).map_err(io_error(path))?;
+            if let Ok(meta) = std::fs::metadata(path) {
+                if meta.mode() & 0o077 != 0 {
+                    eprintln!(
+                        "keyportal enroll: warning: {} is readable by others (mode {:o}); \
+                         delete it once enrolled, or pass the token with --token-stdin",
+                        path.display(),
+                        meta.mode() & 0o777
+                    );
+                }
+            }
         }
         None => {
             std::io::stdin()
@@ -220,6 +230,20 @@ fn commands(args: &EnrollArgs, binary: &Path, token: &Path) -> (String, String) 
     )
 }
 
+fn checked_path(path: &Path) -> Result<(), EnrollError> {
+    let text = path.to_string_lossy();
+    if text
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "\"'\\%".contains(c))
+    {
+        return Err(EnrollError::Usage(format!(
+            "{}: a path with spaces, quotes, backslashes or % cannot go on sshd's command line",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The drop-in: the same lines the server's page shows.
 fn drop_in(args: &EnrollArgs, binary: &Path, token: &Path, ca_keys: &Path) -> String {
     let (keys, principals) = commands(args, binary, token);
@@ -246,7 +270,9 @@ fn drop_in(args: &EnrollArgs, binary: &Path, token: &Path, ca_keys: &Path) -> St
 }
 
 /// sshd refuses a command unless it and every directory above it belong to root and only
-/// root may write them; say so now rather than at the first login.
+/// root may write them; say so now rather than at the first login. The same holds for every
+/// file enroll writes as root: another account able to write a directory on the way could
+/// swap a file for a link between the rename and the chown.
 fn check_root_owned_path(root: &Path, path: &Path) -> Result<(), EnrollError> {
     let mut dir = path.parent();
     while let Some(d) = dir {
@@ -254,7 +280,14 @@ fn check_root_owned_path(root: &Path, path: &Path) -> Result<(), EnrollError> {
         if !d.starts_with(root) || d == root.parent().unwrap_or(Path::new("")) {
             break;
         }
-        if let Ok(meta) = std::fs::metadata(d) {
+        if let Ok(meta) = std::fs::symlink_metadata(d) {
+            if meta.file_type().is_symlink() && d != root {
+                return Err(EnrollError::Unsafe(format!(
+                    "{} is a symbolic link; enroll writes only under directories that are \
+                     root's own",
+                    d.display()
+                )));
+            }
             if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
                 return Err(EnrollError::Unsafe(format!(
                     "{}: sshd runs a command only if every directory above it belongs to root \
@@ -357,7 +390,20 @@ fn reload_sshd(effective: &str) -> String {
     let pid = std::fs::read_to_string(pidfile)
         .ok()
         .and_then(|p| p.trim().parse::<i32>().ok());
+    // A stale pid file may name a pid now used by something else: signal only an sshd.
+    let is_sshd = |pid: i32| {
+        std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .and_then(|exe| {
+                exe.file_name()
+                    .map(|n| n.to_string_lossy().starts_with("sshd"))
+            })
+            .unwrap_or(false)
+    };
     match pid {
+        Some(pid) if !is_sshd(pid) => format!(
+            "sshd's pid file {pidfile} names {pid}, which is not sshd; reload sshd yourself"
+        ),
         Some(pid) => {
             match nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -457,7 +503,11 @@ fn enroll(args: &EnrollArgs) -> Result<(), EnrollError> {
         .map(|d| d.join("sshd_config.d"))
         .ok_or_else(|| EnrollError::Usage("--sshd-config names no directory".into()))?;
     let drop_in_path = drop_in_dir.join(DROP_IN_NAME);
-    check_root_owned_path(&t.root, &binary)?;
+    for path in [&binary, &token_path, &ca_path, &state_path, &drop_in_path] {
+        check_root_owned_path(&t.root, path)?;
+    }
+    // sshd splits the command line on spaces and expands %: the binary's path goes on it.
+    checked_path(&binary)?;
 
     // The portal must know this server and take its token before anything changes.
     let conn = PortalArgs {
@@ -500,8 +550,8 @@ fn enroll(args: &EnrollArgs) -> Result<(), EnrollError> {
     // sshd must be happy before we start, or a failure afterwards would not be ours.
     run_checked(Command::new(&t.sshd).arg("-t").arg("-f").arg(&config))
         .map_err(|e| EnrollError::Usage(format!("sshd's settings fail before any change: {e}")))?;
-    if let Ok(existing) = std::fs::read_to_string(&drop_in_path) {
-        if !existing.starts_with(MARKER) {
+    if let Ok(existing) = std::fs::read(&drop_in_path) {
+        if !existing.starts_with(MARKER.as_bytes()) {
             return Err(EnrollError::Unsafe(format!(
                 "{} exists and was not written by keyportal enroll; move it away first",
                 drop_in_path.display()
@@ -509,12 +559,13 @@ fn enroll(args: &EnrollArgs) -> Result<(), EnrollError> {
         }
     }
 
+    // Everything that can fail without changing anything comes before the account.
+    let exe = std::env::current_exe().map_err(io_error(Path::new("this program")))?;
+    let exe_bytes = std::fs::read(&exe).map_err(io_error(&exe))?;
     let (account, create_account) = command_account(&args.command_user, t.dry_run)?;
     let (uid, gid) = account
         .as_ref()
         .map_or((0, 0), |u| (u.uid.as_raw(), u.gid.as_raw()));
-    let exe = std::env::current_exe().map_err(io_error(Path::new("this program")))?;
-    let exe_bytes = std::fs::read(&exe).map_err(io_error(&exe))?;
     let mut plan = vec![
         Planned {
             path: binary.clone(),
@@ -563,9 +614,19 @@ fn enroll(args: &EnrollArgs) -> Result<(), EnrollError> {
     if let Some(dir) = state_path.parent() {
         ensure_dir(dir, true, &mut missing_dirs)?;
     }
-    let (previous_account, mut created_dirs_total) = previous
-        .map(|p| (p.created_account, p.created_dirs))
+    let (previous_account, mut created_dirs_total, mut created_files) = previous
+        .map(|p| (p.created_account, p.created_dirs, p.files))
         .unwrap_or_default();
+    // Only files that were not there are enroll's to remove later; one it replaced (an older
+    // binary, a token put there by hand) stays when unenrolling.
+    for p in &plan {
+        if std::fs::symlink_metadata(&p.path).is_err() && !created_files.contains(&p.path) {
+            created_files.push(p.path.clone());
+        }
+    }
+    if !created_files.contains(&state_path) {
+        created_files.push(state_path.clone());
+    }
     for d in &missing_dirs {
         if !created_dirs_total.contains(d) {
             created_dirs_total.push(d.clone());
@@ -573,7 +634,7 @@ fn enroll(args: &EnrollArgs) -> Result<(), EnrollError> {
     }
     let state = Enrollment {
         server: args.server.clone(),
-        files: plan.iter().map(|p| p.path.clone()).collect(),
+        files: created_files,
         created_account: if create_account {
             Some(args.command_user.clone())
         } else {
@@ -682,6 +743,16 @@ fn remove_account(name: &str) {
 fn unenroll(args: &UnenrollArgs) -> Result<(), EnrollError> {
     let t = &args.target;
     let state_path = under(&t.root, Path::new(STATE_PATH));
+    // The record decides what root deletes: it must be root's, in directories only root writes.
+    check_root_owned_path(&t.root, &state_path)?;
+    if let Ok(meta) = std::fs::symlink_metadata(&state_path) {
+        if !meta.file_type().is_file() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err(EnrollError::Unsafe(format!(
+                "{} is not a plain file that only root may write; not trusting it",
+                state_path.display()
+            )));
+        }
+    }
     let state: Enrollment = match std::fs::read(&state_path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| EnrollError::Usage(format!("{}: {e}", state_path.display())))?,
@@ -691,6 +762,31 @@ fn unenroll(args: &UnenrollArgs) -> Result<(), EnrollError> {
         }
         Err(e) => return Err(io_error(&state_path)(e)),
     };
+    if let Some(f) = state
+        .files
+        .iter()
+        .find(|f| !f.starts_with(&t.root) || !f.is_absolute())
+    {
+        return Err(EnrollError::Unsafe(format!(
+            "{} lists {}, outside {}; not trusting it",
+            state_path.display(),
+            f.display(),
+            t.root.display()
+        )));
+    }
+    if let Some(name) = &state.created_account {
+        let system = crate::domain::LoginName::parse(name).is_ok()
+            && User::from_name(name)
+                .ok()
+                .flatten()
+                .is_some_and(|u| !u.uid.is_root() && u.uid.as_raw() < 1000);
+        if !system {
+            return Err(EnrollError::Unsafe(format!(
+                "{} names the account {name:?}, which is not a system account; not removing it",
+                state_path.display()
+            )));
+        }
+    }
     let config = under(&t.root, &t.sshd_config);
     if t.dry_run {
         for f in &state.files {

@@ -54,7 +54,10 @@ pub fn send(socket: &Path, severity: Severity, tag: &str, message: &str) -> std:
         return Ok(());
     }
     let line = format_line(severity, tag, std::process::id(), message);
-    UnixDatagram::unbound()?.send_to(line.as_bytes(), socket)?;
+    let sender = UnixDatagram::unbound()?;
+    // A stuck syslog daemon must not hold up a login: a full queue drops the line.
+    sender.set_nonblocking(true)?;
+    sender.send_to(line.as_bytes(), socket)?;
     Ok(())
 }
 
