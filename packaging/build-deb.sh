@@ -10,7 +10,7 @@
 #                                                (CI: no second build; debug info stripped)
 #   --no-strip                                   keep the binary's debug info
 #
-# Why not cargo-deb: it is one more tool to compile (`cargo install`) on every fresh CI machine,
+# Why not cargo-deb: it is one more tool to compile (`cargo install`, 2 min) on every fresh CI machine,
 # and it would still need the man pages and completions generated first; dpkg-deb and
 # dpkg-shlibdeps are already on every Debian machine. See the README, "Installing the Debian package".
 set -euo pipefail
