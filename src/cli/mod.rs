@@ -6,6 +6,7 @@ mod enroll;
 mod fetch_keys;
 mod fetch_krl;
 mod fetch_principals;
+mod generate;
 mod key_check;
 mod portal;
 mod syslog;
@@ -77,6 +78,9 @@ pub enum Command {
     Cert(cert::CertArgs),
     /// Print the OpenAPI 3 description of the HTTP API (the same as GET /api/openapi.json).
     Openapi,
+    /// Man pages and shell completions (what the Debian package installs).
+    #[command(subcommand)]
+    Generate(generate::GenerateCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -167,6 +171,7 @@ pub fn run() -> ExitCode {
         Command::FetchKrl(args) => fetch_krl::run(&args),
         Command::Cert(args) => cert::run(&args),
         Command::Enroll(args) => enroll::run_enroll(&args),
+        Command::Generate(command) => generate::run(&command),
         Command::Unenroll(args) => enroll::run_unenroll(&args),
         Command::Serve(cfg) => with_runtime(&cli.log, async move {
             crate::server::serve(*cfg).await.map_err(|e| e.to_string())
