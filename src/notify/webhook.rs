@@ -26,6 +26,21 @@ pub enum WebhookError {
     Status { url: String, status: u16 },
 }
 
+impl WebhookError {
+    /// Whether this failure concerns only this payload: a 4xx answer (the hook took the
+    /// request and refused what it said), except 408 and 429, which say to come back later.
+    /// Connection failures, timeouts and 5xx mean the hook is down for every notice.
+    pub fn is_about_the_message(&self) -> bool {
+        match self {
+            WebhookError::Json(_) => true,
+            WebhookError::Status { status, .. } => {
+                (400..500).contains(status) && !matches!(status, 408 | 429)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The webhook's address and client. Its `Debug` shows only the scheme and host.
 #[derive(Clone)]
 pub struct Webhook {

@@ -36,6 +36,10 @@ use crate::store::notifications::{DueKey, EMAIL, WEBHOOK};
 const NOTIFY_LOCK: i64 = 0x6b70_6e74;
 /// Most candidates of each kind one round takes up; the rest are due in the next round.
 const BATCH: i64 = 500;
+/// After this long a round sends nothing more: the notices left are deferred to the next
+/// round, and the lock is released. Each send is bounded too (the mailer's and the webhook's
+/// timeouts), so a round ends at most one send's timeout after this.
+const ROUND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 /// Where notices go: the transports `serve` or `keyportal notify run` was configured with, and
 /// the portal's public address for the links in them.
@@ -662,7 +666,12 @@ impl Services {
             ..RoundReport::default()
         };
         let (mut email_down, mut webhook_down) = (false, false);
+        let deadline = tokio::time::Instant::now() + ROUND_DEADLINE;
         for n in due.notices {
+            if tokio::time::Instant::now() >= deadline {
+                report.deferred += 1;
+                continue;
+            }
             let (channel, username, address) = match &n.recipient {
                 Recipient::Person {
                     username, address, ..
@@ -681,7 +690,10 @@ impl Services {
                         })
                         .await
                         .map_err(|e| {
-                            // A refusal of this one message leaves the server usable.
+                            // A refusal of this one message or recipient (a 450 for one
+                            // mailbox) leaves the server usable for the others: only a
+                            // failure of the connection, TLS, AUTH or a timeout stops email
+                            // for the rest of the round.
                             email_down |= !e.is_about_the_message();
                             e.to_string()
                         }),
@@ -701,7 +713,7 @@ impl Services {
                         }
                     }
                     Some(hook.post(&body).await.map_err(|e| {
-                        webhook_down = true;
+                        webhook_down |= !e.is_about_the_message();
                         e.to_string()
                     }))
                 }
@@ -831,6 +843,11 @@ pub fn spawn_scheduled_notifications(
                 .notification_round(&Ctx::command_line(), &transports)
                 .await
             {
+                // Debug, not warn: with several instances all but one skip every round, so a
+                // skip, even a persistent one, is the normal case. A holder that hangs cannot
+                // keep the lock for long: its round stops sending at ROUND_DEADLINE, each send
+                // is bounded by its transport's timeout, and a dead holder's session (and lock)
+                // ends with its connection.
                 Ok(r) if !r.ran => {
                     tracing::debug!("another process is sending notifications; skipped")
                 }
