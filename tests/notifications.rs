@@ -703,6 +703,57 @@ async fn a_webhook_refusing_one_payload_still_gets_the_others() {
     );
 }
 
+/// Candidates that are due in SQL but do not apply once validated (here a compromised key
+/// whose verdict is a policy rule, told as `key_invalid`) stay due and sort first; they must
+/// not fill the batch round after round and keep later keys from ever being told. With a
+/// batch of one, the compromised key behind such a candidate is still due.
+#[tokio::test]
+async fn candidates_that_do_not_apply_do_not_crowd_out_the_batch() {
+    let app = TestApp::spawn().await;
+    member_with_email(&app, "alice", Role::Member).await;
+    let rsa = common::corpus_key("valid/pem-pkcs8-rsa-2048.pub");
+    let old = add_key(&app, "alice", &rsa, "old rsa", None).await;
+    let ed = common::generated_ed25519_keys(1).remove(0);
+    let leaked = add_key(&app, "alice", &ed, "leaked", None).await;
+    for k in [&old, &leaked] {
+        let (status, v) = common::answer(app.post(
+            &app.admin,
+            "/api/v1/blocklist",
+            json!({ "fingerprint": k["fingerprint_sha256"], "reason": "published" }),
+        ))
+        .await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let (status, mut policy) = common::answer(app.get(&app.admin, "/api/v1/policy")).await;
+    assert_eq!(status, 200);
+    policy["min_rsa_bits"] = json!(3072);
+    let (status, _) = common::answer(app.put(&app.admin, "/api/v1/policy", policy)).await;
+    assert_eq!(status, 200);
+
+    let t = mailer("smtp://127.0.0.1:25");
+    let due = app
+        .services
+        .collect_due_notices_in_batches_of(&t, OffsetDateTime::now_utc(), 1)
+        .await
+        .unwrap();
+    let told: Vec<(String, String)> = due
+        .notices
+        .iter()
+        .map(|n| (n.kind.as_str().to_owned(), n.subject.clone()))
+        .collect();
+    let id = |k: &Value| k["id"].as_str().unwrap().to_owned();
+    // The premise: the RSA key's verdict is the policy's, so as a compromised candidate it
+    // does not apply (and sorts first, being older).
+    assert!(
+        !told.contains(&("key_compromised".into(), id(&old))),
+        "{told:?}"
+    );
+    assert!(
+        told.contains(&("key_compromised".into(), id(&leaked))),
+        "the later compromised key is due: {told:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_rounds_at_once_send_each_notice_exactly_once() {
     let app = TestApp::spawn().await;
@@ -942,7 +993,7 @@ async fn serve_runs_rounds_on_its_schedule_and_outlives_a_dead_smtp_server() {
     assert!(still_serving, "{log}");
     assert!(status.success(), "{log}");
     assert!(log.contains("notifications are on"), "{log}");
-    assert!(log.contains("mailer:****@127.0.0.1"), "{log}");
+    assert!(log.contains("****@127.0.0.1"), "{log}");
     assert!(
         !log.contains("hunter2"),
         "the password is never logged: {log}"
