@@ -399,6 +399,62 @@ async fn futures_join_all<F: std::future::Future<Output = u16> + Send + 'static>
     out
 }
 
+/// A rolling upgrade: a newer instance saved a policy field this version does not know. The
+/// stored policy is still read (logins keep working), an admin's PUT with an unknown field is
+/// still refused, and an edit here keeps the newer field.
+#[tokio::test]
+async fn a_stored_policy_with_a_field_from_a_newer_version_is_read() {
+    let app = TestApp::spawn().await;
+    let alice = app.user_with_token("alice", Role::Member).await;
+    make_server(&app, "web1").await;
+    let (_, key) = add_key(&app, &alice, "alice", "valid/ed25519.pub").await;
+    let (status, g) = grant(
+        &app,
+        "web1",
+        json!({ "username": "alice", "login": "deploy" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{g}");
+    sqlx::query(
+        "UPDATE policy SET settings = settings || '{\"from_a_newer_version\": {\"days\": 3}}'::jsonb",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+
+    let (status, text) = authorized_keys(&app, &app.admin, "web1", "deploy").await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        fingerprints(&text),
+        BTreeSet::from([key["fingerprint_sha256"].as_str().unwrap().to_owned()])
+    );
+    let (status, policy) = answer(app.get(&app.admin, "/api/v1/policy")).await;
+    assert_eq!(status, 200, "{policy}");
+    assert!(policy.get("from_a_newer_version").is_none(), "{policy}");
+
+    let (status, body) = answer(app.put(
+        &app.admin,
+        "/api/v1/policy",
+        json!({ "min_rsa_bits": 3072, "min_rsa_bitz": 4096 }),
+    ))
+    .await;
+    assert!((400..500).contains(&status), "{status} {body}");
+
+    let (status, _) = answer(app.put(
+        &app.admin,
+        "/api/v1/policy",
+        json!({ "min_rsa_bits": 3072 }),
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let stored: Value = sqlx::query_scalar("SELECT settings FROM policy")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored["from_a_newer_version"], json!({ "days": 3 }));
+    assert_eq!(stored["min_rsa_bits"], 3072);
+}
+
 #[tokio::test]
 async fn authorized_keys_holds_exactly_the_granted_valid_keys_with_their_options() {
     let app = TestApp::spawn().await;

@@ -60,10 +60,18 @@ import email, email.policy, json, os, sys
 from aiosmtpd.controller import Controller
 
 port, out = int(sys.argv[1]), sys.argv[2]
+# Recipients refused with a temporary 450 at RCPT (one busy mailbox), comma-separated.
+refused = set(filter(None, (sys.argv[3] if len(sys.argv) > 3 else "").split(",")))
 
 class Handler:
     def __init__(self):
         self.n = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in refused:
+            return "450 4.2.1 Mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -110,6 +118,11 @@ impl SmtpServer {
     }
 
     async fn start_on(port: u16) -> SmtpServer {
+        SmtpServer::start_refusing(port, &[]).await
+    }
+
+    /// A server that answers RCPT for each of `refused` with 450 (and takes the others).
+    async fn start_refusing(port: u16, refused: &[&str]) -> SmtpServer {
         let python = tokio::task::spawn_blocking(smtp_python).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("server.py");
@@ -120,6 +133,7 @@ impl SmtpServer {
             .arg(&script)
             .arg(port.to_string())
             .arg(&mailbox)
+            .arg(refused.join(","))
             .stdin(Stdio::piped())
             .spawn()
             .expect("start aiosmtpd");
@@ -555,6 +569,191 @@ async fn with_the_smtp_server_down_nothing_is_recorded_and_the_next_round_sends_
     assert!(subjects.iter().any(|s| s.contains("\"phone\"")));
 }
 
+/// A server that accepts the TCP connection and never sends its greeting must not hold the
+/// round (and its advisory lock) forever: the send times out, the failure is reported, and
+/// the lock is free for the next round.
+#[tokio::test]
+async fn a_silent_smtp_server_fails_the_round_within_the_timeout() {
+    let app = TestApp::spawn().await;
+    member_with_email(&app, "alice", Role::Member).await;
+    let key = common::generated_ed25519_keys(1).remove(0);
+    add_key(&app, "alice", &key, "laptop", Some(3)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts and keeps each connection open, saying nothing.
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            held.push(socket);
+        }
+    });
+    let t = Transports {
+        mailer: Some(
+            Mailer::new(
+                &format!("smtp://127.0.0.1:{port}"),
+                "keyportal <keys@example.com>",
+            )
+            .unwrap()
+            .with_timeout(Duration::from_millis(300)),
+        ),
+        webhook: None,
+        public_url: None,
+    };
+    // The guard only: the mailer's own 300 ms deadline must end the round long before.
+    let report = tokio::time::timeout(Duration::from_secs(20), round(&app, &t))
+        .await
+        .expect("the round ends although the SMTP server never answers");
+    assert!(report.ran && report.sent.is_empty(), "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(
+        report.failed[0].error.contains("no answer within"),
+        "{}",
+        report.failed[0].error
+    );
+    assert_eq!(sent_rows(&app).await, 0);
+    // The lock was released: the next round runs (and fails the same way).
+    let again = tokio::time::timeout(Duration::from_secs(20), round(&app, &t))
+        .await
+        .expect("the second round ends too");
+    assert!(again.ran, "{again:?}");
+    silent.abort();
+}
+
+/// A temporary refusal of one recipient (450 at RCPT) is about that message only: the other
+/// notices of the round still go, and the refused one stays due.
+#[tokio::test]
+async fn one_recipients_temporary_refusal_does_not_stop_email_for_the_others() {
+    let app = TestApp::spawn().await;
+    for name in ["alice", "bob", "carol"] {
+        member_with_email(&app, name, Role::Member).await;
+    }
+    let keys = common::generated_ed25519_keys(3);
+    // Bob's key expires first, so his notice is the first tried.
+    add_key(&app, "bob", &keys[0], "bobs", Some(1)).await;
+    add_key(&app, "alice", &keys[1], "alices", Some(3)).await;
+    add_key(&app, "carol", &keys[2], "carols", Some(4)).await;
+    let smtp = SmtpServer::start_refusing(free_port(), &["bob@example.com"]).await;
+    let t = mailer(&smtp.url());
+
+    let report = round(&app, &t).await;
+    assert_eq!(report.deferred, 0, "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(report.failed[0].username.as_deref(), Some("bob"));
+    assert!(report.failed[0].error.contains("450"), "{report:?}");
+    assert_eq!(smtp.mail_to("alice@example.com").len(), 1, "{report:?}");
+    assert_eq!(smtp.mail_to("carol@example.com").len(), 1, "{report:?}");
+    assert!(smtp.mail_to("bob@example.com").is_empty());
+    let expiring_sent = report
+        .sent
+        .iter()
+        .filter(|d| d.kind.as_str() == "key_expiring")
+        .count();
+    assert_eq!(expiring_sent, 2, "{report:?}");
+
+    // Bob's notice stays due; the others are not sent again.
+    let next = round(&app, &t).await;
+    assert_eq!(next.failed.len(), 1, "{next:?}");
+    assert!(next.sent.is_empty(), "{next:?}");
+}
+
+/// The webhook refusing one payload (a 4xx) is about that payload; the others still go.
+#[tokio::test]
+async fn a_webhook_refusing_one_payload_still_gets_the_others() {
+    let app = TestApp::spawn().await;
+    for name in ["alice", "bob"] {
+        member_with_email(&app, name, Role::Member).await;
+    }
+    let keys = common::generated_ed25519_keys(2);
+    add_key(&app, "bob", &keys[0], "bobs", Some(1)).await;
+    add_key(&app, "alice", &keys[1], "alices", Some(3)).await;
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let hook = {
+        let received = received.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+                let received = received.clone();
+                async move {
+                    if v["username"] == "bob" {
+                        return axum::http::StatusCode::BAD_REQUEST;
+                    }
+                    received.lock().unwrap().push(v);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+    let t = Transports {
+        mailer: None,
+        webhook: Some(Webhook::new(&format!("http://{addr}/hook")).unwrap()),
+        public_url: None,
+    };
+    let report = round(&app, &t).await;
+    assert_eq!(report.deferred, 0, "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let got = received.lock().unwrap().clone();
+    assert!(
+        got.iter()
+            .any(|v| v["kind"] == "key_expiring" && v["username"] == "alice"),
+        "{got:?}"
+    );
+}
+
+/// Candidates that are due in SQL but do not apply once validated (here a compromised key
+/// whose verdict is a policy rule, told as `key_invalid`) stay due and sort first; they must
+/// not fill the batch round after round and keep later keys from ever being told. With a
+/// batch of one, the compromised key behind such a candidate is still due.
+#[tokio::test]
+async fn candidates_that_do_not_apply_do_not_crowd_out_the_batch() {
+    let app = TestApp::spawn().await;
+    member_with_email(&app, "alice", Role::Member).await;
+    let rsa = common::corpus_key("valid/pem-pkcs8-rsa-2048.pub");
+    let old = add_key(&app, "alice", &rsa, "old rsa", None).await;
+    let ed = common::generated_ed25519_keys(1).remove(0);
+    let leaked = add_key(&app, "alice", &ed, "leaked", None).await;
+    for k in [&old, &leaked] {
+        let (status, v) = common::answer(app.post(
+            &app.admin,
+            "/api/v1/blocklist",
+            json!({ "fingerprint": k["fingerprint_sha256"], "reason": "published" }),
+        ))
+        .await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let (status, mut policy) = common::answer(app.get(&app.admin, "/api/v1/policy")).await;
+    assert_eq!(status, 200);
+    policy["min_rsa_bits"] = json!(3072);
+    let (status, _) = common::answer(app.put(&app.admin, "/api/v1/policy", policy)).await;
+    assert_eq!(status, 200);
+
+    let t = mailer("smtp://127.0.0.1:25");
+    let due = app
+        .services
+        .collect_due_notices_in_batches_of(&t, OffsetDateTime::now_utc(), 1)
+        .await
+        .unwrap();
+    let told: Vec<(String, String)> = due
+        .notices
+        .iter()
+        .map(|n| (n.kind.as_str().to_owned(), n.subject.clone()))
+        .collect();
+    let id = |k: &Value| k["id"].as_str().unwrap().to_owned();
+    // The premise: the RSA key's verdict is the policy's, so as a compromised candidate it
+    // does not apply (and sorts first, being older).
+    assert!(
+        !told.contains(&("key_compromised".into(), id(&old))),
+        "{told:?}"
+    );
+    assert!(
+        told.contains(&("key_compromised".into(), id(&leaked))),
+        "the later compromised key is due: {told:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_rounds_at_once_send_each_notice_exactly_once() {
     let app = TestApp::spawn().await;
@@ -794,7 +993,7 @@ async fn serve_runs_rounds_on_its_schedule_and_outlives_a_dead_smtp_server() {
     assert!(still_serving, "{log}");
     assert!(status.success(), "{log}");
     assert!(log.contains("notifications are on"), "{log}");
-    assert!(log.contains("mailer:****@127.0.0.1"), "{log}");
+    assert!(log.contains("****@127.0.0.1"), "{log}");
     assert!(
         !log.contains("hunter2"),
         "the password is never logged: {log}"

@@ -12,8 +12,17 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::redact_url;
 
-/// How long one SMTP conversation may take before it counts as failed.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one SMTP conversation (connect, greeting, TLS, AUTH, the message) may take before
+/// it counts as failed. lettre's own `timeout` bounds only the TCP connect, so `send` puts
+/// this deadline on the whole conversation: a server that accepts the connection and never
+/// answers would otherwise hold the round, and its lock, forever.
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reply codes that say the server or the session, not one message, is the trouble: 421
+/// (service closing), 454 (TLS or authentication temporarily unavailable) and the AUTH
+/// refusals (432, 530, 534, 535, 538). Any other 4xx/5xx reply concerns the message or its
+/// recipient (a mailbox busy or unknown, a message too large) and leaves the server usable.
+const CHANNEL_CODES: [u16; 7] = [421, 432, 454, 530, 534, 535, 538];
 
 /// One plain-text message to one address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +58,9 @@ pub enum MailError {
         #[source]
         source: lettre::error::Error,
     },
-    /// The server answered with a permanent (5xx) refusal: sending this message again will
-    /// not help, but other messages may still go.
+    /// The server refused this message or its recipient (a 4xx or 5xx reply other than
+    /// [`CHANNEL_CODES`], e.g. 450 for one busy mailbox or 550 for an unknown one) once the
+    /// conversation worked: other messages may still go.
     #[error("the SMTP server {server} refused the message to {to}: {source}")]
     Refused {
         server: String,
@@ -58,14 +68,18 @@ pub enum MailError {
         #[source]
         source: SmtpError,
     },
-    /// The server could not be reached, dropped the connection, timed out, failed TLS or
-    /// answered 4xx: the next message would most likely fail the same way.
+    /// The server could not be reached, dropped the connection, failed TLS or AUTH, or
+    /// answered 421: the next message would most likely fail the same way.
     #[error("the SMTP server {server} is not taking mail: {source}")]
     Unavailable {
         server: String,
         #[source]
         source: SmtpError,
     },
+    /// The whole conversation took longer than the mailer's timeout (a server that accepts
+    /// the connection and then says nothing): the server counts as unavailable.
+    #[error("the SMTP server {server} is not taking mail: no answer within {after:?}")]
+    TimedOut { server: String, after: Duration },
 }
 
 impl MailError {
@@ -84,6 +98,7 @@ pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     server: String,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -118,7 +133,15 @@ impl Mailer {
             transport,
             from,
             server,
+            timeout: SMTP_TIMEOUT,
         })
+    }
+
+    /// The same mailer with another deadline for one whole conversation ([`SMTP_TIMEOUT`]
+    /// unless set; tests use a short one).
+    pub fn with_timeout(mut self, timeout: Duration) -> Mailer {
+        self.timeout = timeout;
+        self
     }
 
     /// The server, as it may be logged (no password).
@@ -146,9 +169,15 @@ impl Mailer {
                 to: email.to.clone(),
                 source,
             })?;
-        match self.transport.send(message).await {
+        let sent = tokio::time::timeout(self.timeout, self.transport.send(message))
+            .await
+            .map_err(|_| MailError::TimedOut {
+                server: self.server.clone(),
+                after: self.timeout,
+            })?;
+        match sent {
             Ok(_) => Ok(()),
-            Err(source) if source.is_permanent() => Err(MailError::Refused {
+            Err(source) if refuses_only_the_message(&source) => Err(MailError::Refused {
                 server: self.server.clone(),
                 to: email.to.clone(),
                 source,
@@ -159,6 +188,14 @@ impl Mailer {
             }),
         }
     }
+}
+
+/// Whether lettre's error is a reply about this message (see [`CHANNEL_CODES`]), rather than
+/// a failure of the connection, TLS, AUTH or the server as a whole.
+fn refuses_only_the_message(e: &SmtpError) -> bool {
+    (e.is_transient() || e.is_permanent())
+        && e.status()
+            .is_some_and(|c| !CHANNEL_CODES.contains(&u16::from(c)))
 }
 
 #[cfg(test)]
@@ -189,7 +226,7 @@ mod tests {
         let m = Mailer::new("smtp://u:hunter2@127.0.0.1:2525", "keys@example.com").unwrap();
         let shown = format!("{m:?}");
         assert!(
-            !shown.contains("hunter2") && shown.contains("u:****@127.0.0.1:2525"),
+            !shown.contains("hunter2") && shown.contains("****@127.0.0.1:2525"),
             "{shown}"
         );
     }

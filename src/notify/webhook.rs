@@ -26,6 +26,37 @@ pub enum WebhookError {
     Status { url: String, status: u16 },
 }
 
+impl WebhookError {
+    /// Whether this failure concerns only this payload: a 4xx answer (the hook took the
+    /// request and refused what it said), except 408 and 429, which say to come back later.
+    /// Connection failures, timeouts and 5xx mean the hook is down for every notice.
+    pub fn is_about_the_message(&self) -> bool {
+        match self {
+            WebhookError::Json(_) => true,
+            WebhookError::Status { status, .. } => {
+                (400..500).contains(status) && !matches!(status, 408 | 429)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `text` as a chat tool shows it literally: `&`, `<` and `>` escaped as Slack and Mattermost
+/// require, so a key's title or a request's reason cannot make a link (`<https://x|click>`),
+/// a mention (`<!channel>`) or other markup in the message.
+pub fn escape_chat_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The webhook's address and client. Its `Debug` shows only the scheme and host.
 #[derive(Clone)]
 pub struct Webhook {
@@ -88,5 +119,34 @@ impl Webhook {
                 status: status.as_u16(),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_markup_in_text_is_escaped() {
+        assert_eq!(
+            escape_chat_text("<!channel> <https://evil.example|click> a&b"),
+            "&lt;!channel&gt; &lt;https://evil.example|click&gt; a&amp;b"
+        );
+        assert_eq!(escape_chat_text("&amp;"), "&amp;amp;");
+        assert_eq!(escape_chat_text("plain text"), "plain text");
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_payload_is_about_the_message() {
+        let status = |status| WebhookError::Status {
+            url: "http://h".into(),
+            status,
+        };
+        assert!(status(400).is_about_the_message());
+        assert!(status(413).is_about_the_message());
+        assert!(!status(429).is_about_the_message());
+        assert!(!status(408).is_about_the_message());
+        assert!(!status(500).is_about_the_message());
+        assert!(!status(503).is_about_the_message());
     }
 }

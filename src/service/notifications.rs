@@ -36,6 +36,10 @@ use crate::store::notifications::{DueKey, EMAIL, WEBHOOK};
 const NOTIFY_LOCK: i64 = 0x6b70_6e74;
 /// Most candidates of each kind one round takes up; the rest are due in the next round.
 const BATCH: i64 = 500;
+/// After this long a round sends nothing more: the notices left are deferred to the next
+/// round, and the lock is released. Each send is bounded too (the mailer's and the webhook's
+/// timeouts), so a round ends at most one send's timeout after this.
+const ROUND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 /// Where notices go: the transports `serve` or `keyportal notify run` was configured with, and
 /// the portal's public address for the links in them.
@@ -296,6 +300,18 @@ impl Services {
         transports: &Transports,
         now: OffsetDateTime,
     ) -> Result<DueNotices, ServiceError> {
+        self.collect_due_notices_in_batches_of(transports, now, BATCH)
+            .await
+    }
+
+    /// [`Self::collect_due_notices`] with another batch size (tests use a small one).
+    #[doc(hidden)]
+    pub async fn collect_due_notices_in_batches_of(
+        &self,
+        transports: &Transports,
+        now: OffsetDateTime,
+        batch: i64,
+    ) -> Result<DueNotices, ServiceError> {
         let email = transports.mailer.is_some();
         let webhook = transports.webhook.is_some();
         let mut due = DueNotices::default();
@@ -309,76 +325,25 @@ impl Services {
 
         // Keys: each candidate validated from its bytes; the notice must state the verdict
         // every read gives (a key both expiring and refused is told it is refused).
-        let expiring = store::notifications::expiring_keys(
-            &self.pool,
-            NoticeKind::KeyExpiring.as_str(),
-            now,
-            soon,
-            email,
-            webhook,
-            BATCH,
-        )
-        .await?;
         let codes: Vec<(crate::keys::KeyShape, &str)> = verdicts
             .invalid_shapes
             .iter()
             .filter_map(|s| s.policy_verdict(&policy).map(|c| (s.clone(), c.as_str())))
             .collect();
-        let invalid = store::notifications::keys_of_shapes(
-            &self.pool,
-            NoticeKind::KeyInvalid.as_str(),
-            &codes,
-            now,
-            email,
-            webhook,
-            BATCH,
-        )
-        .await?;
-        let compromised = store::notifications::compromised_keys(
-            &self.pool,
-            NoticeKind::KeyCompromised.as_str(),
-            crate::keys::compromised::CHECKS_VERSION,
-            email,
-            webhook,
-            BATCH,
-        )
-        .await?;
-        let candidates: Vec<(NoticeKind, DueKey)> = expiring
-            .into_iter()
-            .map(|d| (NoticeKind::KeyExpiring, d))
-            .chain(invalid.into_iter().map(|d| (NoticeKind::KeyInvalid, d)))
-            .chain(
-                compromised
-                    .into_iter()
-                    .map(|d| (NoticeKind::KeyCompromised, d)),
-            )
-            .collect();
-        let services = self.clone();
-        let judged_policy = policy.clone();
-        let judged = tokio::task::spawn_blocking(move || {
-            candidates
-                .into_iter()
-                .map(|(kind, d)| {
-                    let view = services.key_view(d.key.clone(), &judged_policy, now);
-                    (kind, d, view)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(format!("key validation task failed: {e}")))?;
+        let mut judged = Vec::new();
+        for kind in [
+            NoticeKind::KeyExpiring,
+            NoticeKind::KeyInvalid,
+            NoticeKind::KeyCompromised,
+        ] {
+            judged.extend(
+                self.applicable_key_notices(
+                    kind, &policy, &codes, now, soon, email, webhook, batch,
+                )
+                .await?,
+            );
+        }
         for (kind, d, view) in judged {
-            let compromised_now = view
-                .problem
-                .as_ref()
-                .is_some_and(|p| p.code == KeyErrorCode::KeyCompromised);
-            let applies = match kind {
-                NoticeKind::KeyExpiring => view.status == KeyStatus::Valid,
-                NoticeKind::KeyInvalid => view.status == KeyStatus::Invalid && !compromised_now,
-                _ => compromised_now,
-            };
-            if !applies {
-                continue;
-            }
             let (title, body, summary) = key_notice_text(kind, &view, now, &keys_link);
             let subject = d.key.id.to_string();
             let facts = key_json(&view, &keys_link);
@@ -418,7 +383,7 @@ impl Services {
             now,
             email,
             webhook,
-            BATCH,
+            batch,
         )
         .await?;
         let mut told_webhook = HashSet::new();
@@ -575,6 +540,103 @@ impl Services {
         Ok(due)
     }
 
+    /// Up to about `batch` candidates of one kind of key notice that apply, each with its
+    /// verdict. A candidate can be due in SQL and yet not apply once its key is validated
+    /// (an expiring key the policy refuses; a compromised key whose first verdict is a
+    /// policy rule, which is told as `key_invalid`): such rows stay due and sort where they
+    /// were, so one page of `batch` rows could be all of them, round after round, and crowd
+    /// out every later key. So this reads on, page after page, past them until `batch`
+    /// candidates apply or the rows run out (at most `MAX_PAGES` pages a round).
+    #[allow(clippy::too_many_arguments)]
+    async fn applicable_key_notices(
+        &self,
+        kind: NoticeKind,
+        policy: &crate::keys::Policy,
+        codes: &[(crate::keys::KeyShape, &str)],
+        now: OffsetDateTime,
+        soon: OffsetDateTime,
+        email: bool,
+        webhook: bool,
+        batch: i64,
+    ) -> Result<Vec<(NoticeKind, DueKey, KeyView)>, ServiceError> {
+        const MAX_PAGES: i64 = 20;
+        let mut out = Vec::new();
+        for page in 0..MAX_PAGES {
+            let offset = page * batch;
+            let rows = match kind {
+                NoticeKind::KeyExpiring => {
+                    store::notifications::expiring_keys(
+                        &self.pool,
+                        kind.as_str(),
+                        now,
+                        soon,
+                        email,
+                        webhook,
+                        batch,
+                        offset,
+                    )
+                    .await?
+                }
+                NoticeKind::KeyInvalid => {
+                    store::notifications::keys_of_shapes(
+                        &self.pool,
+                        kind.as_str(),
+                        codes,
+                        now,
+                        email,
+                        webhook,
+                        batch,
+                        offset,
+                    )
+                    .await?
+                }
+                _ => {
+                    store::notifications::compromised_keys(
+                        &self.pool,
+                        kind.as_str(),
+                        crate::keys::compromised::CHECKS_VERSION,
+                        email,
+                        webhook,
+                        batch,
+                        offset,
+                    )
+                    .await?
+                }
+            };
+            let full_page = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= batch;
+            let services = self.clone();
+            let judged_policy = policy.clone();
+            let judged = tokio::task::spawn_blocking(move || {
+                rows.into_iter()
+                    .map(|d| {
+                        let view = services.key_view(d.key.clone(), &judged_policy, now);
+                        (d, view)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| ServiceError::Internal(format!("key validation task failed: {e}")))?;
+            for (d, view) in judged {
+                let compromised_now = view
+                    .problem
+                    .as_ref()
+                    .is_some_and(|p| p.code == KeyErrorCode::KeyCompromised);
+                let applies = match kind {
+                    NoticeKind::KeyExpiring => view.status == KeyStatus::Valid,
+                    NoticeKind::KeyInvalid => view.status == KeyStatus::Invalid && !compromised_now,
+                    _ => compromised_now,
+                };
+                if applies {
+                    out.push((kind, d, view));
+                }
+            }
+            if !full_page || i64::try_from(out.len()).unwrap_or(i64::MAX) >= batch {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Adds a person's email notice, or notes that they have no address.
     fn push_due(&self, due: &mut DueNotices, email: bool, d: Due<'_>, title: &str, body: String) {
         if !email {
@@ -662,7 +724,12 @@ impl Services {
             ..RoundReport::default()
         };
         let (mut email_down, mut webhook_down) = (false, false);
+        let deadline = tokio::time::Instant::now() + ROUND_DEADLINE;
         for n in due.notices {
+            if tokio::time::Instant::now() >= deadline {
+                report.deferred += 1;
+                continue;
+            }
             let (channel, username, address) = match &n.recipient {
                 Recipient::Person {
                     username, address, ..
@@ -681,27 +748,18 @@ impl Services {
                         })
                         .await
                         .map_err(|e| {
-                            // A refusal of this one message leaves the server usable.
+                            // A refusal of this one message or recipient (a 450 for one
+                            // mailbox) leaves the server usable for the others: only a
+                            // failure of the connection, TLS, AUTH or a timeout stops email
+                            // for the rest of the round.
                             email_down |= !e.is_about_the_message();
                             e.to_string()
                         }),
                 ),
                 (Recipient::Webhook, _, Some(hook)) => {
-                    let mut body = json!({
-                        "kind": n.kind,
-                        "title": n.title,
-                        "text": n.text,
-                        "subject": n.subject,
-                    });
-                    if let (Some(obj), serde_json::Value::Object(facts)) =
-                        (body.as_object_mut(), &n.facts)
-                    {
-                        for (k, v) in facts {
-                            obj.entry(k.clone()).or_insert_with(|| v.clone());
-                        }
-                    }
+                    let body = webhook_body(&n);
                     Some(hook.post(&body).await.map_err(|e| {
-                        webhook_down = true;
+                        webhook_down |= !e.is_about_the_message();
                         e.to_string()
                     }))
                 }
@@ -799,6 +857,24 @@ impl Services {
     }
 }
 
+/// The JSON a webhook gets for a notice. `text` and `title` carry people's words (a key's
+/// title or comment, a request's reason), so chat markup in them is escaped; the notice's own
+/// wording has none. The further fields are data, as stored.
+fn webhook_body(n: &Notice) -> serde_json::Value {
+    let mut body = json!({
+        "kind": n.kind,
+        "title": crate::notify::escape_chat_text(&n.title),
+        "text": crate::notify::escape_chat_text(&n.text),
+        "subject": n.subject,
+    });
+    if let (Some(obj), serde_json::Value::Object(facts)) = (body.as_object_mut(), &n.facts) {
+        for (k, v) in facts {
+            obj.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    body
+}
+
 /// A person's candidate notice, as the queries return it.
 struct Due<'a> {
     kind: NoticeKind,
@@ -831,6 +907,11 @@ pub fn spawn_scheduled_notifications(
                 .notification_round(&Ctx::command_line(), &transports)
                 .await
             {
+                // Debug, not warn: with several instances all but one skip every round, so a
+                // skip, even a persistent one, is the normal case. A holder that hangs cannot
+                // keep the lock for long: its round stops sending at ROUND_DEADLINE, each send
+                // is bounded by its transport's timeout, and a dead holder's session (and lock)
+                // ends with its connection.
                 Ok(r) if !r.ran => {
                     tracing::debug!("another process is sending notifications; skipped")
                 }
@@ -854,4 +935,35 @@ pub fn spawn_scheduled_notifications(
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhooks_text_shows_peoples_words_without_chat_markup() {
+        let n = Notice {
+            kind: NoticeKind::AccessRequestPending,
+            subject: "7".into(),
+            period: "pending".into(),
+            recipient: Recipient::Webhook,
+            title: "Access request: mallory asks to log in as root on server web1".into(),
+            text: "mallory asks to log in as root on server web1 for 1 hour(s): \"<!channel> \
+                   <https://evil.example|approve here> & now\"."
+                .into(),
+            facts: json!({ "reason": "<!channel>" }),
+        };
+        let body = webhook_body(&n);
+        let text = body["text"].as_str().unwrap();
+        assert!(
+            text.contains("&lt;!channel&gt; &lt;https://evil.example|approve here&gt; &amp; now"),
+            "{text}"
+        );
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        assert_eq!(body["kind"], "access_request_pending");
+        assert_eq!(body["subject"], "7");
+        // The data fields are not chat text; a consumer gets them as stored.
+        assert_eq!(body["reason"], "<!channel>");
+    }
 }

@@ -52,6 +52,7 @@ fn due_keys(period: &str, from: &str, filter: &str) -> String {
 
 /// Keys expiring after `now` and by `until`; the period is the expiry (UTC, to the second), so
 /// a key whose expiry is moved is told again.
+#[allow(clippy::too_many_arguments)]
 pub async fn expiring_keys(
     db: impl PgExecutor<'_>,
     kind: &str,
@@ -60,25 +61,28 @@ pub async fn expiring_keys(
     email: bool,
     webhook: bool,
     limit: i64,
+    offset: i64,
 ) -> Result<Vec<DueKey>, sqlx::Error> {
     let sql = due_keys(
         r#"to_char(k.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"#,
         TABLES,
         "k.expires_at > $4 AND k.expires_at <= $5",
     );
-    sqlx::query_as(&format!("{sql} LIMIT $6"))
+    sqlx::query_as(&format!("{sql} LIMIT $6 OFFSET $7"))
         .bind(kind)
         .bind(email)
         .bind(webhook)
         .bind(now)
         .bind(until)
         .bind(limit)
+        .bind(offset)
         .fetch_all(db)
         .await
 }
 
 /// Unexpired keys of these shapes, each with the rule (`codes`, one per shape) its shape
 /// breaks: the period, so a key that later breaks another rule is told again.
+#[allow(clippy::too_many_arguments)]
 pub async fn keys_of_shapes(
     db: impl PgExecutor<'_>,
     kind: &str,
@@ -87,6 +91,7 @@ pub async fn keys_of_shapes(
     email: bool,
     webhook: bool,
     limit: i64,
+    offset: i64,
 ) -> Result<Vec<DueKey>, sqlx::Error> {
     // Shape lengths and bit counts are far below i32::MAX; a larger one matches no row.
     let column = |f: fn(&KeyShape) -> u32| {
@@ -109,7 +114,7 @@ pub async fn keys_of_shapes(
         from,
         "(k.expires_at IS NULL OR k.expires_at > $10)",
     );
-    sqlx::query_as(&format!("{sql} LIMIT $11"))
+    sqlx::query_as(&format!("{sql} LIMIT $11 OFFSET $12"))
         .bind(kind)
         .bind(email)
         .bind(webhook)
@@ -121,6 +126,7 @@ pub async fn keys_of_shapes(
         .bind(codes)
         .bind(now)
         .bind(limit)
+        .bind(offset)
         .fetch_all(db)
         .await
 }
@@ -134,18 +140,20 @@ pub async fn compromised_keys(
     email: bool,
     webhook: bool,
     limit: i64,
+    offset: i64,
 ) -> Result<Vec<DueKey>, sqlx::Error> {
     let sql = due_keys(
         "coalesce(b.kind, k.compromise)",
         TABLES,
         "(b.id IS NOT NULL OR (k.compromise IS NOT NULL AND k.compromise_checks = $4))",
     );
-    sqlx::query_as(&format!("{sql} LIMIT $5"))
+    sqlx::query_as(&format!("{sql} LIMIT $5 OFFSET $6"))
         .bind(kind)
         .bind(email)
         .bind(webhook)
         .bind(checks_version)
         .bind(limit)
+        .bind(offset)
         .fetch_all(db)
         .await
 }
