@@ -97,6 +97,10 @@ pub struct NotifyConfig {
     /// The sender of the notices, `keyportal <keys@example.com>` or a bare address.
     #[arg(long, env = "KEYPORTAL_SMTP_FROM")]
     pub smtp_from: Option<String>,
+    /// PEM file of CA certificates to trust for the SMTP server's TLS besides the system's
+    /// (an internal CA).
+    #[arg(long, env = "KEYPORTAL_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<std::path::PathBuf>,
     /// A chat tool's incoming webhook: each notice is POSTed to it as JSON.
     #[arg(long, env = "KEYPORTAL_WEBHOOK_URL", hide_env_values = true)]
     pub webhook_url: Option<String>,
@@ -115,6 +119,7 @@ impl std::fmt::Debug for NotifyConfig {
                 &self.smtp_url.as_deref().map(crate::notify::redact_url),
             )
             .field("smtp_from", &self.smtp_from)
+            .field("smtp_ca_file", &self.smtp_ca_file)
             .field(
                 "webhook_url",
                 &self.webhook_url.as_deref().map(crate::notify::redact_url),
@@ -137,20 +142,31 @@ impl NotifyConfig {
         String,
     > {
         let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
-        let mailer =
-            match (set(&self.smtp_url), set(&self.smtp_from)) {
-                (Some(url), Some(from)) => {
-                    Some(crate::notify::Mailer::new(&url, &from).map_err(|e| e.to_string())?)
-                }
-                (Some(_), None) => return Err(
+        let mailer = match (set(&self.smtp_url), set(&self.smtp_from)) {
+            (Some(url), Some(from)) => {
+                let ca = match &self.smtp_ca_file {
+                    Some(path) => Some((
+                        path.display().to_string(),
+                        std::fs::read(path).map_err(|e| {
+                            format!("KEYPORTAL_SMTP_CA_FILE {}: {e}", path.display())
+                        })?,
+                    )),
+                    None => None,
+                };
+                let ca = ca.as_ref().map(|(p, pem)| (p.as_str(), pem.as_slice()));
+                Some(crate::notify::Mailer::with_ca(&url, &from, ca).map_err(|e| e.to_string())?)
+            }
+            (Some(_), None) => {
+                return Err(
                     "KEYPORTAL_SMTP_URL is set but KEYPORTAL_SMTP_FROM (the sender address) is not"
                         .into(),
-                ),
-                (None, Some(_)) => {
-                    return Err("KEYPORTAL_SMTP_FROM is set but KEYPORTAL_SMTP_URL is not".into())
-                }
-                (None, None) => None,
-            };
+                )
+            }
+            (None, Some(_)) => {
+                return Err("KEYPORTAL_SMTP_FROM is set but KEYPORTAL_SMTP_URL is not".into())
+            }
+            (None, None) => None,
+        };
         let webhook = match set(&self.webhook_url) {
             Some(url) => Some(crate::notify::Webhook::new(&url).map_err(|e| e.to_string())?),
             None => None,

@@ -56,12 +56,14 @@ fn smtp_python() -> PathBuf {
 /// The SMTP server: each accepted message is written as one JSON file (envelope, headers and
 /// the decoded text body), before the server answers 250.
 const SERVER_PY: &str = r#"
-import email, email.policy, json, os, sys
+import email, email.policy, json, os, ssl, sys
 from aiosmtpd.controller import Controller
 
 port, out = int(sys.argv[1]), sys.argv[2]
 # Recipients refused with a temporary 450 at RCPT (one busy mailbox), comma-separated.
 refused = set(filter(None, (sys.argv[3] if len(sys.argv) > 3 else "").split(",")))
+# "plain", or "starttls" / "smtps" with a certificate and its key.
+mode = sys.argv[4] if len(sys.argv) > 4 else "plain"
 
 class Handler:
     def __init__(self):
@@ -91,7 +93,16 @@ class Handler:
         os.replace(tmp, os.path.join(out, "%05d.json" % self.n))
         return "250 Message accepted for delivery"
 
-controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+if mode == "plain":
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+else:
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(sys.argv[5], sys.argv[6])
+    if mode == "starttls":
+        controller = Controller(Handler(), hostname="127.0.0.1", port=port,
+                                tls_context=tls, require_starttls=True)
+    else:
+        controller = Controller(Handler(), hostname="127.0.0.1", port=port, ssl_context=tls)
 controller.start()
 sys.stdin.read()
 controller.stop()
@@ -123,6 +134,16 @@ impl SmtpServer {
 
     /// A server that answers RCPT for each of `refused` with 450 (and takes the others).
     async fn start_refusing(port: u16, refused: &[&str]) -> SmtpServer {
+        SmtpServer::start_with(port, refused, &["plain"]).await
+    }
+
+    /// A server speaking `starttls` (required) or `smtps` with the certificate `cert`.
+    async fn start_tls(mode: &str, cert: &Path, key: &Path) -> SmtpServer {
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        SmtpServer::start_with(free_port(), &[], &[mode, &cert, &key]).await
+    }
+
+    async fn start_with(port: u16, refused: &[&str], tls: &[&str]) -> SmtpServer {
         let python = tokio::task::spawn_blocking(smtp_python).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("server.py");
@@ -134,6 +155,7 @@ impl SmtpServer {
             .arg(port.to_string())
             .arg(&mailbox)
             .arg(refused.join(","))
+            .args(tls)
             .stdin(Stdio::piped())
             .spawn()
             .expect("start aiosmtpd");
@@ -1040,4 +1062,137 @@ async fn the_policy_page_shows_and_saves_notify_expiring_days() {
     assert_eq!(res.status, 303, "{}", res.body);
     let (_, policy) = common::answer(app.get(&app.admin, "/api/v1/policy")).await;
     assert_eq!(policy["notify_expiring_days"], 7);
+}
+
+/// A CA and a certificate it signed for 127.0.0.1 (openssl), in `dir`: (ca, cert, key).
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=keyportal test mail CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[tokio::test]
+async fn mail_goes_over_starttls_and_tls_to_a_server_signed_by_the_configured_ca_and_nowhere_else()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(dir.path());
+    let ca_pem = std::fs::read(&ca).unwrap();
+    for (mode, url) in [
+        ("starttls", "smtp://127.0.0.1:{port}?tls=required"),
+        ("smtps", "smtps://127.0.0.1:{port}"),
+    ] {
+        let app = TestApp::spawn().await;
+        let smtp = SmtpServer::start_tls(mode, &cert, &key).await;
+        member_with_email(&app, "alice", Role::Member).await;
+        let keys = common::generated_ed25519_keys(1);
+        add_key(&app, "alice", &keys[0], "laptop", Some(3)).await;
+        let url = url.replace("{port}", &smtp.port.to_string());
+
+        // Without the CA the server's certificate is not trusted: nothing is sent or recorded.
+        let untrusted = mailer(&url);
+        let r = round(&app, &untrusted).await;
+        assert!(r.sent.is_empty() && !r.failed.is_empty(), "{mode}: {r:?}");
+        assert_eq!(smtp.mail().len(), 0, "{mode}");
+        assert_eq!(sent_rows(&app).await, 0);
+
+        // With it, the notice goes out over TLS.
+        let trusted = Transports {
+            mailer: Some(
+                Mailer::with_ca(
+                    &url,
+                    "keyportal <keys@example.com>",
+                    Some(("ca.pem", &ca_pem)),
+                )
+                .unwrap(),
+            ),
+            webhook: None,
+            public_url: Some(PUBLIC_URL.to_owned()),
+        };
+        let r = round(&app, &trusted).await;
+        assert!(r.failed.is_empty(), "{mode}: {r:?}");
+        let mail = smtp.mail_to("alice@example.com");
+        assert_eq!(mail.len(), 1, "{mode}: {mail:?}");
+        assert!(
+            mail[0].subject.contains("laptop") || mail[0].body.contains("laptop"),
+            "{mail:?}"
+        );
+    }
+    // A CA with an SMTP URL that uses no TLS is refused at start, not ignored.
+    let e = Mailer::with_ca(
+        "smtp://127.0.0.1:25",
+        "keys@example.com",
+        Some(("ca.pem", &ca_pem)),
+    );
+    assert!(e.unwrap_err().to_string().contains("uses no TLS"));
 }

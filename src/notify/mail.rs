@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -40,6 +41,8 @@ pub enum MailError {
         #[source]
         source: SmtpError,
     },
+    #[error("KEYPORTAL_SMTP_CA_FILE {path}: {reason}")]
+    CaFile { path: String, reason: String },
     #[error("KEYPORTAL_SMTP_FROM {from:?} is not an email address: {source}")]
     From {
         from: String,
@@ -114,14 +117,58 @@ impl Mailer {
     /// A client for `url` sending as `from` (`Name <address>` or a bare address). Nothing is
     /// connected yet.
     pub fn new(url: &str, from: &str) -> Result<Mailer, MailError> {
+        Mailer::with_ca(url, from, None)
+    }
+
+    /// Like [`Mailer::new`], trusting also the CA certificates in `ca_pem` (an internal CA
+    /// that signed the SMTP server's certificate), for STARTTLS and TLS alike.
+    pub fn with_ca(
+        url: &str,
+        from: &str,
+        ca_pem: Option<(&str, &[u8])>,
+    ) -> Result<Mailer, MailError> {
         let server = redact_url(url);
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|source| MailError::Url {
                 url: server.clone(),
                 source,
             })?
-            .timeout(Some(SMTP_TIMEOUT))
-            .build();
+            .timeout(Some(SMTP_TIMEOUT));
+        if let Some((path, pem)) = ca_pem {
+            let ca_error = |reason: String| MailError::CaFile {
+                path: path.to_owned(),
+                reason,
+            };
+            let parsed = reqwest::Url::parse(url).map_err(|e| ca_error(e.to_string()))?;
+            let host = parsed
+                .host_str()
+                .ok_or_else(|| ca_error("the SMTP URL names no host".into()))?
+                .to_owned();
+            let cert = Certificate::from_pem(pem).map_err(|e| ca_error(e.to_string()))?;
+            let params = TlsParameters::builder(host)
+                .add_root_certificate(cert)
+                .build_rustls()
+                .map_err(|e| ca_error(e.to_string()))?;
+            let mode = parsed
+                .query_pairs()
+                .find(|(k, _)| k == "tls")
+                .map(|(_, v)| v.into_owned());
+            // The same modes from_url chose, now with the extra CA.
+            let tls = match (parsed.scheme(), mode.as_deref()) {
+                ("smtps", _) => Tls::Wrapper(params),
+                (_, Some("required")) => Tls::Required(params),
+                (_, Some("opportunistic")) => Tls::Opportunistic(params),
+                _ => {
+                    return Err(ca_error(
+                        "the SMTP URL uses no TLS (smtps://, or ?tls=required): a CA would \
+                         change nothing"
+                            .into(),
+                    ))
+                }
+            };
+            builder = builder.tls(tls);
+        }
+        let transport = builder.build();
         let from = from
             .trim()
             .parse::<Mailbox>()
