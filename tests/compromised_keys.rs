@@ -16,30 +16,14 @@ use serde_json::{json, Value};
 /// on parallel threads, so one of them makes it and the others wait for it.
 fn badkeys_python() -> PathBuf {
     static MADE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    MADE.get_or_init(make_badkeys_python).clone()
-}
-
-fn make_badkeys_python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/badkeys-venv");
-    let python = venv.join("bin/python");
-    let ready = Command::new(&python)
-        .args(["-c", "import badkeys, gmpy2, cryptography"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ready {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv");
-        assert!(made.success(), "python3 -m venv failed");
-        let installed = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "badkeys==0.0.21"])
-            .status()
-            .expect("pip");
-        assert!(installed.success(), "pip install badkeys failed");
-    }
-    python
+    MADE.get_or_init(|| {
+        common::python_venv(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("target/badkeys-venv"),
+            "import badkeys, gmpy2, cryptography",
+            &["badkeys==0.0.21"],
+        )
+    })
+    .clone()
 }
 
 fn rsa_line(n: &Natural, e: u32) -> String {

@@ -30,25 +30,7 @@ fn smtp_python() -> PathBuf {
         let venv = std::env::var_os("KEYPORTAL_TEST_VENV")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/aiosmtpd-venv"));
-        let python = venv.join("bin/python");
-        let ready = Command::new(&python)
-            .args(["-c", "import aiosmtpd"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ready {
-            let made = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .expect("python3 -m venv");
-            assert!(made.success(), "python3 -m venv failed");
-            let installed = Command::new(venv.join("bin/pip"))
-                .args(["install", "-q", "aiosmtpd==1.4.6"])
-                .status()
-                .expect("pip");
-            assert!(installed.success(), "pip install aiosmtpd failed");
-        }
-        python
+        common::python_venv(&venv, "import aiosmtpd", &["aiosmtpd==1.4.6"])
     })
     .clone()
 }

@@ -648,3 +648,31 @@ pub fn fetch_keys(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The python of a virtual environment at `venv` in which `import_check` works, made (and
+/// `packages` installed from PyPI) if it does not yet. Callers keep one per test binary in a
+/// `OnceLock`: tests run on parallel threads, one makes it and the others wait.
+#[allow(dead_code)]
+pub fn python_venv(venv: &std::path::Path, import_check: &str, packages: &[&str]) -> PathBuf {
+    use std::process::Command;
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", import_check])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(venv)
+            .status()
+            .expect("python3 -m venv");
+        assert!(made.success(), "python3 -m venv failed");
+        let installed = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q"])
+            .args(packages)
+            .status()
+            .expect("pip");
+        assert!(installed.success(), "pip install {packages:?} failed");
+    }
+    python
+}
