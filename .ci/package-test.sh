@@ -9,10 +9,10 @@
 # There is no systemd running here, so the unit is verified (systemd-analyze) but serve is
 # started the way the unit would start it: as `keyportal`, with the unit's environment.
 #
-# The test runs in a mount namespace of its own with an overlay over /var/lib: the package's
-# data directory, /var/lib/keyportal, is also where a keyportal run as root from a checkout
-# (the test suite) keeps relocated clusters, and dpkg's database lives there too, so neither
-# the machine's clusters nor its dpkg database see this test. Everything else (/usr, /etc, the
+# The test runs in a mount namespace of its own with an overlay over /var/lib: dpkg's database
+# lives there, and releases before 2026-12-06 kept a root-run checkout's relocated clusters in
+# /var/lib/keyportal (now /var/lib/keyportal-clusters), so neither the machine's dpkg database
+# nor any such cluster sees this test. Everything else (/usr, /etc, the
 # accounts) is the machine's own and is cleaned up by the purge.
 #
 #   .ci/package-test.sh            build target/debian/keyportal_*.deb from target/debug, test it

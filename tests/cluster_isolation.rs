@@ -232,7 +232,11 @@ async fn as_root_serve_starts_from_a_directory_its_database_account_cannot_enter
         .unwrap();
     assert_eq!(res.status(), 200);
 
-    assert_eq!(cluster.0.parent(), Some(Path::new("/var/lib/keyportal")));
+    // Not under /var/lib/keyportal: that is the Debian package's data directory.
+    assert_eq!(
+        cluster.0.parent(),
+        Some(Path::new(private_cluster::RELOCATED_BASE))
+    );
     let owner = User::from_name(DEFAULT_ACCOUNT)
         .unwrap()
         .expect("cluster account");
@@ -257,6 +261,26 @@ async fn as_root_serve_starts_from_a_directory_its_database_account_cannot_enter
         log.iter().any(|l| l.contains("cluster-location")),
         "the log says where the cluster is"
     );
+    // A cluster an earlier release relocated to /var/lib/keyportal is still found there.
+    let legacy_base = Path::new(private_cluster::LEGACY_RELOCATED_BASE);
+    std::fs::create_dir_all(legacy_base).unwrap();
+    let legacy = CleanUp(legacy_base.join(cluster.0.file_name().unwrap()));
+    std::fs::rename(&cluster.0, &legacy.0).unwrap();
+    std::fs::write(
+        data.join("cluster-location"),
+        format!("{}\n", legacy.0.display()),
+    )
+    .unwrap();
+    let (served, addr) = Served::start(&data, &[]);
+    let res = common::client()
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (status, log) = served.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{}", log.join("\n"));
+
     // The README's removal step takes both away.
     let removed = Command::new("sh")
         .arg("-c")
@@ -266,7 +290,7 @@ async fn as_root_serve_starts_from_a_directory_its_database_account_cannot_enter
         .status()
         .unwrap();
     assert!(removed.success());
-    assert!(!cluster.0.exists() && !data.exists());
+    assert!(!cluster.0.exists() && !legacy.0.exists() && !data.exists());
 }
 
 /// Removes a relocated cluster directory if a test stops before its own removal step.
@@ -274,7 +298,13 @@ struct CleanUp(PathBuf);
 
 impl Drop for CleanUp {
     fn drop(&mut self) {
-        if self.0.starts_with("/var/lib/keyportal/") {
+        let relocated = [
+            private_cluster::RELOCATED_BASE,
+            private_cluster::LEGACY_RELOCATED_BASE,
+        ]
+        .iter()
+        .any(|base| self.0.parent() == Some(Path::new(base)));
+        if relocated {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }

@@ -16,7 +16,7 @@
 //!   directory that another account owns, or that group or others can write, is refused.
 //!
 //! Where it lives: in the data directory itself, except as root when that account could not
-//! traverse the path to it (a checkout in `/root`): then under `/var/lib/keyportal/<id>`, and the
+//! traverse the path to it (a checkout in `/root`): then under `/var/lib/keyportal-clusters/<id>`, and the
 //! file `cluster-location` in the data directory names it.
 //!
 //! If the cluster is already running (another keyportal, or a test binary of the same run) it is
@@ -38,8 +38,12 @@ use tokio::process::Command;
 
 /// The account the cluster runs as when keyportal runs as root, unless configured otherwise.
 pub const DEFAULT_ACCOUNT: &str = "keyportal-db";
-/// Where clusters go whose data directory the cluster's account cannot reach.
-pub const RELOCATED_BASE: &str = "/var/lib/keyportal";
+/// Where clusters go whose data directory the cluster's account cannot reach. Not
+/// `/var/lib/keyportal`: that is the Debian package's data directory (0700, its own account's).
+pub const RELOCATED_BASE: &str = "/var/lib/keyportal-clusters";
+/// Where earlier releases put them; a `cluster-location` naming a cluster there is still
+/// followed, so their clusters are found where they are.
+pub const LEGACY_RELOCATED_BASE: &str = "/var/lib/keyportal";
 /// The file in a data directory that names its relocated cluster.
 pub const LOCATION_FILE: &str = "cluster-location";
 /// Accounts the cluster must never run as: shared with other software, or root itself.
@@ -75,7 +79,7 @@ pub enum ClusterError {
     NotOwned { path: PathBuf, owner: u32 },
     #[error("{path} can be written by group or others (mode {mode:o}); another account could replace the database or its socket: run `chmod go-w {path}` or choose another KEYPORTAL_DATA_DIR")]
     OthersCanWrite { path: PathBuf, mode: u32 },
-    #[error("{pointer} names {target}, which is not a cluster directory under /var/lib/keyportal; remove {pointer} (and the cluster it meant, if any)")]
+    #[error("{pointer} names {target}, which is not a cluster directory under /var/lib/keyportal-clusters (or /var/lib/keyportal, before); remove {pointer} (and the cluster it meant, if any)")]
     BadLocation { pointer: PathBuf, target: String },
     #[error("the socket path {0} is too long for a Unix socket (limit 107 bytes); choose a shorter KEYPORTAL_DATA_DIR")]
     SocketPathTooLong(PathBuf),
@@ -706,7 +710,7 @@ fn locate(data_dir: &Path, accounts: &Accounts) -> Result<PathBuf, ClusterError>
     Ok(target)
 }
 
-/// `/var/lib/keyportal`, root's and not writable by others, created when missing.
+/// [`RELOCATED_BASE`], root's and not writable by others, created when missing.
 fn relocated_base() -> Result<PathBuf, ClusterError> {
     let base = PathBuf::from(RELOCATED_BASE);
     if fs::symlink_metadata(&base).is_err() {
@@ -721,7 +725,8 @@ fn relocated_base() -> Result<PathBuf, ClusterError> {
 }
 
 /// The cluster a data directory's `cluster-location` names, if it has one. Only a direct
-/// child of `/var/lib/keyportal` is followed, from a file no other account could have written.
+/// child of [`RELOCATED_BASE`] (or [`LEGACY_RELOCATED_BASE`]) is followed, from a file no
+/// other account could have written.
 fn read_location(pointer: &Path) -> Result<Option<PathBuf>, ClusterError> {
     let meta = match fs::symlink_metadata(pointer) {
         Ok(m) => m,
@@ -744,7 +749,10 @@ fn read_location(pointer: &Path) -> Result<Option<PathBuf>, ClusterError> {
         .file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.len() == 16 && n.bytes().all(|b| b.is_ascii_hexdigit()));
-    if target.parent() != Some(Path::new(RELOCATED_BASE)) || !name_ok {
+    let base_ok = [RELOCATED_BASE, LEGACY_RELOCATED_BASE]
+        .iter()
+        .any(|b| target.parent() == Some(Path::new(b)));
+    if !base_ok || !name_ok {
         return Err(bad());
     }
     Ok(Some(target))
