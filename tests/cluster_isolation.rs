@@ -263,6 +263,7 @@ async fn as_root_serve_starts_from_a_directory_its_database_account_cannot_enter
     );
     // A cluster an earlier release relocated to /var/lib/keyportal is still found there.
     let legacy_base = Path::new(private_cluster::LEGACY_RELOCATED_BASE);
+    let made_legacy_base = !legacy_base.exists();
     std::fs::create_dir_all(legacy_base).unwrap();
     let legacy = CleanUp(legacy_base.join(cluster.0.file_name().unwrap()));
     std::fs::rename(&cluster.0, &legacy.0).unwrap();
@@ -291,6 +292,10 @@ async fn as_root_serve_starts_from_a_directory_its_database_account_cannot_enter
         .unwrap();
     assert!(removed.success());
     assert!(!cluster.0.exists() && !legacy.0.exists() && !data.exists());
+    if made_legacy_base {
+        // Left empty, and in the way of the Debian package's own directory.
+        let _ = std::fs::remove_dir(legacy_base);
+    }
 }
 
 /// Removes a relocated cluster directory if a test stops before its own removal step.
