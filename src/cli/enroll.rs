@@ -110,6 +110,25 @@ pub enum EnrollError {
     Sshd { command: String, output: String },
     #[error("account {name}: {reason}")]
     Account { name: String, reason: String },
+    /// The failure, when putting the files back failed too (each named on stderr).
+    #[error("{0}; and some files could not be put back (named above): check them by hand")]
+    NotRestored(Box<EnrollError>),
+}
+
+fn not_restored_unless(restored: bool, e: EnrollError) -> EnrollError {
+    if restored {
+        e
+    } else {
+        EnrollError::NotRestored(Box::new(e))
+    }
+}
+
+/// How a failed run ends its message: what it left behind.
+fn left(e: &EnrollError) -> &'static str {
+    match e {
+        EnrollError::NotRestored(_) => "",
+        _ => "; nothing was changed",
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EnrollError + '_ {
@@ -449,20 +468,21 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32, uid: u32, gid: u32) -> Resul
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_error(path))
 }
 
-/// Puts every file back as it was (removing those that were not there).
-fn restore(befores: &[Before]) {
+/// Puts every file back as it was (removing those that were not there); says which
+/// could not be, and whether all were.
+fn restore(befores: &[Before]) -> bool {
+    let mut all = true;
     for b in befores.iter().rev() {
         let result = match &b.was {
             Some((bytes, mode, uid, gid)) => write_file(&b.path, bytes, *mode, *uid, *gid),
             None => std::fs::remove_file(&b.path).map_err(io_error(&b.path)),
         };
         if let Err(e) = result {
-            eprintln!(
-                "keyportal enroll: could not put back {}: {e}",
-                b.path.display()
-            );
+            all = false;
+            eprintln!("keyportal: could not put back {}: {e}", b.path.display());
         }
     }
+    all
 }
 
 fn ensure_dir(path: &Path, dry_run: bool, created: &mut Vec<PathBuf>) -> Result<(), EnrollError> {
@@ -722,14 +742,14 @@ fn enroll(args: &EnrollArgs) -> Result<(), EnrollError> {
             Ok(())
         }
         Err(e) => {
-            restore(&befores);
+            let restored = restore(&befores);
             for d in created_dirs.iter().rev() {
                 let _ = std::fs::remove_dir(d);
             }
             if create_account {
                 remove_account(&args.command_user);
             }
-            Err(e)
+            Err(not_restored_unless(restored, e))
         }
     }
 }
@@ -832,8 +852,8 @@ fn unenroll(args: &UnenrollArgs) -> Result<(), EnrollError> {
             Ok(())
         }
         Err(e) => {
-            restore(&befores);
-            Err(e)
+            let restored = restore(&befores);
+            Err(not_restored_unless(restored, e))
         }
     }
 }
@@ -851,7 +871,7 @@ pub fn run_enroll(args: &EnrollArgs) -> ExitCode {
     match require_root().and_then(|()| enroll(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("keyportal enroll: {e}; nothing was changed");
+            eprintln!("keyportal enroll: {e}{}", left(&e));
             ExitCode::FAILURE
         }
     }
@@ -861,7 +881,7 @@ pub fn run_unenroll(args: &UnenrollArgs) -> ExitCode {
     match require_root().and_then(|()| unenroll(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("keyportal unenroll: {e}; nothing was changed");
+            eprintln!("keyportal unenroll: {e}{}", left(&e));
             ExitCode::FAILURE
         }
     }
