@@ -1377,24 +1377,6 @@ async fn a_fingerprint_lookup_records_use_at_most_once_a_minute() {
 }
 
 /// `/metrics` as a person reading it would: the value of each series by its full name.
-async fn metrics(app: &TestApp) -> std::collections::BTreeMap<String, f64> {
-    let text = common::client()
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            Some((name.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn metrics_show_the_build_the_database_and_how_servers_login_questions_were_answered() {
     let app = TestApp::spawn().await;
@@ -1405,7 +1387,7 @@ async fn metrics_show_the_build_the_database_and_how_servers_login_questions_wer
         .await
         .unwrap()
         .secret;
-    let before = metrics(&app).await;
+    let before = common::metrics(&app.url("")).await;
     let build = format!(
         "keyportal_build_info{{version=\"{}\",revision=\"{}\"}}",
         env!("CARGO_PKG_VERSION"),
@@ -1423,7 +1405,7 @@ async fn metrics_show_the_build_the_database_and_how_servers_login_questions_wer
     assert_eq!(status, 401);
     let (status, _) = authorized_keys(&app, &app.admin, "nosuch", "deploy").await;
     assert_eq!(status, 404);
-    let after = metrics(&app).await;
+    let after = common::metrics(&app.url("")).await;
     let delta = |outcome: &str| {
         let name = format!(
             "keyportal_login_answers_total{{endpoint=\"authorized_keys\",outcome=\"{outcome}\"}}"
@@ -1437,7 +1419,7 @@ async fn metrics_show_the_build_the_database_and_how_servers_login_questions_wer
 
     // The database gone: the gauge says so.
     app.db.pool.close().await;
-    let down = metrics(&app).await;
+    let down = common::metrics(&app.url("")).await;
     assert_eq!(down.get("keyportal_database_up"), Some(&0.0));
 }
 

@@ -547,6 +547,15 @@ pub async fn user_with_room_for(
 /// One sample from `/metrics` at `base` (`http://host:port`): the value of the line that starts
 /// with `series` (a name, with its labels if it has any); a panic naming it when absent.
 pub async fn metric(base: &str, series: &str) -> f64 {
+    let all = metrics(base).await;
+    match all.get(series) {
+        Some(value) => *value,
+        None => panic!("no {series} in /metrics: {all:?}"),
+    }
+}
+
+/// Every series of `{base}/metrics` (name with its labels), with its value.
+pub async fn metrics(base: &str) -> std::collections::BTreeMap<String, f64> {
     let text = client()
         .get(format!("{base}/metrics"))
         .send()
@@ -556,14 +565,12 @@ pub async fn metric(base: &str, series: &str) -> f64 {
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.trim().parse().ok()?))
         })
-        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+        .collect()
 }
 
 /// Runs the `keyportal` binary with `args`, `env` (no `DATABASE_URL` unless `env` gives one)
