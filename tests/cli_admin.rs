@@ -187,3 +187,23 @@ async fn admin_and_token_commands_fail_with_one_clear_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("taken"));
 }
+
+#[test]
+fn version_names_the_release_and_the_commit_it_was_built_from() {
+    let out = common::run_keyportal(&["--version"], &[], "");
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    // The commit checked out when the binary was built: this checkout's, unless it has moved
+    // since (then `cargo test` rebuilt the binary from it anyway).
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git runs");
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    assert_eq!(head.len(), 12, "not a git checkout? {head:?}");
+    assert_eq!(
+        printed.trim(),
+        format!("keyportal {} (git {head})", env!("CARGO_PKG_VERSION")),
+    );
+}
