@@ -408,10 +408,35 @@ async fn a_compromised_key_is_refused_on_submission_and_a_stored_one_on_every_re
     assert_eq!(key["problem"]["code"], "key_compromised", "{key}");
     assert_eq!(key["problem"]["reason"], "small_factor", "{key}");
 
+    // And one a newer version of the checks judged (a newer instance, mid rolling upgrade):
+    // this version's pass leaves its verdict alone.
+    let newer = keys::identify(common::generated_ed25519_keys(1)[0].as_bytes()).unwrap();
+    let newer_id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO ssh_keys (user_id, algorithm, bits, public_key, fingerprint_sha256, fingerprint_md5, compromise_checks)
+         SELECT id, 'ssh-ed25519', 256, $1, $2, 'MD5:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00', $3
+         FROM users WHERE username = 'carol' RETURNING id",
+    )
+    .bind(&newer.public_key)
+    .bind(&newer.fingerprint_sha256)
+    .bind(keyportal::keys::compromised::CHECKS_VERSION + 1)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+
     let judged = keyportal::service::compromised::refresh_computed_checks(&app.db.pool)
         .await
         .unwrap();
     assert!(judged >= 1);
+    let newer_checks: i16 =
+        sqlx::query_scalar("SELECT compromise_checks FROM ssh_keys WHERE id = $1")
+            .bind(newer_id)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        newer_checks,
+        keyportal::keys::compromised::CHECKS_VERSION + 1
+    );
     let (found, checks): (Option<String>, i16) =
         sqlx::query_as("SELECT compromise, compromise_checks FROM ssh_keys WHERE id = $1")
             .bind(key_id)
@@ -563,4 +588,40 @@ async fn the_shared_prime_scan_finds_every_sharing_key_of_a_gen_bulk_set_and_not
         .await
         .unwrap();
     assert_eq!(count as usize, expected.len());
+}
+
+#[tokio::test]
+async fn the_index_of_keys_still_to_judge_names_the_current_checks_version() {
+    // A new CHECKS_VERSION needs a migration moving this partial index's predicate, or the
+    // background pass reads the whole table to find the keys it must judge.
+    let db = common::TestDb::new().await;
+    let def: String = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'ssh_keys_unjudged_idx'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let version = keyportal::keys::compromised::CHECKS_VERSION;
+    assert!(
+        def.ends_with(&format!("WHERE (compromise_checks < {version})")),
+        "{def}"
+    );
+    // And the pass's query can use it (on an empty table only if a scan of it is ruled out).
+    let mut conn = db.pool.acquire().await.unwrap();
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN SELECT id, public_key FROM ssh_keys
+         WHERE compromise_checks < {version} AND id > coalesce($1, '00000000-0000-0000-0000-000000000000'::uuid) ORDER BY id LIMIT 500"
+    ))
+    .bind(None::<uuid::Uuid>)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert!(
+        plan.iter().any(|l| l.contains("ssh_keys_unjudged_idx")),
+        "{plan:#?}"
+    );
 }

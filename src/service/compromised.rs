@@ -15,11 +15,14 @@ const BATCH: i64 = 500;
 /// Judges every key the current checks have not judged; returns how many it judged.
 pub async fn refresh_computed_checks(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
     let mut total = 0;
+    // Forward by id: each key is read once per pass.
+    let mut after = None;
     loop {
-        let rows = store::keys::unchecked(pool, CHECKS_VERSION, BATCH).await?;
-        if rows.is_empty() {
+        let rows = store::keys::unchecked(pool, CHECKS_VERSION, after, BATCH).await?;
+        let Some((last, _)) = rows.last() else {
             return Ok(total);
-        }
+        };
+        after = Some(*last);
         let verdicts = tokio::task::spawn_blocking(move || {
             rows.into_iter()
                 .map(|(id, public_key)| {

@@ -336,17 +336,23 @@ pub async fn expiring(
     .await
 }
 
-/// Up to `limit` keys whose computed-check columns another version of the checks wrote (or
-/// none did): id and canonical key.
+/// Up to `limit` keys that no check of `version` or later judged (0: none did), in id order
+/// after `after` (None: from the nil UUID, which no key has): id and canonical key. Keys a
+/// newer version judged (a newer instance, mid rolling upgrade) are left to it. `version` is
+/// written into the statement, not bound, so that the planner can use the partial index
+/// `ssh_keys_unjudged_idx` (migration 0013) when it names the same version.
 pub async fn unchecked(
     db: impl PgExecutor<'_>,
     version: i16,
+    after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, public_key FROM ssh_keys WHERE compromise_checks <> $1 ORDER BY compromise_checks LIMIT $2",
-    )
-    .bind(version)
+    sqlx::query_as(&format!(
+        "SELECT id, public_key FROM ssh_keys
+         WHERE compromise_checks < {version} AND id > coalesce($1, '00000000-0000-0000-0000-000000000000'::uuid)
+         ORDER BY id LIMIT $2"
+    ))
+    .bind(after)
     .bind(limit)
     .fetch_all(db)
     .await
