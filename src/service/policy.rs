@@ -20,6 +20,11 @@ pub async fn current(db: impl PgExecutor<'_>) -> Result<Policy, ServiceError> {
 /// failing logins fleet-wide. [`Policy`] itself keeps `deny_unknown_fields` for what an admin
 /// sends (PUT /api/v1/policy, `keyportal key check --policy`), where a typo must be refused.
 pub(crate) fn parse(settings: serde_json::Value) -> Result<Policy, ServiceError> {
+    // Every login reads the policy: the usual case (no unknown field) is one pass over the
+    // stored value, with no copy of it and no list of field names built.
+    if let Ok(policy) = <Policy as serde::Deserialize>::deserialize(&settings) {
+        return Ok(policy);
+    }
     let (known, unknown) = split_known(settings);
     if !unknown.is_empty() {
         tracing::debug!(fields = ?unknown.keys().collect::<Vec<_>>(),
