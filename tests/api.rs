@@ -1426,14 +1426,7 @@ async fn metrics_show_the_build_the_database_and_how_servers_login_questions_wer
 #[tokio::test]
 async fn every_metric_the_readmes_sample_alerts_use_exists() {
     let app = TestApp::spawn().await;
-    let text = common::client()
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(&app.url("")).await;
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let rules = readme

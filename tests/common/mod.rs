@@ -554,17 +554,23 @@ pub async fn metric(base: &str, series: &str) -> f64 {
     }
 }
 
-/// Every series of `{base}/metrics` (name with its labels), with its value.
-pub async fn metrics(base: &str) -> std::collections::BTreeMap<String, f64> {
-    let text = client()
+/// `{base}/metrics` as served (HELP and TYPE lines included).
+pub async fn metrics_text(base: &str) -> String {
+    client()
         .get(format!("{base}/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// Every series of `{base}/metrics` (name with its labels), with its value.
+pub async fn metrics(base: &str) -> std::collections::BTreeMap<String, f64> {
+    metrics_text(base)
+        .await
+        .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {
             let (name, value) = l.rsplit_once(' ')?;
