@@ -625,3 +625,176 @@ async fn the_index_of_keys_still_to_judge_names_the_current_checks_version() {
         "{plan:#?}"
     );
 }
+
+/// The authorized_keys text of web1's `deploy`, as the admin reads it.
+async fn deploy_on_web1(app: &TestApp) -> String {
+    let res = app
+        .get(
+            &app.admin,
+            "/api/v1/servers/web1/authorized_keys?login=deploy",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap()
+}
+
+/// A key submitted while an entry for it is being added, past the submission's own blocklist
+/// check, still ends up refused: the two writes are ordered by the database (the advisory lock
+/// in migrations/0014), and whichever commits second links the key to its entry.
+#[tokio::test]
+async fn a_key_stored_while_its_blocklist_entry_commits_is_refused_at_every_read() {
+    let app = TestApp::spawn().await;
+    common::alice_granted_on_web1(&app.services).await;
+    let line = common::generated_ed25519_keys(1)[0].clone();
+    let fingerprint = keys::identify(line.as_bytes()).unwrap().fingerprint_sha256;
+
+    // The entry is written but not committed: the submission's check does not see it.
+    let mut entry = app.db.pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO blocklist (fingerprint_sha256, reason) VALUES ($1, 'incident 7')")
+        .bind(&fingerprint)
+        .execute(&mut *entry)
+        .await
+        .unwrap();
+    let submit = tokio::spawn({
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url("/api/v1/users/alice/keys"),
+            app.admin.clone(),
+        );
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({ "key": line }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    // It gets as far as its insert, which waits for the entry's transaction.
+    let waiting = "SELECT count(*) FROM pg_stat_activity
+                    WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'
+                      AND query LIKE 'INSERT INTO ssh_keys%'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sqlx::query_scalar::<_, i64>(waiting)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(
+            !submit.is_finished(),
+            "the submission did not wait for the entry"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the submission never reached its insert"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    entry.commit().await.unwrap();
+    assert_eq!(submit.await.unwrap(), 201);
+
+    let (_, list) = answer(app.get(&app.admin, "/api/v1/users/alice/keys")).await;
+    let stored = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["fingerprint_sha256"] == fingerprint.as_str())
+        .expect("the key was stored")
+        .clone();
+    assert_eq!(stored["status"], "invalid", "{stored}");
+    assert_eq!(stored["problem"]["reason"], "blocklisted", "{stored}");
+    let text = deploy_on_web1(&app).await;
+    assert_eq!(text.lines().count(), 1, "only her corpus key:\n{text}");
+    assert!(!text.contains(fingerprint.as_str()));
+    let lookup = app
+        .get(
+            &app.admin,
+            &format!(
+                "/api/v1/servers/web1/authorized_keys?login=deploy&fingerprint={}",
+                fingerprint.replace('+', "%2B").replace('/', "%2F")
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lookup.text().await.unwrap(), "");
+
+    // Deleting the entry lets it in again, on every read.
+    let id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM blocklist WHERE fingerprint_sha256 = $1")
+            .bind(&fingerprint)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    let res = app
+        .delete(&app.admin, &format!("/api/v1/blocklist/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(deploy_on_web1(&app).await.lines().count(), 2);
+}
+
+/// Stored keys of any path (here, one written by hand, as an older version would have) are
+/// linked to an entry added later, and to one that was there before them.
+#[tokio::test]
+async fn blocklist_entries_reach_keys_stored_before_and_after_them() {
+    let app = TestApp::spawn().await;
+    common::alice_granted_on_web1(&app.services).await;
+    let lines = common::generated_ed25519_keys(2);
+    let ids: Vec<_> = lines
+        .iter()
+        .map(|l| keys::identify(l.as_bytes()).unwrap())
+        .collect();
+    let store = |k: &keys::KeyIdentity| {
+        sqlx::query(
+            "INSERT INTO ssh_keys (user_id, algorithm, bits, public_key, fingerprint_sha256, fingerprint_md5, compromise_checks)
+             SELECT id, 'ssh-ed25519', 256, $1, $2, 'MD5:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00', 1
+             FROM users WHERE username = 'alice'",
+        )
+        .bind(k.public_key.clone())
+        .bind(k.fingerprint_sha256.clone())
+        .execute(&app.db.pool)
+    };
+    store(&ids[0]).await.unwrap();
+    assert_eq!(deploy_on_web1(&app).await.lines().count(), 2);
+    for k in &ids {
+        let (status, p) = answer(app.post(
+            &app.admin,
+            "/api/v1/blocklist",
+            json!({ "fingerprint": k.fingerprint_sha256, "reason": "leaked" }),
+        ))
+        .await;
+        assert_eq!(status, 201, "{p}");
+    }
+    store(&ids[1]).await.unwrap();
+    let text = deploy_on_web1(&app).await;
+    assert_eq!(text.lines().count(), 1, "only her corpus key:\n{text}");
+    let linked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ssh_keys k JOIN blocklist b ON b.id = k.blocklist_id
+          WHERE b.fingerprint_sha256 = k.fingerprint_sha256",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(linked, 2);
+    // A key cannot name another fingerprint's entry.
+    let err = sqlx::query(
+        "UPDATE ssh_keys SET blocklist_id = (SELECT id FROM blocklist WHERE fingerprint_sha256 = $1)
+          WHERE fingerprint_sha256 = $2",
+    )
+    .bind(&ids[0].fingerprint_sha256)
+    .bind(&ids[1].fingerprint_sha256)
+    .execute(&app.db.pool)
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("ssh_keys_blocklist_entry_fkey"),
+        "{err}"
+    );
+}

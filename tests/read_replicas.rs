@@ -472,8 +472,25 @@ async fn every_change_that_takes_access_away_moves_the_revocation_counter_and_no
     policy.max_keys_per_user += 1;
     s.set_policy(&cli, policy).await.unwrap();
     moved("a policy change", horizon(&db.pool).await);
+    let entry = s
+        .add_to_blocklist(
+            &cli,
+            keyportal::service::blocklist::BlockTarget::Key(common::corpus_key(
+                "valid/ed25519.pub",
+            )),
+            "laptop stolen",
+        )
+        .await
+        .unwrap();
+    moved("a blocklist entry", horizon(&db.pool).await);
     s.delete_server(&cli, "web1").await.unwrap();
     moved("a deleted server", horizon(&db.pool).await);
     s.delete_user(&cli, "alice").await.unwrap();
     moved("a deleted user (and her keys)", horizon(&db.pool).await);
+    s.delete_from_blocklist(&cli, entry.id).await.unwrap();
+    assert_eq!(
+        horizon(&db.pool).await,
+        expected,
+        "a deleted blocklist entry gives access back: it moves nothing"
+    );
 }

@@ -1,5 +1,7 @@
 //! The blocklist (`blocklist`): keys known to be compromised, by SHA256 fingerprint. Key reads
-//! join it (src/store/keys.rs, grants.rs); this module writes and lists it.
+//! read the entry a stored key names (`ssh_keys.blocklist_id`, which the database links and
+//! unlinks as entries and keys are written: migrations/0014_blocklisted_keys.sql); this module
+//! writes and lists it.
 
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use time::OffsetDateTime;

@@ -75,7 +75,7 @@ pub async fn effective_access(
            JOIN ssh_keys k ON k.user_id = e.user_id AND (e.key_id IS NULL OR e.key_id = k.id)
            LEFT JOIN user_groups ug ON ug.id = e.user_group_id
            LEFT JOIN server_groups sg ON sg.id = e.server_group_id
-           LEFT JOIN blocklist b ON b.fingerprint_sha256 = k.fingerprint_sha256
+           LEFT JOIN blocklist b ON b.id = k.blocklist_id
           WHERE NOT u.disabled
             AND (e.expires_at IS NULL OR e.expires_at > now())
             AND (k.expires_at IS NULL OR k.expires_at > now())

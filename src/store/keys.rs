@@ -70,10 +70,11 @@ macro_rules! key_columns {
     };
 }
 /// Every read of a key reads its blocklist entry with it: an entry counts from the next read.
+/// The key names its entry (`blocklist_id`, linked by the database when either is written).
 macro_rules! key_tables {
     () => {
         "ssh_keys k JOIN users u ON u.id = k.user_id
-         LEFT JOIN blocklist b ON b.fingerprint_sha256 = k.fingerprint_sha256"
+         LEFT JOIN blocklist b ON b.id = k.blocklist_id"
     };
 }
 // Also read by the notifications' queries (store/notifications.rs), which select keys too.
@@ -379,8 +380,7 @@ pub async fn record_computed_checks(
 }
 
 /// Up to `limit` compromised keys (of one user, or anyone's): those the computed checks
-/// flagged (the partial index) and those on the blocklist (joined from the blocklist, which
-/// is small), oldest first. Keys not yet judged by this version of the checks show once the
+/// flagged and those naming a blocklist entry (a partial index each), oldest first. Keys not yet judged by this version of the checks show once the
 /// background pass has judged them; their reads refuse them before that.
 pub async fn compromised(
     db: &sqlx::PgPool,
@@ -396,7 +396,7 @@ pub async fn compromised(
     .fetch_all(db)
     .await?;
     let blocked: Vec<KeyRow> = sqlx::query_as(&format!(
-        "{SELECT} WHERE b.id IS NOT NULL AND ($1::int8 IS NULL OR k.user_id = $1)
+        "{SELECT} WHERE k.blocklist_id IS NOT NULL AND ($1::int8 IS NULL OR k.user_id = $1)
          ORDER BY b.created_at, b.id LIMIT $2"
     ))
     .bind(user_id)

@@ -108,7 +108,7 @@ pub async fn keys_of_shapes(
                AND k.rsa_exponent_bits = s.rsa_exponent_bits AND k.comment_bytes = s.comment_bytes
                AND k.line_bytes = s.line_bytes
          JOIN users u ON u.id = k.user_id
-         LEFT JOIN blocklist b ON b.fingerprint_sha256 = k.fingerprint_sha256";
+         LEFT JOIN blocklist b ON b.id = k.blocklist_id";
     let sql = due_keys(
         "s.code",
         from,
