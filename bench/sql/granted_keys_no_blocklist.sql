@@ -1,0 +1,2 @@
+-- authorized_keys of (:srv, :login), blocklist read as: no blocklist (docs/performance.md, issue 14)
+SELECT k.id, u.username, k.public_key, k.comment, k.fingerprint_sha256, r.options, r.expires_at, k.created_at, r.created_at, k.last_used_at, k.compromise, k.compromise_checks, NULL::text, NULL::text, r.rank FROM r JOIN users u ON u.id = r.user_id JOIN ssh_keys k ON k.user_id = r.user_id AND (r.key_id IS NULL OR r.key_id = k.id) WHERE NOT u.disabled AND (r.expires_at IS NULL OR r.expires_at > now()) AND (k.expires_at IS NULL OR k.expires_at > now());
