@@ -19,8 +19,14 @@ UPDATE ssh_keys k SET blocklist_id = b.id FROM blocklist b WHERE b.fingerprint_s
 -- A key inserted while an entry for it is being added must end up linked. Writers of the
 -- blocklist hold this advisory lock ("kpbl" in ASCII) exclusively, and statements inserting
 -- keys hold it shared, each from before its first row until its transaction ends. Whichever
--- comes second links in a later statement, whose snapshot holds the other's committed rows.
--- Key inserts never wait for each other; logins, which insert nothing, never wait.
+-- comes second links in a later query, whose snapshot (READ COMMITTED: each query in these
+-- volatile functions takes a new one) holds the other's committed rows. Key inserts wait only
+-- for a blocklist write in progress or queued; logins insert nothing and take no part in it.
+-- keyportal's own key inserts take the shared lock before any row lock
+-- (store::blocklist::hold_off_writers), so a blocklist writer's foreign key on `added_by`
+-- cannot deadlock with a key insert that holds the same user's row.
+-- Only writes that change which fingerprints are listed take it: deleting a user sets
+-- `added_by` to NULL and must not wait for key inserts.
 CREATE FUNCTION blocklist_lock_for_writing() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -29,8 +35,22 @@ BEGIN
 END
 $$;
 CREATE TRIGGER blocklist_lock_for_writing
-    BEFORE INSERT OR UPDATE OR DELETE ON blocklist
+    BEFORE INSERT OR DELETE ON blocklist
     FOR EACH STATEMENT EXECUTE FUNCTION blocklist_lock_for_writing();
+
+-- An entry's fingerprint never changes (the links are made on insert): delete and add instead.
+CREATE FUNCTION refuse_blocklist_fingerprint_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'a blocklist entry''s fingerprint cannot change; delete the entry and add another'
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'blocklist_fingerprint_immutable';
+END
+$$;
+CREATE TRIGGER blocklist_fingerprint_immutable
+    BEFORE UPDATE OF id, fingerprint_sha256 ON blocklist
+    FOR EACH ROW
+    WHEN ((OLD.id, OLD.fingerprint_sha256) IS DISTINCT FROM (NEW.id, NEW.fingerprint_sha256))
+    EXECUTE FUNCTION refuse_blocklist_fingerprint_change();
 
 CREATE FUNCTION ssh_keys_lock_blocklist() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -74,6 +94,8 @@ CREATE TRIGGER ssh_keys_link_blocklist
 
 -- An entry takes access away: like every other revocation, it advances the horizon, so a
 -- read replica that has not replayed it is not asked for logins (0005_revocation_horizon).
-CREATE CONSTRAINT TRIGGER blocklist_revoked
+-- Named to fire before blocklist_changed_krl (deferred triggers of one event fire in name
+-- order): every transaction locks the horizon's row before the KRL's, as key deletions do.
+CREATE CONSTRAINT TRIGGER blocklist_added_moves_horizon
     AFTER INSERT ON blocklist DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION bump_revocation_horizon();

@@ -674,10 +674,10 @@ async fn a_key_stored_while_its_blocklist_entry_commits_is_refused_at_every_read
                 .status()
         }
     });
-    // It gets as far as its insert, which waits for the entry's transaction.
+    // It gets as far as its transaction, whose first statement waits for the entry's.
     let waiting = "SELECT count(*) FROM pg_stat_activity
                     WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'
-                      AND query LIKE 'INSERT INTO ssh_keys%'";
+                      AND datname = current_database()";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while sqlx::query_scalar::<_, i64>(waiting)
         .fetch_one(&app.db.pool)
@@ -691,7 +691,7 @@ async fn a_key_stored_while_its_blocklist_entry_commits_is_refused_at_every_read
         );
         assert!(
             std::time::Instant::now() < deadline,
-            "the submission never reached its insert"
+            "the submission never reached its transaction"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

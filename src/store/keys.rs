@@ -263,11 +263,15 @@ pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<u64, sqlx::Erro
         .rows_affected())
 }
 
-/// Records that sshd was offered these keys; written at most once a minute per key.
+/// Records that sshd was offered these keys; written at most once a minute per key. A key
+/// whose row another transaction holds (a blocklist write linking it, a deletion) is skipped
+/// rather than waited for: a login never waits on a write, and a later lookup records it.
 pub async fn mark_used(db: impl PgExecutor<'_>, ids: &[uuid::Uuid]) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE ssh_keys SET last_used_at = now()
-         WHERE id = ANY($1) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+         WHERE id IN (SELECT id FROM ssh_keys
+                       WHERE id = ANY($1) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+                         FOR NO KEY UPDATE SKIP LOCKED)",
     )
     .bind(ids)
     .execute(db)
