@@ -22,9 +22,9 @@ UPDATE ssh_keys k SET blocklist_id = b.id FROM blocklist b WHERE b.fingerprint_s
 -- comes second links in a later query, whose snapshot (READ COMMITTED: each query in these
 -- volatile functions takes a new one) holds the other's committed rows. Key inserts wait only
 -- for a blocklist write in progress or queued; logins insert nothing and take no part in it.
--- keyportal's own key inserts take the shared lock before any row lock
--- (store::blocklist::hold_off_writers), so a blocklist writer's foreign key on `added_by`
--- cannot deadlock with a key insert that holds the same user's row.
+-- keyportal's key inserts hold their owner's row only FOR NO KEY UPDATE
+-- (store::keys::lock_owner_and_count), so a blocklist writer's foreign key check on
+-- `added_by` (KEY SHARE) never waits for a key insert that waits for this lock.
 -- Only writes that change which fingerprints are listed take it: deleting a user sets
 -- `added_by` to NULL and must not wait for key inserts.
 CREATE FUNCTION blocklist_lock_for_writing() RETURNS trigger

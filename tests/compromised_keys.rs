@@ -798,3 +798,35 @@ async fn blocklist_entries_reach_keys_stored_before_and_after_them() {
         "{err}"
     );
 }
+
+/// A key being added to an admin's account while that admin adds an entry: the key insert
+/// holds its owner's row and waits for the blocklist's lock; the entry's check of `added_by`
+/// must not wait for that row, or each would wait for the other.
+#[tokio::test]
+async fn adding_a_key_and_a_blocklist_entry_by_the_same_admin_do_not_wait_on_each_other() {
+    let app = TestApp::spawn().await;
+    let admin_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE username = 'root'")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    let mut adding_key = app.db.pool.begin().await.unwrap();
+    keyportal::store::keys::lock_owner_and_count(&mut adding_key, admin_id)
+        .await
+        .unwrap();
+    let mut adding_entry = app.db.pool.begin().await.unwrap();
+    let fingerprint = keys::identify(common::generated_ed25519_keys(1)[0].as_bytes())
+        .unwrap()
+        .fingerprint_sha256;
+    let insert = sqlx::query(
+        "INSERT INTO blocklist (fingerprint_sha256, reason, added_by) VALUES ($1, 'x', $2)",
+    )
+    .bind(&fingerprint)
+    .bind(admin_id)
+    .execute(&mut *adding_entry);
+    tokio::time::timeout(std::time::Duration::from_secs(30), insert)
+        .await
+        .expect("the entry waited for the row the key insert holds")
+        .unwrap();
+    adding_entry.commit().await.unwrap();
+    adding_key.rollback().await.unwrap();
+}

@@ -259,7 +259,6 @@ impl Services {
             title
         };
         let mut tx = self.pool.begin().await?;
-        store::blocklist::hold_off_writers(&mut *tx).await?;
         let held = store::keys::lock_owner_and_count(&mut tx, user.id).await?;
         check_quota(held, 1, policy.max_keys_per_user)?;
         let (id, created_at) =
@@ -350,7 +349,6 @@ impl Services {
                 .map(|(fp, kind, reason)| (fp, (kind, reason)))
                 .collect();
         let mut tx = self.pool.begin().await?;
-        store::blocklist::hold_off_writers(&mut *tx).await?;
         let held = store::keys::lock_owner_and_count(&mut tx, user.id).await?;
         // Each line's fate is decided here, except whether a new key is registered already:
         // the insert answers that (a fingerprint it skips is someone's key), so the unique

@@ -90,16 +90,6 @@ pub async fn list(db: impl PgExecutor<'_>, page: &Page) -> Result<Vec<BlockRow>,
     sql.build_query_as().fetch_all(db).await
 }
 
-/// Holds blocklist writes off until this transaction ends (the shared side of the advisory
-/// lock of migrations/0014, which the insert's trigger would take anyway). Taken first, before
-/// any row lock, so that every transaction takes that lock and row locks in the same order.
-pub async fn hold_off_writers(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock_shared(x'6b70626c'::int8)")
-        .execute(db)
-        .await
-        .map(|_| ())
-}
-
 /// The entries for these fingerprints (a submission checks its keys against them).
 pub async fn entries_for(
     db: impl PgExecutor<'_>,

@@ -240,12 +240,15 @@ pub fn parse_time_id(s: &str) -> Option<(OffsetDateTime, Uuid)> {
 /// Locks the user's row until the transaction ends, then counts their keys: two concurrent
 /// adds for one user then see each other's key, so a per-user quota holds. Two statements on
 /// purpose: under READ COMMITTED each takes a fresh snapshot, so the count (taken after the
-/// lock was granted) includes what the previous holder of the lock committed.
+/// lock was granted) includes what the previous holder of the lock committed. `NO KEY UPDATE`
+/// because nothing changes the row's key: it leaves foreign-key checks on the user (`KEY
+/// SHARE`, e.g. a blocklist entry's `added_by`) free, so a blocklist writer holding the
+/// advisory lock of migrations/0014 never waits for this row while our insert waits for it.
 pub async fn lock_owner_and_count(
     conn: &mut sqlx::PgConnection,
     user_id: i64,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
         .bind(user_id)
         .execute(&mut *conn)
         .await?;
