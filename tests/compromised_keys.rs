@@ -797,6 +797,72 @@ async fn blocklist_entries_reach_keys_stored_before_and_after_them() {
         err.to_string().contains("ssh_keys_blocklist_entry_fkey"),
         "{err}"
     );
+    // Nor can an entry change its fingerprint (links are made when entries are added).
+    let err =
+        sqlx::query("UPDATE blocklist SET fingerprint_sha256 = $1 WHERE fingerprint_sha256 = $2")
+            .bind("SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+            .bind(&ids[0].fingerprint_sha256)
+            .execute(&app.db.pool)
+            .await
+            .unwrap_err();
+    assert!(
+        err.to_string().contains("fingerprint cannot change"),
+        "{err}"
+    );
+}
+
+/// sshd's lookup records the key it was offered, but never waits for a write that holds the
+/// key's row (a blocklist import linking it, a deletion): the login is answered, and a later
+/// lookup records the use.
+#[tokio::test]
+async fn a_lookup_does_not_wait_for_a_write_holding_the_key_row() {
+    let app = TestApp::spawn().await;
+    common::alice_granted_on_web1(&app.services).await;
+    let server_token = app
+        .services
+        .create_server_token(&keyportal::service::Ctx::command_line(), "web1", None, None)
+        .await
+        .unwrap()
+        .secret;
+    let (key_id, fingerprint): (uuid::Uuid, String) =
+        sqlx::query_as("SELECT id, fingerprint_sha256 FROM ssh_keys")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    let lookup = || {
+        app.get(
+            &server_token,
+            &format!(
+                "/api/v1/servers/web1/authorized_keys?login=deploy&fingerprint={}",
+                fingerprint.replace('+', "%2B").replace('/', "%2F")
+            ),
+        )
+        .send()
+    };
+    let used = || {
+        sqlx::query_scalar::<_, bool>("SELECT last_used_at IS NOT NULL FROM ssh_keys WHERE id = $1")
+            .bind(key_id)
+            .fetch_one(&app.db.pool)
+    };
+    let mut writer = app.db.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM ssh_keys WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(key_id)
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    let res = tokio::time::timeout(std::time::Duration::from_secs(30), lookup())
+        .await
+        .expect("the lookup waited for the row's writer")
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap().lines().count(), 1);
+    assert!(
+        !used().await.unwrap(),
+        "a held row is skipped, not waited for"
+    );
+    writer.rollback().await.unwrap();
+    assert_eq!(lookup().await.unwrap().status(), 200);
+    assert!(used().await.unwrap(), "the next lookup records it");
 }
 
 /// A key being added to an admin's account while that admin adds an entry: the key insert

@@ -387,8 +387,9 @@ pub async fn record_computed_checks(
 }
 
 /// Up to `limit` compromised keys (of one user, or anyone's): those the computed checks
-/// flagged and those naming a blocklist entry (a partial index each), oldest first. Keys not yet judged by this version of the checks show once the
-/// background pass has judged them; their reads refuse them before that.
+/// flagged and those naming a blocklist entry (a partial index each), oldest first. Keys not
+/// yet judged by this version of the checks show once the background pass has judged them;
+/// their reads refuse them before that.
 pub async fn compromised(
     db: &sqlx::PgPool,
     user_id: Option<i64>,
