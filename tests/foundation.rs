@@ -168,6 +168,225 @@ async fn the_database_refuses_dangling_references_and_malformed_names() {
     assert_eq!(keys, 0);
 }
 
+/// The format checks as first written, with bounded repetitions (migrations 0001-0011), which
+/// migration 0015 rewrote for speed: (table, constraint, column, the old pattern).
+const FORMAT_CHECKS_AS_FIRST_WRITTEN: &[(&str, &str, &str, &str)] = &[
+    (
+        "users",
+        "users_username_format",
+        "username",
+        "^[a-z_][a-z0-9_.-]{0,31}$",
+    ),
+    (
+        "ssh_keys",
+        "ssh_keys_algorithm_check",
+        "algorithm",
+        "^[a-z0-9@.-]{1,64}$",
+    ),
+    (
+        "ssh_keys",
+        "ssh_keys_public_key_check",
+        "public_key",
+        "^[a-z0-9@.-]+ [A-Za-z0-9+/]+={0,2}$",
+    ),
+    (
+        "ssh_keys",
+        "ssh_keys_fingerprint_sha256_check",
+        "fingerprint_sha256",
+        "^SHA256:[A-Za-z0-9+/]{43}$",
+    ),
+    (
+        "ssh_keys",
+        "ssh_keys_fingerprint_md5_check",
+        "fingerprint_md5",
+        "^MD5:([0-9a-f]{2}:){15}[0-9a-f]{2}$",
+    ),
+    (
+        "grants",
+        "grants_login_check",
+        "login",
+        "^[a-z_][a-z0-9_.-]{0,31}$",
+    ),
+    (
+        "group_grants",
+        "group_grants_login_check",
+        "login",
+        "^[a-z_][a-z0-9_.-]{0,31}$",
+    ),
+    (
+        "access_requests",
+        "access_requests_login_check",
+        "login",
+        "^[a-z_][a-z0-9_.-]{0,31}$",
+    ),
+    (
+        "blocklist",
+        "blocklist_fingerprint_sha256_check",
+        "fingerprint_sha256",
+        "^SHA256:[A-Za-z0-9+/]{43}$",
+    ),
+    (
+        "blocklist",
+        "blocklist_public_key_check",
+        "public_key",
+        "^[a-z0-9@.-]+ [A-Za-z0-9+/]+={0,2}$",
+    ),
+    (
+        "blocklist",
+        "blocklist_related_fingerprint_check",
+        "related_fingerprint",
+        "^SHA256:[A-Za-z0-9+/]{43}$",
+    ),
+    (
+        "user_groups",
+        "user_groups_name_format",
+        "name",
+        "^[a-z0-9][a-z0-9_.-]{0,63}$",
+    ),
+    (
+        "server_groups",
+        "server_groups_name_format",
+        "name",
+        "^[a-z0-9][a-z0-9_.-]{0,63}$",
+    ),
+    (
+        "certificates",
+        "certificates_ca_fingerprint_check",
+        "ca_fingerprint",
+        "^SHA256:[A-Za-z0-9+/]{43}$",
+    ),
+    (
+        "certificates",
+        "certificates_fingerprint_sha256_check",
+        "fingerprint_sha256",
+        "^SHA256:[A-Za-z0-9+/]{43}$",
+    ),
+];
+
+/// Strings at and around each format's edges: every length from 0 to 70 over each pattern's own
+/// characters and a few it refuses, the valid shapes with one character or one length off, and
+/// a fixed pseudo-random sample (the same on every run).
+fn format_check_candidates() -> Vec<String> {
+    let sha = "SHA256:".to_owned() + &"aZ09+/".repeat(8)[..43];
+    let md5 = "MD5:".to_owned() + &["0f"; 16].join(":");
+    let mut out = vec![
+        String::new(),
+        sha.clone(),
+        sha[..49].to_owned(),
+        format!("{sha}A"),
+        sha.replace("SHA256", "sha256"),
+        sha.replacen('a', "-", 1),
+        sha.replacen('a', "=", 1),
+        sha.replacen('a', "é", 1),
+        format!("{}\n", &sha[..49]),
+        md5.clone(),
+        md5.replacen(':', "", 1),
+        md5.replacen("0f:", "0f0", 1),
+        format!("{md5}:"),
+        format!("{md5}:0f"),
+        md5[..48].to_owned(),
+        md5.replace('f', "F"),
+        md5.replacen("0f:0f", "0f::f", 1),
+        "ssh-ed25519 AAAA".into(),
+        "ssh-ed25519 AAAA=".into(),
+        "ssh-ed25519 AAAA==".into(),
+        "ssh-ed25519 AAAA===".into(),
+        "ssh-ed25519 =".into(),
+        "ssh-ed25519  AAAA".into(),
+        "ssh-ed25519 AAAA ".into(),
+        "Ssh-ed25519 AAAA".into(),
+        "sk-ssh-ed25519@openssh.com AAAA".into(),
+        "ssh-ed25519 AA=A".into(),
+    ];
+    for alphabet in [
+        "a", "z0._-", "_a", "0a", ".a", "-a", "Aa", "a@", "aé", "a ", "a\n",
+    ] {
+        let chars: Vec<char> = alphabet.chars().collect();
+        for len in 0..=70 {
+            out.push((0..len).map(|i| chars[i % chars.len()]).collect());
+            out.push((0..len).map(|i| chars[(i + 1) % chars.len()]).collect());
+        }
+    }
+    let pool: Vec<char> = "aAzZ09_.-@+/=:é \nSHAMD5f".chars().collect();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..2000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let len = (state % 72) as usize;
+        let prefix = ["", "SHA256:", "MD5:", "ssh-ed25519 "][(state >> 8) as usize % 4];
+        let body: String = (0..len)
+            .map(|i| pool[((state >> (i % 50)) as usize + i * 7) % pool.len()])
+            .collect();
+        out.push(format!("{prefix}{body}"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn format_checks_admit_exactly_what_their_first_patterns_admitted() {
+    let db = TestDb::new().await;
+    let candidates = format_check_candidates();
+    for (table, name, column, old) in FORMAT_CHECKS_AS_FIRST_WRITTEN {
+        let def: String = sqlx::query_scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1::regclass AND conname = $2",
+        )
+        .bind(table)
+        .bind(name)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expr = def.strip_prefix("CHECK ").expect("a CHECK constraint");
+        // The constraint's own expression over each candidate as its column; NULL passes a
+        // CHECK, as false does not.
+        let disagreements: Vec<(String, bool, bool)> = sqlx::query_as(&format!(
+            "SELECT {column}, {column} ~ $2, COALESCE({expr}, true)
+               FROM unnest($1::text[]) AS v ({column})
+              WHERE ({column} ~ $2) IS DISTINCT FROM COALESCE({expr}, true)"
+        ))
+        .bind(&candidates)
+        .bind(old)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            disagreements.is_empty(),
+            "{name} ({def}) disagrees with {old:?} on (input, old, new): {disagreements:?}"
+        );
+        let admitted: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM unnest($1::text[]) AS v (c) WHERE c ~ $2")
+                .bind(&candidates)
+                .bind(old)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert!(
+            admitted > 0,
+            "no candidate is a valid {column}: the comparison proves nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_check_constraint_uses_a_bounded_repetition() {
+    // PostgreSQL's regex engine expands {n} and {m,n} into copies of their states: the
+    // fingerprint checks written that way were a third of a bulk import's database time.
+    let db = TestDb::new().await;
+    let bounded: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+          WHERE contype = 'c' AND connamespace = 'public'::regnamespace
+            AND pg_get_constraintdef(oid) ~ '~\\*? ''[^'']*\\{[0-9]'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        bounded,
+        [],
+        "write these as an unbounded pattern and a length"
+    );
+}
+
 #[tokio::test]
 async fn health_endpoints_answer_and_unknown_paths_get_problem_documents() {
     let app = TestApp::spawn().await;
