@@ -499,6 +499,37 @@ async fn readyz_answers_503_while_the_database_is_down_and_recovers_by_itself() 
     cluster.stop().await.expect("stop");
 }
 
+#[tokio::test]
+async fn a_pooled_connection_broken_by_a_database_restart_fails_at_most_one_statement() {
+    // The pool pings a connection before use only after it has been idle a while
+    // (db::ping_when_idle); a connection the restart broke is closed when it goes back to the
+    // pool, so the pool's one connection can fail the statement right after the restart, never
+    // the next one.
+    let (_dir, cluster) = own_cluster().await;
+    let pool = keyportal::db::pool_options(1)
+        .connect_with(cluster.connect_options("postgres"))
+        .await
+        .unwrap();
+    let one = || sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&pool);
+    assert_eq!(one().await.unwrap(), 1);
+    for round in 0..3 {
+        cluster.stop().await.expect("stop");
+        cluster
+            .restart(keyportal::db::private_cluster::TEST_SERVER_SETTINGS)
+            .await
+            .expect("restart");
+        let first = one().await;
+        let second = one().await;
+        assert_eq!(
+            second.as_ref().ok(),
+            Some(&1),
+            "round {round}: the statement after the one a restart broke ({first:?}) must work"
+        );
+        assert_eq!(one().await.unwrap(), 1);
+    }
+    cluster.stop().await.expect("stop");
+}
+
 fn world_searchable_tempdir() -> tempfile::TempDir {
     // As root the cluster runs as `postgres`, which must be able to reach the directory.
     let dir = tempfile::Builder::new()

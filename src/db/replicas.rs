@@ -104,19 +104,18 @@ impl ReadReplicas {
         for url in urls {
             let options: PgConnectOptions = url.parse().map_err(DbError::BadReadUrl)?;
             let label = label(&options);
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(8)
-                .min_connections(0)
-                .acquire_timeout(REPLICA_TIMEOUT)
-                .idle_timeout(Duration::from_secs(300))
-                .connect_lazy_with(
-                    options
-                        .application_name("keyportal-read")
-                        .log_slow_statements(
-                            tracing::log::LevelFilter::Warn,
-                            Duration::from_secs(1),
-                        ),
-                );
+            let pool = super::ping_when_idle(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(8)
+                    .min_connections(0)
+                    .acquire_timeout(REPLICA_TIMEOUT)
+                    .idle_timeout(Duration::from_secs(300)),
+            )
+            .connect_lazy_with(
+                options
+                    .application_name("keyportal-read")
+                    .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1)),
+            );
             replicas.push(Replica {
                 label,
                 pool,
