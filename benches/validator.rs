@@ -52,9 +52,65 @@ fn per_algorithm(c: &mut Criterion) {
     group.finish();
 }
 
+/// Re-validation of a stored key, as every read does (authorized_keys validates each granted key
+/// this way): the canonical `type base64` and the comment, apart.
+fn stored(c: &mut Criterion) {
+    let policy = Policy::default();
+    let facts = keys::StoredFacts::default();
+    let mut group = c.benchmark_group("validate_stored");
+    group.throughput(Throughput::Elements(1));
+    for (name, file) in [
+        ("ssh-ed25519", "valid/ed25519.pub"),
+        ("ecdsa-nistp256", "valid/ecdsa-256.pub"),
+        ("rsa-3072", "valid/rsa-3072.pub"),
+    ] {
+        let key = keys::validate(&corpus(file), &policy).expect(file);
+        let (public_key, comment) = (key.public_key().to_owned(), key.comment().to_owned());
+        assert!(keys::validate_stored(&public_key, &comment, &policy, &facts).is_ok());
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                keys::validate_stored(
+                    std::hint::black_box(&public_key),
+                    std::hint::black_box(&comment),
+                    &policy,
+                    &facts,
+                )
+            })
+        });
+    }
+    // The same key on every iteration lets the branch predictor learn its Jacobi loop, which
+    // no login sees: authorized_keys validates thousands of different keys. These rotate
+    // through 4,096 (multiples of the base point).
+    let distinct: Vec<String> = (1..=4096u64)
+        .map(|i| {
+            use base64::Engine;
+            let point = (curve25519_dalek::constants::ED25519_BASEPOINT_POINT
+                * curve25519_dalek::scalar::Scalar::from(1000 + i))
+            .compress();
+            let mut blob = Vec::new();
+            for field in [&b"ssh-ed25519"[..], point.as_bytes()] {
+                blob.extend_from_slice(&(field.len() as u32).to_be_bytes());
+                blob.extend_from_slice(field);
+            }
+            format!(
+                "ssh-ed25519 {}",
+                base64::engine::general_purpose::STANDARD.encode(blob)
+            )
+        })
+        .collect();
+    let mut next = 0;
+    group.bench_function("ssh-ed25519, 4096 distinct", |b| {
+        b.iter(|| {
+            next = (next + 1) % distinct.len();
+            keys::validate_stored(&distinct[next], "", &policy, &facts)
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = per_algorithm
+    targets = per_algorithm, stored
 }
 criterion_main!(benches);
