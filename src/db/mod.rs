@@ -5,7 +5,9 @@ pub mod backup;
 pub mod private_cluster;
 pub mod replicas;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::ConnectOptions;
@@ -199,19 +201,56 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
 /// A connection idle for longer than this is pinged before it is handed out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// Pings a pooled connection before use only when it has been idle for a while. sqlx already
-/// pings every connection when it goes back to the pool, and closes it if that fails, so a
-/// connection broken by a database restart fails at most the request that was using it; one
-/// that sat idle through a restart is caught here. A ping on every acquire as well (sqlx's
-/// `test_before_acquire`) cost a round trip per statement: the fingerprint lookup, two
-/// statements, served 9-30% fewer requests with it (docs/performance.md).
+/// When a statement last found its connection lost, in nanoseconds after [`clock_origin`]
+/// (0: never). Shared by every pool of the process: a loss on one makes the others check
+/// their older connections once, which costs a ping each and nothing else.
+static CONNECTION_LOST_AT: AtomicU64 = AtomicU64::new(0);
+
+fn clock_origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+fn nanos_since_origin(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(clock_origin()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Records an error that means the connection is gone (the socket, the protocol, or the server
+/// ending the session: SQLSTATE classes 08 and 57P), so the pools ping every connection that
+/// went idle before it.
+pub fn note_error(e: &sqlx::Error) {
+    let lost = match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    };
+    if lost {
+        CONNECTION_LOST_AT.store(nanos_since_origin(Instant::now()).max(1), Ordering::Relaxed);
+    }
+}
+
+/// Pings a pooled connection before use only when it may be stale: idle for over a second, or
+/// idle since before a statement last found its connection lost. sqlx already pings every
+/// connection as it goes back to the pool and closes it if that fails, so a restart or a
+/// terminated session costs the statements in flight and at most one more per process (the
+/// one that notes the loss), as pinging on every acquire did (test in tests/foundation.rs).
+/// That ping on every acquire (sqlx's `test_before_acquire`) cost a round trip per statement:
+/// the fingerprint lookup, two statements, served 11-17% fewer requests with it
+/// (docs/performance.md).
 pub fn ping_when_idle(options: PgPoolOptions) -> PgPoolOptions {
     options
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
-                if meta.idle_for > PING_AFTER_IDLE {
-                    sqlx::Connection::ping(conn).await?;
+                let idle_since = Instant::now().checked_sub(meta.idle_for);
+                let lost_at = CONNECTION_LOST_AT.load(Ordering::Relaxed);
+                let maybe_lost =
+                    lost_at != 0 && idle_since.is_none_or(|t| nanos_since_origin(t) <= lost_at);
+                if meta.idle_for > PING_AFTER_IDLE || maybe_lost {
+                    // A failed ping closes the connection and the pool hands out another.
+                    return Ok(sqlx::Connection::ping(conn).await.is_ok());
                 }
                 Ok(true)
             })

@@ -58,9 +58,18 @@ pub enum ServiceError {
     #[error("{0}")]
     NotConfigured(&'static str),
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<sqlx::Error> for ServiceError {
+    fn from(e: sqlx::Error) -> Self {
+        // A lost connection means the others pooled before it may be lost too: they are
+        // pinged before their next use (db::ping_when_idle).
+        crate::db::note_error(&e);
+        ServiceError::Database(e)
+    }
 }
 
 impl ServiceError {
