@@ -326,7 +326,12 @@ fn format_check_candidates() -> Vec<String> {
 #[tokio::test]
 async fn format_checks_admit_exactly_what_their_first_patterns_admitted() {
     let db = TestDb::new().await;
-    let candidates = format_check_candidates();
+    // NULL too: it passes a CHECK (the nullable columns rely on that).
+    let candidates: Vec<Option<String>> = format_check_candidates()
+        .into_iter()
+        .map(Some)
+        .chain([None])
+        .collect();
     for (table, name, column, old) in FORMAT_CHECKS_AS_FIRST_WRITTEN {
         let def: String = sqlx::query_scalar(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1::regclass AND conname = $2",
@@ -339,10 +344,10 @@ async fn format_checks_admit_exactly_what_their_first_patterns_admitted() {
         let expr = def.strip_prefix("CHECK ").expect("a CHECK constraint");
         // The constraint's own expression over each candidate as its column; NULL passes a
         // CHECK, as false does not.
-        let disagreements: Vec<(String, bool, bool)> = sqlx::query_as(&format!(
-            "SELECT {column}, {column} ~ $2, COALESCE({expr}, true)
+        let disagreements: Vec<(Option<String>, bool, bool)> = sqlx::query_as(&format!(
+            "SELECT {column}, COALESCE({column} ~ $2, true), COALESCE({expr}, true)
                FROM unnest($1::text[]) AS v ({column})
-              WHERE ({column} ~ $2) IS DISTINCT FROM COALESCE({expr}, true)"
+              WHERE COALESCE({column} ~ $2, true) IS DISTINCT FROM COALESCE({expr}, true)"
         ))
         .bind(&candidates)
         .bind(old)

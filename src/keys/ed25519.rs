@@ -354,6 +354,30 @@ mod tests {
         }
     }
 
+    /// a and n sharing an odd factor of one to four limbs: the loop meets a = n in that stage
+    /// (a wide one from two limbs up), and the symbol is 0.
+    #[test]
+    fn jacobi_is_zero_for_a_large_shared_factor() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for limbs in 1..=4 {
+            for _ in 0..300 {
+                // g: `limbs` limbs, the top one of 30 bits; m < 2^30: g·m < 2^252.
+                let mut g = [0u64; 4];
+                for l in g.iter_mut().take(limbs) {
+                    *l = xorshift(&mut state);
+                }
+                g[limbs - 1] = (g[limbs - 1] >> 34) | 1 << 29;
+                g[0] |= 1;
+                let m = (xorshift(&mut state) >> 34) | 3;
+                let r = xorshift(&mut state) % m;
+                let g = U256::from_words(g);
+                let n = g.wrapping_mul(&U256::from_u64(m));
+                let a = g.wrapping_mul(&U256::from_u64(r));
+                assert_eq!(jacobi(*a.as_words(), *n.as_words()), 0, "({a} | {n})");
+            }
+        }
+    }
+
     /// The Jacobi loop against Euler's criterion computed naively on small moduli.
     #[test]
     fn jacobi_matches_eulers_criterion_for_small_primes() {
