@@ -218,7 +218,7 @@ fn nanos_since_origin(t: Instant) -> u64 {
 /// Records an error that means the connection is gone (the socket, the protocol, or the server
 /// ending the session: SQLSTATE classes 08 and 57P), so the pools ping every connection that
 /// went idle before it.
-pub fn note_error(e: &sqlx::Error) {
+pub(crate) fn note_error(e: &sqlx::Error) {
     let lost = match e {
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db
@@ -237,9 +237,9 @@ pub fn note_error(e: &sqlx::Error) {
 /// terminated session costs the statements in flight and at most one more per process (the
 /// one that notes the loss), as pinging on every acquire did (test in tests/foundation.rs).
 /// That ping on every acquire (sqlx's `test_before_acquire`) cost a round trip per statement:
-/// the fingerprint lookup, two statements, served 11-17% fewer requests with it
+/// the fingerprint lookup, two statements, served 14-17% fewer requests with it
 /// (docs/performance.md).
-pub fn ping_when_idle(options: PgPoolOptions) -> PgPoolOptions {
+pub(crate) fn ping_when_idle(options: PgPoolOptions) -> PgPoolOptions {
     options
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
