@@ -9,15 +9,18 @@
 #   SCALE_KEEP=1                       leave the portal and its data running at the end
 #
 # Data set (reproducible: the keys are multiples of the Ed25519 base point):
-#   100,000 users u000000..u099999; the first 100 hold SCALE_KEYS_PER_USER (10,000) imported
-#   keys each, 1% of all keys expire (half already expired); 100,000 servers s000000..s099999;
+#   100,000 users u000000..u099999; 100 spread over them (u000000, u001000, ..., u099000) hold
+#   SCALE_KEYS_PER_USER (10,000) imported keys each, 1% of all keys expire (half already expired); 100,000 servers s000000..s099999;
 #   1,000,000 grants: each user on 9 servers as `deploy`, and every user on s000001 as `ops`;
-#   u000000 on s000000 as `bulk` (its authorized_keys has 10,000 keys); 1,000,000 audit events.
+#   u000000 on s000000 as `bulk` (its authorized_keys has 10,000 keys), and every key holder on
+#   s000000 as `lookup` (the fingerprint= lookups, over keys of owners anywhere in the id range:
+#   a query plan that walks users up to the owner shows there); 1,000,000 audit events.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PER_USER=${SCALE_KEYS_PER_USER:-10000}
 KEY_USERS=${SCALE_KEY_USERS:-100}
 USERS=${SCALE_USERS:-100000}
+STRIDE=$((USERS / KEY_USERS))
 SERVERS=${SCALE_SERVERS:-100000}
 AUDIT=${SCALE_AUDIT:-1000000}
 SOAK=${SCALE_SOAK:-600}
@@ -72,6 +75,9 @@ INSERT INTO grants (server_id, user_id, login)
   SELECT (SELECT id FROM servers WHERE name = 's000001'), id, 'ops' FROM users WHERE username LIKE 'u%';
 INSERT INTO grants (server_id, user_id, login)
   SELECT (SELECT id FROM servers WHERE name = 's000000'), id, 'bulk' FROM users WHERE username = 'u000000';
+INSERT INTO grants (server_id, user_id, login)
+  SELECT (SELECT id FROM servers WHERE name = 's000000'), id, 'lookup' FROM users
+   WHERE username = ANY (SELECT 'u' || lpad((i * $STRIDE)::text, 6, '0') FROM generate_series(0, $KEY_USERS - 1) i);
 INSERT INTO audit_events (at, actor, action, target, detail)
   SELECT now() - make_interval(secs => $AUDIT - i), 'u' || lpad((i % $USERS)::text, 6, '0'),
          (ARRAY['key.add', 'key.delete', 'grant.create', 'user.update'])[1 + i % 4],
@@ -86,9 +92,9 @@ t=$(now)
 echo "generated $((KEY_USERS * PER_USER)) keys: $(since "$t") s"
 t=$(now)
 seq 0 $((KEY_USERS - 1)) | xargs -P 2 -I{} sh -c '
-  u=$(printf "u%06d" {})
+  u=$(printf "u%06d" $(({} * $4)))
   curl -sf -H "Authorization: Bearer $1" -H "content-type: text/plain" --data-binary "@$2/keys{}" \
-    "$3/api/v1/users/$u/keys/import" -o "$2/report{}.json"' _ "$token" "$work" "$base"
+    "$3/api/v1/users/$u/keys/import" -o "$2/report{}.json"' _ "$token" "$work" "$base" "$STRIDE"
 import_s=$(since "$t")
 added=$(python3 -c 'import glob, json, sys; print(sum(json.load(open(f))["added"] for f in glob.glob(sys.argv[1] + "/report*.json")))' "$work")
 import_rate=$(awk -v a="$added" -v s="$import_s" 'BEGIN { printf "%.0f", a / s }')
@@ -115,9 +121,11 @@ cookie=$(awk '$6 ~ /session/ { printf "%s=%s", $6, $7 }' "$jar")
 [ -n "$cookie" ] || { echo "could not sign in for the HTML pages" >&2; exit 1; }
 
 # Paths at random positions of each list: cursors are base64url of the sort key.
-SOCK=$sock python3 - "$work" <<'PY'
+# The keys pages list the key holder with the highest id.
+last_holder=$(printf "u%06d" $(((KEY_USERS - 1) * STRIDE)))
+SOCK=$sock python3 - "$work" "$last_holder" <<'PY'
 import base64, os, random, subprocess, sys
-work = sys.argv[1]
+work, holder = sys.argv[1], sys.argv[2]
 random.seed(14)
 def cur(s): return base64.urlsafe_b64encode(s.encode()).decode().rstrip("=")
 def q(sql):
@@ -127,23 +135,23 @@ def q(sql):
 def sample(sql, n=400): return q(f"SELECT * FROM ({sql}) x ORDER BY random() LIMIT {n}")
 users = [r[0] for r in sample("SELECT username FROM users")]
 servers = [r[0] for r in sample("SELECT name FROM servers")]
-keys = [f"{r[0]}/{r[1]}" for r in sample("SELECT (extract(epoch FROM created_at) * 1000000000)::numeric(30,0)::text, id FROM ssh_keys WHERE user_id = (SELECT id FROM users WHERE username = 'u000000')")]
+keys = [f"{r[0]}/{r[1]}" for r in sample(f"SELECT (extract(epoch FROM created_at) * 1000000000)::numeric(30,0)::text, id FROM ssh_keys WHERE user_id = (SELECT id FROM users WHERE username = '{holder}')")]
 grants = [f"{r[0]}/{r[1]}" for r in sample("SELECT (extract(epoch FROM created_at) * 1000000000)::numeric(30,0)::text, id FROM grants WHERE server_id = (SELECT id FROM servers WHERE name = 's000001')")]
 audit = [r[0] for r in sample("SELECT id FROM audit_events")]
-fps = [r[0] for r in sample("SELECT fingerprint_sha256 FROM ssh_keys WHERE user_id = (SELECT id FROM users WHERE username = 'u000000')", 2000)]
+fps = [r[0] for r in sample("SELECT fingerprint_sha256 FROM ssh_keys", 2000)]
 def write(name, paths):
     with open(f"{work}/{name}", "w") as f: f.write("\n".join(paths) + "\n")
 write("api-users", [f"/api/v1/users?limit=50&cursor={cur(u)}" for u in users])
 write("api-servers", [f"/api/v1/servers?limit=50&cursor={cur(s)}" for s in servers])
-write("api-keys", [f"/api/v1/users/u000000/keys?limit=50&cursor={cur(k)}" for k in keys])
+write("api-keys", [f"/api/v1/users/{holder}/keys?limit=50&cursor={cur(k)}" for k in keys])
 write("api-grants", [f"/api/v1/servers/s000001/grants?limit=50&cursor={cur(g)}" for g in grants])
 write("api-audit", [f"/api/v1/audit?limit=50&cursor={cur(a)}" for a in audit])
 write("html-users", [f"/users?cursor={cur(u)}" for u in users])
 write("html-servers", [f"/servers?cursor={cur(s)}" for s in servers])
-write("html-keys", [f"/users/u000000/keys?cursor={cur(k)}" for k in keys])
+write("html-keys", [f"/users/{holder}/keys?cursor={cur(k)}" for k in keys])
 write("html-grants", [f"/servers/s000001?cursor={cur(g)}" for g in grants])
 write("html-audit", [f"/audit?cursor={cur(a)}" for a in audit])
-write("lookup", ["/api/v1/servers/s000000/authorized_keys?login=bulk&fingerprint=" + f.replace("+", "%2B").replace("/", "%2F") for f in fps])
+write("lookup", ["/api/v1/servers/s000000/authorized_keys?login=lookup&fingerprint=" + f.replace("+", "%2B").replace("/", "%2F") for f in fps])
 PY
 
 results=$work/results
