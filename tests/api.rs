@@ -1376,6 +1376,358 @@ async fn a_fingerprint_lookup_records_use_at_most_once_a_minute() {
     assert!(used().await.unwrap() > stale, "an old mark is renewed");
 }
 
+/// A server's own token with a fingerprint is checked by the statement that reads the key
+/// (`Services::authorized_keys_with_token`); an admin's token takes the two-statement path.
+/// Both must give the same answer, byte for byte, for every kind of key and grant.
+#[tokio::test]
+async fn a_servers_lookup_by_fingerprint_answers_as_an_admins_does() {
+    let app = TestApp::spawn().await;
+    app.services
+        .create_server(&keyportal::service::Ctx::command_line(), "web1", None, None)
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    for (user, file) in [
+        ("alice", "valid/ed25519.pub"),
+        ("alice", "valid/rsa-4096.pub"),
+        ("alice", "valid/rsa-2048.pub"),
+        ("alice", "valid/ecdsa-521.pub"),
+        ("bob", "valid/sk-ecdsa-256.pub"),
+        ("carol", "valid/ecdsa-384.pub"),
+        ("dave", "valid/rsa-3072.pub"),
+    ] {
+        if !keys.iter().any(|(u, _): &(&str, Value)| *u == user) {
+            make_user(&app, user).await;
+        }
+        let (status, key) = add_key(&app, &app.admin, user, file).await;
+        assert_eq!(status, 201, "{file}: {key}");
+        keys.push((user, key));
+    }
+    let id = |i: usize| keys[i].1["id"].clone();
+    let fp = |i: usize| keys[i].1["fingerprint_sha256"].as_str().unwrap().to_owned();
+    for body in [
+        // alice: every key as deploy, and her ed25519 key alone with a command (the more
+        // specific grant's options are the ones written).
+        json!({ "username": "alice", "login": "deploy", "options": "no-pty" }),
+        json!({ "username": "alice", "login": "deploy", "key_id": id(0), "options": "command=\"uptime\"" }),
+        json!({ "username": "bob", "login": "deploy" }),
+        json!({ "username": "carol", "login": "deploy" }),
+        json!({ "username": "alice", "login": "backup", "expires_at": "2099-12-31T23:59:59Z" }),
+    ] {
+        let (status, made) = grant(&app, "web1", body).await;
+        assert_eq!(status, 201, "{made}");
+    }
+    let db = &app.db.pool;
+    // alice's ecdsa-521 key has expired; bob's grant has; carol is disabled; the policy no
+    // longer admits 2048-bit RSA; dave has no grant.
+    let run = |sql: &'static str| async move { sqlx::query(sql).execute(db).await.unwrap() };
+    run("UPDATE ssh_keys SET expires_at = now() - interval '1 hour' WHERE algorithm = 'ecdsa-sha2-nistp521'").await;
+    run("UPDATE grants SET expires_at = now() - interval '1 hour' WHERE user_id = (SELECT id FROM users WHERE username = 'bob')").await;
+    run("UPDATE users SET disabled = true WHERE username = 'carol'").await;
+    let (status, _) = answer(app.put(
+        &app.admin,
+        "/api/v1/policy",
+        json!({ "min_rsa_bits": 3072 }),
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let server = app
+        .services
+        .create_server_token(&keyportal::service::Ctx::command_line(), "web1", None, None)
+        .await
+        .unwrap()
+        .secret;
+
+    let lookup = |token: String, login: &'static str, fingerprint: String| {
+        let req = app
+            .client
+            .get(app.url("/api/v1/servers/web1/authorized_keys"))
+            .query(&[("login", login), ("fingerprint", fingerprint.as_str())])
+            .bearer_auth(token);
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    let unknown = format!("SHA256:{}", "A".repeat(43));
+    let mut answered = Vec::new();
+    for login in ["deploy", "backup", "nobody"] {
+        for fingerprint in (0..keys.len()).map(fp).chain([unknown.clone()]) {
+            let admins = lookup(app.admin.clone(), login, fingerprint.clone()).await;
+            let servers = lookup(server.clone(), login, fingerprint.clone()).await;
+            assert_eq!(servers, admins, "{login} {fingerprint}");
+            assert_eq!(servers.0, 200);
+            if !servers.1.is_empty() {
+                answered.push((login, fingerprint, servers.1));
+            }
+        }
+    }
+    // What was written: alice's ed25519 key with its own grant's command, her RSA-4096 key
+    // with the all-keys grant's no-pty, and both as backup until the grant's expiry.
+    let line = |i: usize, options: &str| {
+        let key = &keys[i].1;
+        format!(
+            "{options} {} keyportal:alice:{}\n",
+            key["public_key"].as_str().unwrap(),
+            key["id"].as_str().unwrap()
+        )
+    };
+    let expiry = "expiry-time=\"20991231235959Z\"";
+    assert_eq!(
+        answered,
+        [
+            ("deploy", fp(0), line(0, "command=\"uptime\"")),
+            ("deploy", fp(1), line(1, "no-pty")),
+            ("backup", fp(0), line(0, expiry)),
+            ("backup", fp(1), line(1, expiry)),
+        ]
+    );
+    // The server's lookups recorded the keys they wrote as used; the admin's did not.
+    let used: Vec<String> = sqlx::query_scalar(
+        "SELECT fingerprint_sha256 FROM ssh_keys WHERE last_used_at IS NOT NULL ORDER BY created_at",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap();
+    assert_eq!(used, [fp(0), fp(1)]);
+}
+
+/// The login path checks its token in the statement that reads the key; every token that
+/// must not read it still gets exactly the answer any other route gives.
+#[tokio::test]
+async fn the_login_lookup_refuses_every_token_that_may_not_read_it() {
+    let app = TestApp::spawn().await;
+    let cli = keyportal::service::Ctx::command_line();
+    let s = &app.services;
+    common::alice_granted_on_web1(s).await;
+    s.create_server(&cli, "db1", None, None).await.unwrap();
+    let db = &app.db.pool;
+    let fingerprint: String = sqlx::query_scalar("SELECT fingerprint_sha256 FROM ssh_keys")
+        .fetch_one(db)
+        .await
+        .unwrap();
+    let web1 = s
+        .create_server_token(&cli, "web1", None, None)
+        .await
+        .unwrap();
+    let db1 = s
+        .create_server_token(&cli, "db1", None, None)
+        .await
+        .unwrap()
+        .secret;
+    let revoked = s
+        .create_server_token(&cli, "web1", None, None)
+        .await
+        .unwrap();
+    s.revoke_server_token(&cli, "web1", revoked.token.id)
+        .await
+        .unwrap();
+    let expired = s
+        .create_server_token(&cli, "web1", None, None)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(expired.token.id)
+        .execute(db)
+        .await
+        .unwrap();
+    let member = app.user_with_token("mallory", Role::Member).await;
+    let other_admin = app.user_with_token("root2", Role::Admin).await;
+
+    let lookup = |token: &str, server: &str, query: &str| {
+        let req = app
+            .client
+            .get(app.url(&format!("/api/v1/servers/{server}/authorized_keys?{query}")))
+            .bearer_auth(token);
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.text().await.unwrap())
+        }
+    };
+    let q = format!(
+        "login=deploy&fingerprint={}",
+        fingerprint.replace('+', "%2B").replace('/', "%2F")
+    );
+    let code = |(status, body): (u16, String)| {
+        let code = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["code"].as_str().map(str::to_owned));
+        (status, code)
+    };
+    let refused = |what: &str| (401, Some(what.to_owned()));
+    assert_eq!(lookup(&web1.secret, "web1", &q).await.1.lines().count(), 1);
+    assert_eq!(lookup(&other_admin, "web1", &q).await.1.lines().count(), 1);
+    for (token, server, want) in [
+        ("kp_not_a_token", "web1", refused("unauthenticated")),
+        (
+            "not even shaped like one",
+            "web1",
+            refused("unauthenticated"),
+        ),
+        (revoked.secret.as_str(), "web1", refused("unauthenticated")),
+        (expired.secret.as_str(), "web1", refused("unauthenticated")),
+        (db1.as_str(), "web1", (404, Some("not_found".to_owned()))),
+        (
+            web1.secret.as_str(),
+            "nosuch",
+            (404, Some("not_found".to_owned())),
+        ),
+        (member.as_str(), "web1", (404, Some("not_found".to_owned()))),
+    ] {
+        assert_eq!(
+            code(lookup(token, server, &q).await),
+            want,
+            "{token} on {server}"
+        );
+    }
+    // An admin disabled in the database (not through the API, which would also revoke the
+    // token) is refused by the same statement.
+    sqlx::query("UPDATE users SET disabled = true WHERE username = 'root2'")
+        .execute(db)
+        .await
+        .unwrap();
+    assert_eq!(
+        code(lookup(&other_admin, "web1", &q).await),
+        refused("unauthenticated")
+    );
+    // A request is authenticated before its query is judged.
+    let bad_query = format!("{q}&color=blue");
+    assert_eq!(
+        code(lookup("kp_not_a_token", "web1", &bad_query).await),
+        refused("unauthenticated")
+    );
+    assert_eq!(
+        code(lookup(&web1.secret, "web1", &bad_query).await),
+        (400, Some("invalid_query".to_owned()))
+    );
+    // The server's token was recorded as used by the lookups it made.
+    let used: Option<time::OffsetDateTime> =
+        sqlx::query_scalar("SELECT last_used_at FROM api_tokens WHERE id = $1")
+            .bind(web1.token.id)
+            .fetch_one(db)
+            .await
+            .unwrap();
+    assert!(used.is_some());
+}
+
+/// The lookup by fingerprint is a few index probes whatever the statistics say. With keys held
+/// only by the oldest users, PostgreSQL merge-joined the key with `users` and walked the users'
+/// primary key up to the owner, so a newer user's key cost a scan of every user (13-25 ms at
+/// 100,000 users). Each statement's plan, generic (what a statement prepared by the pool runs
+/// once PostgreSQL settles on it) and custom, must read a handful of rows for the newest user.
+#[tokio::test]
+async fn the_lookup_by_fingerprint_reads_a_handful_of_rows_for_a_key_of_the_newest_user() {
+    use keyportal::store::grants::{GRANTED_KEY, GRANTED_KEY_FOR_TOKEN};
+    use sha2::Digest;
+    let app = TestApp::spawn().await;
+    let db = &app.db.pool;
+    let cli = keyportal::service::Ctx::command_line();
+    app.services
+        .create_server(&cli, "web1", None, None)
+        .await
+        .unwrap();
+    // 100,000 users; the oldest 20 hold 50 keys each, and a newer one holds one.
+    sqlx::query("INSERT INTO users (username) SELECT 'u' || lpad(i::text, 5, '0') FROM generate_series(0, 99999) i")
+        .execute(db)
+        .await
+        .unwrap();
+    let keys = common::generated_ed25519_keys(1001);
+    for (n, batch) in keys[..1000].chunks(50).enumerate() {
+        let res = app
+            .client
+            .post(app.url(&format!("/api/v1/users/u{n:05}/keys/import")))
+            .bearer_auth(&app.admin)
+            .body(batch.join("\n"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    // Statistics from before the newest user came: the keys' owners are all among the oldest.
+    sqlx::query("ANALYZE").execute(db).await.unwrap();
+    make_user(&app, "newest").await;
+    let (status, key) = answer(app.post(
+        &app.admin,
+        "/api/v1/users/newest/keys",
+        json!({ "key": keys[1000] }),
+    ))
+    .await;
+    assert_eq!(status, 201, "{key}");
+    let (status, _) = grant(
+        &app,
+        "web1",
+        json!({ "username": "newest", "login": "deploy" }),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let token = app
+        .services
+        .create_server_token(&cli, "web1", None, None)
+        .await
+        .unwrap()
+        .secret;
+
+    let fingerprint = key["fingerprint_sha256"].as_str().unwrap();
+    let hash = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let mut conn = db.acquire().await.unwrap();
+    for (name, types, statement, args) in [
+        (
+            "by_fingerprint",
+            "text, text, text",
+            GRANTED_KEY,
+            String::new(),
+        ),
+        (
+            "with_token",
+            "text, text, text, bytea",
+            GRANTED_KEY_FOR_TOKEN,
+            format!(", '\\x{hash}'"),
+        ),
+    ] {
+        sqlx::raw_sql(&format!("PREPARE {name}({types}) AS {statement}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        for mode in ["force_generic_plan", "force_custom_plan"] {
+            sqlx::raw_sql(&format!("SET plan_cache_mode = {mode}"))
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            let plan: Value = sqlx::query_scalar(&format!(
+                "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}('web1', 'deploy', '{fingerprint}'{args})"
+            ))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{name} {mode}: {e}"));
+            let plan = &plan[0]["Plan"];
+            // The newest user's key is found, once.
+            assert_eq!(plan["Actual Rows"], 1, "{name} {mode}: {plan:#}");
+            let mut widest = (0, String::new());
+            let mut nodes = vec![plan];
+            while let Some(node) = nodes.pop() {
+                let read = node["Actual Rows"].as_u64().unwrap_or(0)
+                    * node["Actual Loops"].as_u64().unwrap_or(1)
+                    + node["Rows Removed by Filter"].as_u64().unwrap_or(0);
+                if read > widest.0 {
+                    widest = (
+                        read,
+                        format!("{} {}", node["Node Type"], node["Relation Name"]),
+                    );
+                }
+                nodes.extend(node["Plans"].as_array().into_iter().flatten());
+            }
+            assert!(
+                widest.0 <= 20,
+                "{name} {mode}: {widest:?} rows in one node: {plan:#}"
+            );
+        }
+    }
+}
+
 /// `/metrics` as a person reading it would: the value of each series by its full name.
 #[tokio::test]
 async fn metrics_show_the_build_the_database_and_how_servers_login_questions_were_answered() {

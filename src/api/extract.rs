@@ -19,6 +19,36 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Credentials::from_request_parts(parts, state).await? {
+            Credentials::Token { secret, request_id } => {
+                let caller = state.services.authenticate(&secret).await?;
+                tracing::Span::current().record("caller", caller.actor());
+                Ok(Auth(Ctx {
+                    caller,
+                    request_id,
+                    session: None,
+                }))
+            }
+            Credentials::Session(ctx) => Ok(Auth(ctx)),
+        }
+    }
+}
+
+/// A bearer token not yet checked, or the caller of a live browser session. For a handler
+/// whose service call checks the token itself (the login path: see
+/// `Services::authorized_keys_with_token`); every other handler takes [`Auth`].
+pub enum Credentials {
+    Token {
+        secret: String,
+        request_id: Option<String>,
+    },
+    Session(Ctx),
+}
+
+impl FromRequestParts<AppState> for Credentials {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let request_id = crate::http::request_id(parts);
         let bearer = parts
             .headers
@@ -28,13 +58,10 @@ impl FromRequestParts<AppState> for Auth {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
         if let Some(secret) = bearer {
-            let caller = state.services.authenticate(secret).await?;
-            tracing::Span::current().record("caller", caller.actor());
-            return Ok(Auth(Ctx {
-                caller,
+            return Ok(Credentials::Token {
+                secret: secret.to_owned(),
                 request_id,
-                session: None,
-            }));
+            });
         }
         // Without a bearer token, the browser session; its writes need the CSRF header.
         let secret = cookie_value(&parts.headers, state.web.cookies().session())
@@ -51,7 +78,7 @@ impl FromRequestParts<AppState> for Auth {
             }
         }
         tracing::Span::current().record("caller", live.ctx.caller.actor());
-        Ok(Auth(live.ctx))
+        Ok(Credentials::Session(live.ctx))
     }
 }
 

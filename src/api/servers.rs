@@ -7,9 +7,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::extract::{ApiJson, ApiQuery, Auth};
+use super::extract::{ApiJson, ApiQuery, Auth, Credentials};
 use super::{created, ApiResult};
-use crate::http::error::Problem;
+use crate::http::error::{ApiError, Problem};
 use crate::http::AppState;
 use crate::service::servers::ServerView;
 use crate::service::Listing;
@@ -130,13 +130,37 @@ pub(super) struct AuthorizedKeysQuery {
 #[utoipa::path(get, path = "/api/v1/servers/{name}/authorized_keys", tag = "servers", params(("name" = String, Path, description = "server name"), AuthorizedKeysQuery), responses((status = 200, description = "authorized_keys lines for the login", body = String, content_type = "text/plain")), security(("bearer" = [])))]
 pub(super) async fn authorized_keys(
     State(s): State<AppState>,
-    Auth(ctx): Auth,
+    credentials: Credentials,
     Path(name): Path<String>,
-    ApiQuery(q): ApiQuery<AuthorizedKeysQuery>,
+    query: Result<ApiQuery<AuthorizedKeysQuery>, ApiError>,
 ) -> ApiResult<impl IntoResponse> {
-    let text = s
-        .services
-        .authorized_keys(&ctx, &name, &q.login, q.fingerprint.as_deref())
-        .await?;
+    let q = match query {
+        Ok(ApiQuery(q)) => q,
+        Err(e) => {
+            // Authenticated before its input is judged, as on every other route.
+            if let Credentials::Token { secret, .. } = &credentials {
+                s.services.authenticate(secret).await?;
+            }
+            return Err(e);
+        }
+    };
+    let fingerprint = q.fingerprint.as_deref();
+    let text = match credentials {
+        // The token is checked by the statement that reads the key (sshd's lookup by
+        // fingerprint at every login).
+        Credentials::Token { secret, request_id } => {
+            let read = s
+                .services
+                .authorized_keys_with_token(&secret, request_id, &name, &q.login, fingerprint)
+                .await?;
+            tracing::Span::current().record("caller", read.ctx.caller.actor());
+            read.outcome?
+        }
+        Credentials::Session(ctx) => {
+            s.services
+                .authorized_keys(&ctx, &name, &q.login, fingerprint)
+                .await?
+        }
+    };
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
 }

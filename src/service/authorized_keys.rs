@@ -10,7 +10,14 @@ use super::{authorize, Action, Caller, Ctx, ServiceError, Services};
 use crate::db::replicas::ReadSource;
 use crate::keys::{AuthorizedKeysLine, Policy};
 use crate::store;
-use crate::store::grants::GrantedKey;
+use crate::store::grants::{GrantedKey, GrantedKeyAndPolicy};
+
+/// A service call made with a bearer token that the service itself checks: the caller it
+/// authenticated as, and the outcome. The web layer records the caller before it answers.
+pub struct Authenticated<T> {
+    pub ctx: Ctx,
+    pub outcome: Result<T, ServiceError>,
+}
 
 impl Services {
     /// One line per valid, unexpired key of an enabled user with an unexpired grant for this
@@ -48,12 +55,71 @@ impl Services {
                     .await?
             }
         };
-        let keys_read: Vec<(uuid::Uuid, Option<OffsetDateTime>)> = match fingerprint {
-            Some(_) => keys
-                .iter()
+        self.authorized_keys_text(ctx, keys, fingerprint.is_some())
+            .await
+    }
+
+    /// [`Self::authorized_keys`] for a bearer token not yet checked. sshd's
+    /// `AuthorizedKeysCommand` asks with its server's token and the offered key's fingerprint
+    /// at every login; without read replicas, the token and the key are read by one statement
+    /// (one round trip instead of two, docs/performance.md). Every other request authenticates
+    /// first, as any API request does. `Err`: the token authenticates no one.
+    #[tracing::instrument(skip_all)]
+    pub async fn authorized_keys_with_token(
+        &self,
+        secret: &str,
+        request_id: Option<String>,
+        server: &str,
+        login: &str,
+        fingerprint: Option<&str>,
+    ) -> Result<Authenticated<String>, ServiceError> {
+        let (Some(fp), true) = (fingerprint, self.replicas.is_empty()) else {
+            let ctx = Ctx {
+                caller: self.authenticate(secret).await?,
+                request_id,
+                session: None,
+            };
+            let outcome = self.authorized_keys(&ctx, server, login, fingerprint).await;
+            return Ok(Authenticated { ctx, outcome });
+        };
+        let hash = super::tokens::bearer_hash(secret).ok_or(ServiceError::Unauthenticated)?;
+        let read = store::grants::granted_key_for_token(&self.pool, &hash, server, login, fp)
+            .await?
+            .ok_or(ServiceError::Unauthenticated)?;
+        let ctx = Ctx {
+            caller: self.caller_of_token(read.principal).await?,
+            request_id,
+            session: None,
+        };
+        let outcome = match read.keys {
+            // Read because the token is this server's: the server exists, even with no rows.
+            Some(rows) => {
+                async {
+                    authorize(&ctx.caller, Action::ReadAuthorizedKeys { server })?;
+                    let keys = self.with_verdicts(rows)?;
+                    self.authorized_keys_text(&ctx, keys, true).await
+                }
+                .await
+            }
+            None => self.authorized_keys(&ctx, server, login, fingerprint).await,
+        };
+        Ok(Authenticated { ctx, outcome })
+    }
+
+    /// The authorized_keys text of granted keys with their verdicts; for a lookup by
+    /// fingerprint from a server, the keys written are recorded as used.
+    async fn authorized_keys_text(
+        &self,
+        ctx: &Ctx,
+        keys: Vec<(GrantedKey, bool)>,
+        by_fingerprint: bool,
+    ) -> Result<String, ServiceError> {
+        let keys_read: Vec<(uuid::Uuid, Option<OffsetDateTime>)> = if by_fingerprint {
+            keys.iter()
                 .map(|(k, _)| (k.key_id, k.last_used_at))
-                .collect(),
-            None => Vec::new(),
+                .collect()
+        } else {
+            Vec::new()
         };
         let mut out = String::with_capacity(keys.len() * 600);
         let mut written = HashSet::new();
@@ -83,7 +149,7 @@ impl Services {
         }
         // A server asking by fingerprint (`AuthorizedKeysCommand ... %f`) is sshd seeing that
         // key offered: record it, so the portal learns which keys are in use.
-        if fingerprint.is_some() && matches!(ctx.caller, Caller::Server { .. }) {
+        if by_fingerprint && matches!(ctx.caller, Caller::Server { .. }) {
             // At most one write a minute per key, decided from the row already read, so a busy
             // login path costs no extra round trip.
             let stale = OffsetDateTime::now_utc() - time::Duration::minutes(1);
@@ -123,7 +189,7 @@ impl Services {
     }
 
     /// The one granted key with this fingerprint (one row per grant that names it), with its
-    /// verdict under the policy read by the same statement. Validated in place: it is one key.
+    /// verdict under the policy read by the same statement.
     async fn granted_key_validated(
         &self,
         read: &sqlx::PgPool,
@@ -132,6 +198,15 @@ impl Services {
         fingerprint: &str,
     ) -> Result<Vec<(GrantedKey, bool)>, ServiceError> {
         let rows = store::grants::granted_key(read, server, login, fingerprint).await?;
+        self.with_verdicts(rows)
+    }
+
+    /// Rows of one key with their verdicts, in authorized_keys order. Validated in place: it
+    /// is one key.
+    fn with_verdicts(
+        &self,
+        rows: Vec<GrantedKeyAndPolicy>,
+    ) -> Result<Vec<(GrantedKey, bool)>, ServiceError> {
         let Some(first) = rows.first() else {
             return Ok(Vec::new());
         };

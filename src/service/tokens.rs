@@ -70,6 +70,12 @@ fn secret_hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
+/// The stored hash of a bearer secret; `None` for text that cannot be one of our tokens (it is
+/// not looked up).
+pub(super) fn bearer_hash(secret: &str) -> Option<Vec<u8>> {
+    (secret.starts_with(PREFIX) && secret.len() <= 100).then(|| secret_hash(secret))
+}
+
 fn new_secret() -> String {
     format!("{PREFIX}{}", super::random_secret::<32>())
 }
@@ -85,12 +91,19 @@ impl Services {
     /// disabled users, are all simply "not authenticated".
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, secret: &str) -> Result<Caller, ServiceError> {
-        if !secret.starts_with(PREFIX) || secret.len() > 100 {
-            return Err(ServiceError::Unauthenticated);
-        }
-        let principal = store::tokens::authenticate(&self.pool, &secret_hash(secret))
+        let hash = bearer_hash(secret).ok_or(ServiceError::Unauthenticated)?;
+        let principal = store::tokens::authenticate(&self.pool, &hash)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
+        self.caller_of_token(principal).await
+    }
+
+    /// The caller a live token's principal is, recording the token's use (at most once a
+    /// minute).
+    pub(super) async fn caller_of_token(
+        &self,
+        principal: store::tokens::TokenPrincipal,
+    ) -> Result<Caller, ServiceError> {
         if principal.stale {
             store::tokens::touch(&self.pool, principal.token_id).await?;
         }

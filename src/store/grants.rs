@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::keys::parse_time_id;
+use super::tokens::{live_token, TokenPrincipal};
 use super::Page;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -256,37 +257,140 @@ pub fn granted_keys<'a>(
     .fetch(db)
 }
 
+/// The fingerprint path's CTEs: `key`, the one unexpired key with fingerprint `$3` (when
+/// `$gate` holds), and `r`, the grants that reach its owner for (server `$1`, login `$2`).
+///
+/// `key` is MATERIALIZED so that every join from it is an index probe by the key's own
+/// values. Joined inline, the planner may merge-join `ssh_keys` with `users` and walk the
+/// users' primary key up to the owner: where the keys' owners are the oldest users, their
+/// statistics make that look cheap, and a newer user's key then cost a scan of every user
+/// (13-25 ms at 100,000 users, docs/performance.md).
+macro_rules! key_reach_cte {
+    ($gate:literal) => {
+        concat!(
+            "key AS MATERIALIZED (
+                 SELECT id, user_id, public_key, comment, fingerprint_sha256, created_at,
+                        last_used_at, compromise, compromise_checks, blocklist_id
+                   FROM ssh_keys
+                  WHERE fingerprint_sha256 = $3 AND (expires_at IS NULL OR expires_at > now()) ",
+            $gate,
+            "), ",
+            reach_cte!(
+                "AND g.user_id = (SELECT user_id FROM key)",
+                "AND grp.user_id = (SELECT user_id FROM key)",
+                "AND m.user_id = (SELECT user_id FROM key)"
+            )
+        )
+    };
+}
+
+/// The rows of the key in `key`, one per grant in `r` that reaches it, each with the policy in
+/// force ([`GrantedKeyAndPolicy`]).
+macro_rules! granted_key_rows {
+    () => {
+        concat!(
+            "SELECT ",
+            granted_columns!(),
+            ", (SELECT settings FROM policy) AS policy
+             FROM key k
+             JOIN users u ON u.id = k.user_id
+             JOIN r ON r.user_id = k.user_id AND (r.key_id IS NULL OR r.key_id = k.id)
+             WHERE NOT u.disabled AND (r.expires_at IS NULL OR r.expires_at > now())"
+        )
+    };
+}
+
+/// The statement of [`granted_key`] (`$1` server, `$2` login, `$3` fingerprint); public so
+/// that tests can check its plan.
+pub const GRANTED_KEY: &str = concat!("WITH ", key_reach_cte!(""), " ", granted_key_rows!());
+
+/// The statement of [`granted_key_for_token`]: the same parameters, and `$4` the hash of the
+/// token's secret.
+pub const GRANTED_KEY_FOR_TOKEN: &str = concat!(
+    "WITH principal AS MATERIALIZED (",
+    live_token!("$4"),
+    "), ",
+    key_reach_cte!("AND EXISTS (SELECT 1 FROM principal WHERE server = $1)"),
+    " SELECT x.*, p.token_id, p.user_id, p.username, p.role, p.disabled, p.server_id,
+             p.server, p.stale, coalesce(p.server = $1, false)
+      FROM principal p LEFT JOIN (",
+    granted_key_rows!(),
+    ") x ON true"
+);
+
 /// The same for the one key with this fingerprint, found through the unique fingerprint
 /// index; every way to its owner's grants is an index too, so the time does not depend on how
-/// many keys, servers or groups there are.
+/// many keys, users, servers or groups there are.
 pub async fn granted_key(
     db: impl PgExecutor<'_>,
     server: &str,
     login: &str,
     fingerprint: &str,
 ) -> Result<Vec<GrantedKeyAndPolicy>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "WITH owner AS (SELECT user_id FROM ssh_keys WHERE fingerprint_sha256 = $3), ",
-        reach_cte!(
-            "AND g.user_id = (SELECT user_id FROM owner)",
-            "AND grp.user_id = (SELECT user_id FROM owner)",
-            "AND m.user_id = (SELECT user_id FROM owner)"
-        ),
-        " SELECT ",
-        granted_columns!(),
-        ", (SELECT settings FROM policy) AS policy
-         FROM ssh_keys k
-         JOIN users u ON u.id = k.user_id
-         JOIN r ON r.user_id = k.user_id AND (r.key_id IS NULL OR r.key_id = k.id)
-         WHERE k.fingerprint_sha256 = $3 AND NOT u.disabled
-           AND (r.expires_at IS NULL OR r.expires_at > now())
-           AND (k.expires_at IS NULL OR k.expires_at > now())"
-    ))
-    .bind(server)
-    .bind(login)
-    .bind(fingerprint)
-    .fetch_all(db)
-    .await
+    sqlx::query_as(GRANTED_KEY)
+        .bind(server)
+        .bind(login)
+        .bind(fingerprint)
+        .fetch_all(db)
+        .await
+}
+
+/// What [`granted_key_for_token`] found: the token's principal, and the key's rows if the
+/// statement read them.
+#[derive(Debug)]
+pub struct TokenAndGrantedKey {
+    pub principal: TokenPrincipal,
+    /// `None` unless the token is the server's own: the rows were not read.
+    pub keys: Option<Vec<GrantedKeyAndPolicy>>,
+}
+
+/// [`super::tokens::authenticate`] and [`granted_key`] in one statement, for sshd's
+/// `AuthorizedKeysCommand` asking with its server's token: one round trip per login instead of
+/// two. The key is read only when the token is a live token of server `server`: for any other
+/// token `key` is empty, so no grant is read either. The caller still authorizes the
+/// principal. `None`: no live token has this hash.
+pub async fn granted_key_for_token(
+    db: impl PgExecutor<'_>,
+    secret_hash: &[u8],
+    server: &str,
+    login: &str,
+    fingerprint: &str,
+) -> Result<Option<TokenAndGrantedKey>, sqlx::Error> {
+    use sqlx::{FromRow, Row};
+    let rows = sqlx::query(GRANTED_KEY_FOR_TOKEN)
+        .bind(server)
+        .bind(login)
+        .bind(fingerprint)
+        .bind(secret_hash)
+        .fetch_all(db)
+        .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    // Columns 0-15 are the key's (NULL in the one row of a principal without one), then the
+    // principal's, then whether the key was read.
+    let principal = TokenPrincipal {
+        token_id: first.try_get(16)?,
+        user_id: first.try_get(17)?,
+        username: first.try_get(18)?,
+        role: first.try_get(19)?,
+        disabled: first.try_get(20)?,
+        server_id: first.try_get(21)?,
+        server: first.try_get(22)?,
+        stale: first.try_get(23)?,
+    };
+    let keys = if first.try_get::<bool, _>(24)? {
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<Option<Uuid>, _>(0)?.is_some() {
+                keys.push(GrantedKeyAndPolicy::from_row(row)?);
+            }
+        }
+        Some(keys)
+    } else {
+        None
+    };
+    Ok(Some(TokenAndGrantedKey { principal, keys }))
 }
 
 /// Whether any grant (expired or not; direct or through a group) reaches the user on the

@@ -67,20 +67,32 @@ pub struct TokenPrincipal {
     pub stale: bool,
 }
 
+/// The statement that finds the principal behind a live token (not revoked, not expired) by
+/// the hash of its secret, bound as the parameter named (`"$1"`). The login path runs it as a
+/// CTE of its own statement (`store::grants::granted_key_for_token`).
+macro_rules! live_token {
+    ($hash:literal) => {
+        concat!(
+            "SELECT t.id AS token_id, t.user_id, u.username, u.role, u.disabled, t.server_id, s.name AS server,
+                    (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute') AS stale
+             FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id LEFT JOIN servers s ON s.id = t.server_id
+             WHERE t.secret_hash = ",
+            $hash,
+            " AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())"
+        )
+    };
+}
+pub(crate) use live_token;
+
 /// The principal behind a live token (not revoked, not expired).
 pub async fn authenticate(
     db: impl PgExecutor<'_>,
     secret_hash: &[u8],
 ) -> Result<Option<TokenPrincipal>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT t.id AS token_id, t.user_id, u.username, u.role, u.disabled, t.server_id, s.name AS server,
-                (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute') AS stale
-         FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id LEFT JOIN servers s ON s.id = t.server_id
-         WHERE t.secret_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())",
-    )
-    .bind(secret_hash)
-    .fetch_optional(db)
-    .await
+    sqlx::query_as(live_token!("$1"))
+        .bind(secret_hash)
+        .fetch_optional(db)
+        .await
 }
 
 /// Records use of a token. Called only when the stored time is over a minute old, so a busy
