@@ -1376,9 +1376,9 @@ async fn a_fingerprint_lookup_records_use_at_most_once_a_minute() {
     assert!(used().await.unwrap() > stale, "an old mark is renewed");
 }
 
-/// A server's own token with a fingerprint is checked by the statement that reads the key
-/// (`Services::authorized_keys_with_token`); an admin's token takes the two-statement path.
-/// Both must give the same answer, byte for byte, for every kind of key and grant.
+/// A server's own token or an admin's, with a fingerprint, is checked by the statement that
+/// reads the key (`Services::authorized_keys_with_token`). Both must give the answer of the
+/// two-statement path, byte for byte, for every kind of key and grant.
 #[tokio::test]
 async fn a_servers_lookup_by_fingerprint_answers_as_an_admins_does() {
     let app = TestApp::spawn().await;
@@ -1453,10 +1453,21 @@ async fn a_servers_lookup_by_fingerprint_answers_as_an_admins_does() {
     let mut answered = Vec::new();
     for login in ["deploy", "backup", "nobody"] {
         for fingerprint in (0..keys.len()).map(fp).chain([unknown.clone()]) {
+            // The service's own answer to the command line: the two-statement path.
+            let two_statements = app
+                .services
+                .authorized_keys(
+                    &keyportal::service::Ctx::command_line(),
+                    "web1",
+                    login,
+                    Some(&fingerprint),
+                )
+                .await
+                .unwrap();
             let admins = lookup(app.admin.clone(), login, fingerprint.clone()).await;
             let servers = lookup(server.clone(), login, fingerprint.clone()).await;
-            assert_eq!(servers, admins, "{login} {fingerprint}");
-            assert_eq!(servers.0, 200);
+            assert_eq!(servers, (200, two_statements), "{login} {fingerprint}");
+            assert_eq!(admins, servers, "{login} {fingerprint}");
             if !servers.1.is_empty() {
                 answered.push((login, fingerprint, servers.1));
             }
@@ -1570,6 +1581,11 @@ async fn the_login_lookup_refuses_every_token_that_may_not_read_it() {
         (db1.as_str(), "web1", (404, Some("not_found".to_owned()))),
         (
             web1.secret.as_str(),
+            "nosuch",
+            (404, Some("not_found".to_owned())),
+        ),
+        (
+            other_admin.as_str(),
             "nosuch",
             (404, Some("not_found".to_owned())),
         ),

@@ -62,8 +62,9 @@ impl Services {
     /// [`Self::authorized_keys`] for a bearer token not yet checked. sshd's
     /// `AuthorizedKeysCommand` asks with its server's token and the offered key's fingerprint
     /// at every login; without read replicas, the token and the key are read by one statement
-    /// (one round trip instead of two, docs/performance.md). Every other request authenticates
-    /// first, as any API request does. `Err`: the token authenticates no one.
+    /// (one round trip instead of two, docs/performance.md), for that server's token and for
+    /// an admin's. Every other request authenticates first, as any API request does. `Err`:
+    /// the token authenticates no one.
     #[tracing::instrument(skip_all)]
     pub async fn authorized_keys_with_token(
         &self,
@@ -92,10 +93,12 @@ impl Services {
             session: None,
         };
         let outcome = match read.keys {
-            // Read because the token is this server's: the server exists, even with no rows.
             Some(rows) => {
                 async {
                     authorize(&ctx.caller, Action::ReadAuthorizedKeys { server })?;
+                    if rows.is_empty() && !read.server_exists {
+                        return Err(ServiceError::NotFound { what: "server" });
+                    }
                     let keys = self.with_verdicts(rows)?;
                     self.authorized_keys_text(&ctx, keys, true).await
                 }

@@ -258,7 +258,7 @@ pub fn granted_keys<'a>(
 }
 
 /// The fingerprint path's CTEs: `key`, the one unexpired key with fingerprint `$3` (when
-/// `$gate` holds), and `r`, the grants that reach its owner for (server `$1`, login `$2`).
+/// the gate's condition holds), and `r`, the grants that reach its owner for (server `$1`, login `$2`).
 ///
 /// `key` is MATERIALIZED so that every join from it is an index probe by the key's own
 /// values. Joined inline, the planner may merge-join `ssh_keys` with `users` and walk the
@@ -266,14 +266,14 @@ pub fn granted_keys<'a>(
 /// statistics make that look cheap, and a newer user's key then cost a scan of every user
 /// (13-25 ms at 100,000 users, docs/performance.md).
 macro_rules! key_reach_cte {
-    ($gate:literal) => {
+    ($($gate:expr),*) => {
         concat!(
             "key AS MATERIALIZED (
                  SELECT id, user_id, public_key, comment, fingerprint_sha256, created_at,
                         last_used_at, compromise, compromise_checks, blocklist_id
                    FROM ssh_keys
                   WHERE fingerprint_sha256 = $3 AND (expires_at IS NULL OR expires_at > now()) ",
-            $gate,
+            $($gate,)*
             "), ",
             reach_cte!(
                 "AND g.user_id = (SELECT user_id FROM key)",
@@ -304,15 +304,31 @@ macro_rules! granted_key_rows {
 /// that tests can check its plan.
 pub const GRANTED_KEY: &str = concat!("WITH ", key_reach_cte!(""), " ", granted_key_rows!());
 
+/// Whether principal `p` is one that [`granted_key_for_token`] reads the key for: the server
+/// `$1` itself (sshd's `AuthorizedKeysCommand`) or an enabled admin. Only a shortcut: the
+/// service still authorizes the principal, and reads the key with a second statement for any
+/// other caller that may.
+macro_rules! reads_any_key {
+    () => {
+        "(p.server = $1 OR (p.role = 'admin' AND NOT p.disabled))"
+    };
+}
+
 /// The statement of [`granted_key_for_token`]: the same parameters, and `$4` the hash of the
 /// token's secret.
 pub const GRANTED_KEY_FOR_TOKEN: &str = concat!(
     "WITH principal AS MATERIALIZED (",
     live_token!("$4"),
     "), ",
-    key_reach_cte!("AND EXISTS (SELECT 1 FROM principal WHERE server = $1)"),
+    key_reach_cte!(
+        "AND EXISTS (SELECT 1 FROM principal p WHERE ",
+        reads_any_key!(),
+        ")"
+    ),
     " SELECT x.*, p.token_id, p.user_id, p.username, p.role, p.disabled, p.server_id,
-             p.server, p.stale, coalesce(p.server = $1, false)
+             p.server, p.stale, coalesce(",
+    reads_any_key!(),
+    ", false), EXISTS (SELECT 1 FROM srv)
       FROM principal p LEFT JOIN (",
     granted_key_rows!(),
     ") x ON true"
@@ -340,15 +356,18 @@ pub async fn granted_key(
 #[derive(Debug)]
 pub struct TokenAndGrantedKey {
     pub principal: TokenPrincipal,
-    /// `None` unless the token is the server's own: the rows were not read.
+    /// `None` unless the token is the server's own or an enabled admin's: the rows were not
+    /// read.
     pub keys: Option<Vec<GrantedKeyAndPolicy>>,
+    /// A server has the name asked for.
+    pub server_exists: bool,
 }
 
 /// [`super::tokens::authenticate`] and [`granted_key`] in one statement, for sshd's
 /// `AuthorizedKeysCommand` asking with its server's token: one round trip per login instead of
-/// two. The key is read only when the token is a live token of server `server`: for any other
-/// token `key` is empty, so no grant is read either. The caller still authorizes the
-/// principal. `None`: no live token has this hash.
+/// two. The key is read only for a live token of server `server` or of an enabled admin: for
+/// any other token `key` is empty, so no grant is read either. The caller still authorizes
+/// the principal. `None`: no live token has this hash.
 pub async fn granted_key_for_token(
     db: impl PgExecutor<'_>,
     secret_hash: &[u8],
@@ -368,7 +387,7 @@ pub async fn granted_key_for_token(
         return Ok(None);
     };
     // Columns 0-15 are the key's (NULL in the one row of a principal without one), then the
-    // principal's, then whether the key was read.
+    // principal's, whether the key was read, and whether the server exists.
     let principal = TokenPrincipal {
         token_id: first.try_get(16)?,
         user_id: first.try_get(17)?,
@@ -390,7 +409,11 @@ pub async fn granted_key_for_token(
     } else {
         None
     };
-    Ok(Some(TokenAndGrantedKey { principal, keys }))
+    Ok(Some(TokenAndGrantedKey {
+        principal,
+        keys,
+        server_exists: first.try_get(25)?,
+    }))
 }
 
 /// Whether any grant (expired or not; direct or through a group) reaches the user on the
