@@ -1452,6 +1452,27 @@ async fn a_servers_lookup_by_fingerprint_answers_as_an_admins_does() {
     let unknown = format!("SHA256:{}", "A".repeat(43));
     let mut answered = Vec::new();
     for login in ["deploy", "backup", "nobody"] {
+        // The whole list, read by a statement of its own: the lines a lookup must agree with.
+        let whole = app
+            .services
+            .authorized_keys(
+                &keyportal::service::Ctx::command_line(),
+                "web1",
+                login,
+                None,
+            )
+            .await
+            .unwrap();
+        for (i, key) in keys.iter().enumerate() {
+            let id = key.1["id"].as_str().unwrap();
+            let in_list: String = whole
+                .lines()
+                .filter(|l| l.ends_with(id))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let (status, text) = lookup(server.clone(), login, fp(i)).await;
+            assert_eq!((status, text), (200, in_list), "{login} key {i}");
+        }
         for fingerprint in (0..keys.len()).map(fp).chain([unknown.clone()]) {
             // The service's own answer to the command line: the two-statement path.
             let two_statements = app
@@ -1569,6 +1590,16 @@ async fn the_login_lookup_refuses_every_token_that_may_not_read_it() {
     let refused = |what: &str| (401, Some(what.to_owned()));
     assert_eq!(lookup(&web1.secret, "web1", &q).await.1.lines().count(), 1);
     assert_eq!(lookup(&other_admin, "web1", &q).await.1.lines().count(), 1);
+    // Both tokens were recorded as used by the statement that checked them.
+    let used: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM api_tokens WHERE last_used_at IS NOT NULL
+            AND (id = $1 OR user_id = (SELECT id FROM users WHERE username = 'root2'))",
+    )
+    .bind(web1.token.id)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    assert_eq!(used, 2);
     for (token, server, want) in [
         ("kp_not_a_token", "web1", refused("unauthenticated")),
         (
@@ -1590,6 +1621,12 @@ async fn the_login_lookup_refuses_every_token_that_may_not_read_it() {
             (404, Some("not_found".to_owned())),
         ),
         (member.as_str(), "web1", (404, Some("not_found".to_owned()))),
+        (
+            member.as_str(),
+            "nosuch",
+            (404, Some("not_found".to_owned())),
+        ),
+        (db1.as_str(), "nosuch", (404, Some("not_found".to_owned()))),
     ] {
         assert_eq!(
             code(lookup(token, server, &q).await),
@@ -1617,14 +1654,6 @@ async fn the_login_lookup_refuses_every_token_that_may_not_read_it() {
         code(lookup(&web1.secret, "web1", &bad_query).await),
         (400, Some("invalid_query".to_owned()))
     );
-    // The server's token was recorded as used by the lookups it made.
-    let used: Option<time::OffsetDateTime> =
-        sqlx::query_scalar("SELECT last_used_at FROM api_tokens WHERE id = $1")
-            .bind(web1.token.id)
-            .fetch_one(db)
-            .await
-            .unwrap();
-    assert!(used.is_some());
 }
 
 /// The lookup by fingerprint is a few index probes whatever the statistics say. With keys held

@@ -34,10 +34,10 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// A bearer token not yet checked, or the caller of a live browser session. For a handler
-/// whose service call checks the token itself (the login path: see
+/// A bearer token NOT yet checked, or the caller of a live browser session. Only for a
+/// handler whose service call checks the token itself (the login path: see
 /// `Services::authorized_keys_with_token`); every other handler takes [`Auth`].
-pub enum Credentials {
+pub(super) enum Credentials {
     Token {
         secret: String,
         request_id: Option<String>,

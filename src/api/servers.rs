@@ -139,7 +139,8 @@ pub(super) async fn authorized_keys(
         Err(e) => {
             // Authenticated before its input is judged, as on every other route.
             if let Credentials::Token { secret, .. } = &credentials {
-                s.services.authenticate(secret).await?;
+                let caller = s.services.authenticate(secret).await?;
+                tracing::Span::current().record("caller", caller.actor());
             }
             return Err(e);
         }

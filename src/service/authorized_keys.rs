@@ -64,7 +64,8 @@ impl Services {
     /// at every login; without read replicas, the token and the key are read by one statement
     /// (one round trip instead of two, docs/performance.md), for that server's token and for
     /// an admin's. Every other request authenticates first, as any API request does. `Err`:
-    /// the token authenticates no one.
+    /// the token authenticates no one, or the statement that checks it failed (a database
+    /// error, logged with the request id and the path, before a caller is known).
     #[tracing::instrument(skip_all)]
     pub async fn authorized_keys_with_token(
         &self,

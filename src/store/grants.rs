@@ -328,7 +328,10 @@ pub const GRANTED_KEY_FOR_TOKEN: &str = concat!(
     " SELECT x.*, p.token_id, p.user_id, p.username, p.role, p.disabled, p.server_id,
              p.server, p.stale, coalesce(",
     reads_any_key!(),
-    ", false), EXISTS (SELECT 1 FROM srv)
+    ", false),
+             CASE WHEN ",
+    reads_any_key!(),
+    " THEN EXISTS (SELECT 1 FROM srv) ELSE false END
       FROM principal p LEFT JOIN (",
     granted_key_rows!(),
     ") x ON true"
@@ -359,7 +362,7 @@ pub struct TokenAndGrantedKey {
     /// `None` unless the token is the server's own or an enabled admin's: the rows were not
     /// read.
     pub keys: Option<Vec<GrantedKeyAndPolicy>>,
-    /// A server has the name asked for.
+    /// A server has the name asked for (looked up only when the key was read).
     pub server_exists: bool,
 }
 
