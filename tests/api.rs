@@ -1380,7 +1380,7 @@ async fn a_fingerprint_lookup_records_use_at_most_once_a_minute() {
 /// reads the key (`Services::authorized_keys_with_token`). Both must give the answer of the
 /// two-statement path, byte for byte, for every kind of key and grant.
 #[tokio::test]
-async fn a_servers_lookup_by_fingerprint_answers_as_an_admins_does() {
+async fn the_one_statement_lookup_answers_as_the_two_statement_path_and_the_whole_list() {
     let app = TestApp::spawn().await;
     app.services
         .create_server(&keyportal::service::Ctx::command_line(), "web1", None, None)

@@ -257,8 +257,9 @@ pub fn granted_keys<'a>(
     .fetch(db)
 }
 
-/// The fingerprint path's CTEs: `key`, the one unexpired key with fingerprint `$3` (when
-/// the gate's condition holds), and `r`, the grants that reach its owner for (server `$1`, login `$2`).
+/// The fingerprint path's CTEs: `key`, the one unexpired key with fingerprint `$3` (when the
+/// gate's condition holds), and `r`, the grants that reach its owner for (server `$1`, login
+/// `$2`).
 ///
 /// `key` is MATERIALIZED so that every join from it is an index probe by the key's own
 /// values. Joined inline, the planner may merge-join `ssh_keys` with `users` and walk the
