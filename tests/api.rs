@@ -1055,13 +1055,8 @@ async fn an_oversized_body_is_a_413_problem_document() {
     );
 }
 
-#[tokio::test]
-async fn long_authorized_keys_lists_keep_each_verdict_with_its_own_key() {
-    let app = TestApp::spawn().await;
-    let bulk = app.user_with_token("bulk", Role::Member).await;
-    let other = app.user_with_token("other", Role::Member).await;
-    make_server(&app, "web1").await;
-    // More than the default quota of 100 keys per user.
+/// More than the default quota of 100 keys per user.
+async fn raise_key_quota(app: &TestApp) {
     let mut policy = answer(app.get(&app.admin, "/api/v1/policy")).await.1;
     policy["max_keys_per_user"] = json!(1000);
     assert_eq!(
@@ -1070,16 +1065,30 @@ async fn long_authorized_keys_lists_keep_each_verdict_with_its_own_key() {
             .0,
         200
     );
-    let file = common::generated_ed25519_keys(300).join("\n");
+}
+
+/// The import report of `lines` as one file.
+async fn import_keys(app: &TestApp, token: &str, user: &str, lines: &[String]) -> Value {
     let res = app
         .client
-        .post(app.url("/api/v1/users/bulk/keys/import"))
-        .bearer_auth(&bulk)
-        .body(file)
+        .post(app.url(&format!("/api/v1/users/{user}/keys/import")))
+        .bearer_auth(token)
+        .body(lines.join("\n"))
         .send()
         .await
         .unwrap();
-    assert_eq!(res.json::<Value>().await.unwrap()["added"], 300);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn long_authorized_keys_lists_keep_each_verdict_with_its_own_key() {
+    let app = TestApp::spawn().await;
+    let bulk = app.user_with_token("bulk", Role::Member).await;
+    let other = app.user_with_token("other", Role::Member).await;
+    make_server(&app, "web1").await;
+    raise_key_quota(&app).await;
+    let report = import_keys(&app, &bulk, "bulk", &common::generated_ed25519_keys(300)).await;
+    assert_eq!(report["added"], 300);
     let mut others = BTreeSet::new();
     for file in [
         "valid/rsa-2048.pub",
@@ -1117,6 +1126,88 @@ async fn long_authorized_keys_lists_keep_each_verdict_with_its_own_key() {
     );
     let text = authorized_keys(&app, &app.admin, "web1", "deploy").await.1;
     assert_eq!(fingerprints(&text), others);
+}
+
+/// The whole list is validated and written in batches of 256 rows as they arrive, then put in
+/// order. Here every key is reached by a group grant, bob's keys by his own grant too and one
+/// of amy's by a one-key grant: 901 rows, which PostgreSQL returns a grant at a time, so a
+/// key's rows land in different batches (all 301 keys with two rows did, when this test was
+/// written). Each key is written once, with the most specific grant's options; users in name
+/// order, each user's keys by age, then id.
+#[tokio::test]
+async fn a_long_list_writes_each_key_once_in_order_across_batches() {
+    let app = TestApp::spawn().await;
+    let amy = app.user_with_token("amy", Role::Member).await;
+    let bob = app.user_with_token("bob", Role::Member).await;
+    make_server(&app, "web1").await;
+    raise_key_quota(&app).await;
+    let keys = common::generated_ed25519_keys(600);
+    // bob imports first: the order written is by name, not by when keys arrived.
+    let mut key_ids: std::collections::HashMap<String, (String, String)> = Default::default();
+    for (user, token, part) in [("bob", &bob, &keys[300..]), ("amy", &amy, &keys[..300])] {
+        let report = import_keys(&app, token, user, part).await;
+        assert_eq!(report["added"], 300, "{report}");
+        for (line, key) in report["lines"].as_array().unwrap().iter().zip(part) {
+            let id = line["key_id"].as_str().unwrap().to_owned();
+            let public_key = key.rsplit_once(' ').unwrap().0.to_owned();
+            key_ids.insert(id, (user.to_owned(), public_key));
+        }
+    }
+    // One import is one transaction: a user's keys share their age, and the id orders them.
+    let ages: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT (user_id, created_at)) FROM ssh_keys")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(ages, 2);
+
+    let post = |path: &str, body: Value| app.post(&app.admin, path, body);
+    assert_eq!(
+        answer(post("/api/v1/groups", json!({ "name": "ops" })))
+            .await
+            .0,
+        201
+    );
+    for user in ["amy", "bob"] {
+        let path = format!("/api/v1/groups/ops/members/{user}");
+        assert_eq!(answer(app.put(&app.admin, &path, json!(null))).await.0, 200);
+    }
+    let (_, amy_keys) = answer(app.get(&amy, "/api/v1/users/amy/keys?limit=1")).await;
+    let amys_first = amy_keys["items"][0]["id"].as_str().unwrap().to_owned();
+    for body in [
+        json!({ "group": "ops", "login": "deploy", "options": "no-agent-forwarding" }),
+        json!({ "username": "bob", "login": "deploy", "options": "no-pty" }),
+        json!({ "username": "amy", "login": "deploy", "key_id": amys_first, "options": "no-port-forwarding" }),
+    ] {
+        let (status, body) = grant(&app, "web1", body).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    let (status, text) = authorized_keys(&app, &app.admin, "web1", "deploy").await;
+    assert_eq!(status, 200);
+    let mut written = Vec::new();
+    for line in text.lines() {
+        let (options, rest) = line.split_once(' ').unwrap();
+        let (public_key, comment) = rest.rsplit_once(' ').unwrap();
+        let (user, id) = comment
+            .strip_prefix("keyportal:")
+            .and_then(|c| c.split_once(':'))
+            .unwrap_or_else(|| panic!("comment of {line}"));
+        let (owner, key) = &key_ids[id];
+        assert_eq!((user, public_key), (owner.as_str(), key.as_str()), "{line}");
+        let expected = match user {
+            "bob" => "no-pty",
+            _ if id == amys_first => "no-port-forwarding",
+            _ => "no-agent-forwarding",
+        };
+        assert_eq!(options, expected, "{line}");
+        written.push((user.to_owned(), uuid::Uuid::parse_str(id).unwrap()));
+    }
+    assert_eq!(written.len(), 600, "every key once");
+    let mut sorted = written.clone();
+    sorted.sort();
+    assert_eq!(written, sorted, "users by name, their keys by id");
+    assert_eq!(written.iter().filter(|(u, _)| u == "amy").count(), 300);
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! The authorized_keys text for one server and login: what sshd reads.
 
-use std::collections::HashSet;
+use std::ops::Range;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use futures_util::TryStreamExt;
 use time::OffsetDateTime;
 
@@ -10,7 +11,9 @@ use super::{authorize, Action, Caller, Ctx, ServiceError, Services};
 use crate::db::replicas::ReadSource;
 use crate::keys::{AuthorizedKeysLine, Policy};
 use crate::store;
-use crate::store::grants::{GrantedKey, GrantedKeyAndPolicy};
+use crate::store::grants::{
+    GrantedKey, GrantedKeyAndPolicy, GrantedKeyOrder, GrantedKeyRef, GrantedKeyRow,
+};
 
 /// A service call made with a bearer token that the service itself checks: the caller it
 /// authenticated as, and the outcome. The web layer records the caller before it answers.
@@ -32,31 +35,42 @@ impl Services {
         fingerprint: Option<&str>,
     ) -> Result<String, ServiceError> {
         authorize(&ctx.caller, Action::ReadAuthorizedKeys { server })?;
-        // A replica with every revocation and within the lag bound, else the primary. A replica
-        // that fails mid-read (gone, or a query cancelled by replay) hands the read to the
-        // primary, which is always authoritative.
-        let keys = match self.replicas.choose(&self.pool).await? {
-            ReadSource::Replica(replica) => {
-                match self
-                    .login_read(replica.pool(), server, login, fingerprint)
-                    .await
-                {
-                    Err(ServiceError::Database(e)) => {
-                        tracing::warn!(replica = %replica.label, error = %e, "read replica failed a login read; asking the primary");
-                        replica.mark_down();
-                        self.login_read(&self.pool, server, login, fingerprint)
-                            .await?
-                    }
-                    other => other?,
+        match fingerprint {
+            Some(fp) => {
+                let keys = self
+                    .on_login_source(|read| {
+                        Box::pin(async move { self.key_read(&read, server, login, fp).await })
+                    })
+                    .await?;
+                self.lookup_text(ctx, keys).await
+            }
+            None => {
+                self.on_login_source(|read| {
+                    Box::pin(async move { self.whole_list(&read, server, login).await })
+                })
+                .await
+            }
+        }
+    }
+
+    /// `read` on a replica with every revocation and within the lag bound, else on the
+    /// primary. A replica that fails mid-read (gone, or a query cancelled by replay) hands the
+    /// read to the primary, which is always authoritative.
+    async fn on_login_source<'a, T>(
+        &'a self,
+        read: impl Fn(sqlx::PgPool) -> BoxFuture<'a, Result<T, ServiceError>>,
+    ) -> Result<T, ServiceError> {
+        match self.replicas.choose(&self.pool).await? {
+            ReadSource::Replica(replica) => match read(replica.pool().clone()).await {
+                Err(ServiceError::Database(e)) => {
+                    tracing::warn!(replica = %replica.label, error = %e, "read replica failed a login read; asking the primary");
+                    replica.mark_down();
+                    read(self.pool.clone()).await
                 }
-            }
-            ReadSource::Primary(_) => {
-                self.login_read(&self.pool, server, login, fingerprint)
-                    .await?
-            }
-        };
-        self.authorized_keys_text(ctx, keys, fingerprint.is_some())
-            .await
+                other => other,
+            },
+            ReadSource::Primary(_) => read(self.pool.clone()).await,
+        }
     }
 
     /// [`Self::authorized_keys`] for a bearer token not yet checked. sshd's
@@ -101,7 +115,7 @@ impl Services {
                         return Err(ServiceError::NotFound { what: "server" });
                     }
                     let keys = self.with_verdicts(rows)?;
-                    self.authorized_keys_text(&ctx, keys, true).await
+                    self.lookup_text(&ctx, keys).await
                 }
                 .await
             }
@@ -110,56 +124,35 @@ impl Services {
         Ok(Authenticated { ctx, outcome })
     }
 
-    /// The authorized_keys text of granted keys with their verdicts; for a lookup by
-    /// fingerprint from a server, the keys written are recorded as used.
-    async fn authorized_keys_text(
+    /// The authorized_keys text of a lookup by fingerprint: the rows of one key with their
+    /// verdicts, in authorized_keys order. When a server asks, the key written is recorded as
+    /// used.
+    async fn lookup_text(
         &self,
         ctx: &Ctx,
         keys: Vec<(GrantedKey, bool)>,
-        by_fingerprint: bool,
     ) -> Result<String, ServiceError> {
-        let keys_read: Vec<(uuid::Uuid, Option<OffsetDateTime>)> = if by_fingerprint {
-            keys.iter()
-                .map(|(k, _)| (k.key_id, k.last_used_at))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let mut out = String::with_capacity(keys.len() * 600);
-        let mut written = HashSet::new();
+        let mut out = String::new();
+        let mut written: Vec<(uuid::Uuid, Option<OffsetDateTime>)> = Vec::new();
         // A key reached by several grants for the same login (a one-key grant and an all-keys
-        // grant, or grants through groups) is written once: the rows are sorted so the most
-        // specific grant comes first (`GrantedKey::grant_rank`, then the oldest), and its
-        // options and expiry are the ones written.
-        for (k, valid) in keys {
-            if !valid || !written.insert(k.key_id) {
+        // grant, or grants through groups) is written once, with the options and expiry of its
+        // first row in authorized_keys order: the most specific grant, then the oldest.
+        for (k, valid) in &keys {
+            if !valid || written.iter().any(|(id, _)| *id == k.key_id) {
                 continue;
             }
-            // Every piece is validated text without blanks or line breaks, or a UUID.
-            let id = k.key_id.hyphenated();
-            let mut id_text = uuid::Uuid::encode_buffer();
-            AuthorizedKeysLine {
-                options: &k.options,
-                expiry: k.grant_expires_at,
-                public_key: &k.public_key,
-                comment: &[
-                    "keyportal:",
-                    &k.username,
-                    ":",
-                    id.encode_lower(&mut id_text),
-                ],
-            }
-            .write_to(&mut out);
+            write_line(&mut out, &k.view());
+            written.push((k.key_id, k.last_used_at));
         }
         // A server asking by fingerprint (`AuthorizedKeysCommand ... %f`) is sshd seeing that
         // key offered: record it, so the portal learns which keys are in use.
-        if by_fingerprint && matches!(ctx.caller, Caller::Server { .. }) {
+        if matches!(ctx.caller, Caller::Server { .. }) {
             // At most one write a minute per key, decided from the row already read, so a busy
             // login path costs no extra round trip.
             let stale = OffsetDateTime::now_utc() - time::Duration::minutes(1);
-            let ids: Vec<uuid::Uuid> = keys_read
+            let ids: Vec<uuid::Uuid> = written
                 .iter()
-                .filter(|(id, used)| written.contains(id) && used.is_none_or(|t| t < stale))
+                .filter(|(_, used)| used.is_none_or(|t| t < stale))
                 .map(|(id, _)| *id)
                 .collect();
             if !ids.is_empty() {
@@ -169,32 +162,9 @@ impl Services {
         Ok(out)
     }
 
-    /// The policy, then the granted keys with their verdicts, read from `read`; a server with
-    /// no such keys must exist.
-    pub(super) async fn login_read(
-        &self,
-        read: &sqlx::PgPool,
-        server: &str,
-        login: &str,
-        fingerprint: Option<&str>,
-    ) -> Result<Vec<(GrantedKey, bool)>, ServiceError> {
-        let keys = match fingerprint {
-            Some(fp) => self.granted_key_validated(read, server, login, fp).await?,
-            None => {
-                let policy = super::policy::current(read).await?;
-                self.granted_and_validated(read, server, login, policy)
-                    .await?
-            }
-        };
-        if keys.is_empty() && store::servers::by_name(read, server).await?.is_none() {
-            return Err(ServiceError::NotFound { what: "server" });
-        }
-        Ok(keys)
-    }
-
-    /// The one granted key with this fingerprint (one row per grant that names it), with its
-    /// verdict under the policy read by the same statement.
-    async fn granted_key_validated(
+    /// The rows of the granted key with this fingerprint (one per grant that reaches it) with
+    /// their verdicts, read from `read`; a server with no such key must exist.
+    pub(super) async fn key_read(
         &self,
         read: &sqlx::PgPool,
         server: &str,
@@ -202,7 +172,11 @@ impl Services {
         fingerprint: &str,
     ) -> Result<Vec<(GrantedKey, bool)>, ServiceError> {
         let rows = store::grants::granted_key(read, server, login, fingerprint).await?;
-        self.with_verdicts(rows)
+        let keys = self.with_verdicts(rows)?;
+        if keys.is_empty() && store::servers::by_name(read, server).await?.is_none() {
+            return Err(ServiceError::NotFound { what: "server" });
+        }
+        Ok(keys)
     }
 
     /// Rows of one key with their verdicts, in authorized_keys order. Validated in place: it
@@ -218,7 +192,7 @@ impl Services {
         let mut out: Vec<(GrantedKey, bool)> = rows
             .into_iter()
             .map(|r| {
-                let ok = granted_key_is_valid(&self.metrics, &r.key, &policy);
+                let ok = granted_key_is_valid(&self.metrics, &r.key.view(), &policy);
                 (r.key, ok)
             })
             .collect();
@@ -226,34 +200,23 @@ impl Services {
         Ok(out)
     }
 
-    /// The granted keys, each with its verdict under `policy`, in authorized_keys order. Long
-    /// lists are validated in batches on the blocking pool while later rows still arrive from
-    /// the database; each verdict is the pure validator's, wherever it runs.
-    async fn granted_and_validated(
+    /// The whole authorized_keys text of (server, login), read from `read`. The rows are
+    /// validated and their lines written in batches on the blocking pool while later rows
+    /// still arrive from the database, each from the row it arrived in
+    /// ([`RenderedBatch::of`]); then the lines are put in order. Each verdict is the pure
+    /// validator's, wherever it runs.
+    async fn whole_list(
         &self,
         read: &sqlx::PgPool,
         server: &str,
         login: &str,
-        policy: Policy,
-    ) -> Result<Vec<(GrantedKey, bool)>, ServiceError> {
+    ) -> Result<String, ServiceError> {
         const BATCH: usize = 256;
-        let policy = Arc::new(policy);
-        let check = {
-            let metrics = self.metrics.clone();
-            move |k: &GrantedKey, policy: &Policy| granted_key_is_valid(&metrics, k, policy)
-        };
-        let validate_batch = |batch: Vec<GrantedKey>| {
+        let policy = Arc::new(super::policy::current(read).await?);
+        let render = |rows: Vec<GrantedKeyRow>| {
             let policy = policy.clone();
-            let check = check.clone();
-            tokio::task::spawn_blocking(move || {
-                batch
-                    .into_iter()
-                    .map(|k| {
-                        let ok = check(&k, &policy);
-                        (k, ok)
-                    })
-                    .collect::<Vec<_>>()
-            })
+            let metrics = self.metrics.clone();
+            tokio::task::spawn_blocking(move || RenderedBatch::of(&metrics, &rows, &policy))
         };
         let mut rows = store::grants::granted_keys(read, server, login);
         let mut batch = Vec::with_capacity(BATCH);
@@ -261,58 +224,153 @@ impl Services {
         while let Some(row) = rows.try_next().await? {
             batch.push(row);
             if batch.len() == BATCH {
-                pending.push(validate_batch(std::mem::replace(
+                pending.push(render(std::mem::replace(
                     &mut batch,
                     Vec::with_capacity(BATCH),
                 )));
             }
         }
         drop(rows);
-        let mut out = Vec::new();
         if !batch.is_empty() {
-            pending.push(validate_batch(batch));
+            pending.push(render(batch));
         }
+        let mut batches = Vec::with_capacity(pending.len());
         for task in pending {
-            out.extend(
-                task.await.map_err(|e| {
-                    ServiceError::Internal(format!("key validation task failed: {e}"))
-                })?,
-            );
+            batches.push(task.await.map_err(|e| {
+                ServiceError::Internal(format!("key validation task failed: {e}"))
+            })??);
         }
-        sort_granted(&mut out);
-        Ok(out)
+        if batches.is_empty() && store::servers::by_name(read, server).await?.is_none() {
+            return Err(ServiceError::NotFound { what: "server" });
+        }
+        Ok(RenderedBatch::assemble(&batches))
     }
 }
 
-fn granted_key_is_valid(metrics: &super::Metrics, k: &GrantedKey, policy: &Policy) -> bool {
+/// Rows of the whole list, validated and written where they were read: the lines of the valid
+/// keys in one text, and each row's place in authorized_keys order.
+struct RenderedBatch {
+    text: String,
+    rows: Vec<RenderedRow>,
+}
+
+struct RenderedRow {
+    /// Shared by consecutive rows of one user.
+    username: Arc<str>,
+    key_created_at: OffsetDateTime,
+    key_id: uuid::Uuid,
+    grant_rank: i32,
+    grant_created_at: OffsetDateTime,
+    /// Its line in the batch's text; `None`: the key failed validation.
+    line: Option<Range<usize>>,
+}
+
+impl RenderedRow {
+    fn order(&self) -> GrantedKeyOrder<'_> {
+        (
+            &self.username,
+            self.key_created_at,
+            self.key_id,
+            self.grant_rank,
+            self.grant_created_at,
+        )
+    }
+}
+
+impl RenderedBatch {
+    fn of(
+        metrics: &super::Metrics,
+        rows: &[GrantedKeyRow],
+        policy: &Policy,
+    ) -> Result<Self, sqlx::Error> {
+        // An Ed25519 line with a UUID comment is ~140 bytes; RSA 4096 lines are ~780.
+        let mut text = String::with_capacity(rows.len() * 160);
+        let mut rendered = Vec::with_capacity(rows.len());
+        let mut user: Option<Arc<str>> = None;
+        for row in rows {
+            let k = row.view()?;
+            let username = match &user {
+                Some(u) if **u == *k.username => u.clone(),
+                _ => user.insert(Arc::from(k.username)).clone(),
+            };
+            let line = granted_key_is_valid(metrics, &k, policy).then(|| {
+                let start = text.len();
+                write_line(&mut text, &k);
+                start..text.len()
+            });
+            rendered.push(RenderedRow {
+                username,
+                key_created_at: k.key_created_at,
+                key_id: k.key_id,
+                grant_rank: k.grant_rank,
+                grant_created_at: k.grant_created_at,
+                line,
+            });
+        }
+        Ok(RenderedBatch {
+            text,
+            rows: rendered,
+        })
+    }
+
+    /// The batches' lines in authorized_keys order. A key reached by several grants for the
+    /// same login (a one-key grant and an all-keys grant, or grants through groups) has its
+    /// rows next to each other, the most specific grant's first (`GrantedKey::grant_rank`,
+    /// then the oldest): that row's line, with its options and expiry, is the one written.
+    fn assemble(batches: &[RenderedBatch]) -> String {
+        let mut rows: Vec<(&RenderedRow, &str)> = batches
+            .iter()
+            .flat_map(|b| b.rows.iter().map(move |r| (r, b.text.as_str())))
+            .collect();
+        rows.sort_unstable_by(|(a, _), (b, _)| a.order().cmp(&b.order()));
+        let mut out = String::with_capacity(batches.iter().map(|b| b.text.len()).sum());
+        let mut previous = None;
+        for (row, text) in rows {
+            if previous == Some(row.key_id) {
+                continue;
+            }
+            previous = Some(row.key_id);
+            if let Some(line) = &row.line {
+                out.push_str(&text[line.clone()]);
+            }
+        }
+        out
+    }
+}
+
+/// Appends the key's line: the grant's options and expiry, the key, and
+/// `keyportal:<user>:<key id>` as its comment. Every piece is validated text without blanks
+/// or line breaks, or a UUID.
+fn write_line(out: &mut String, k: &GrantedKeyRef<'_>) {
+    let mut id_text = uuid::Uuid::encode_buffer();
+    AuthorizedKeysLine {
+        options: k.options,
+        expiry: k.grant_expires_at,
+        public_key: k.public_key,
+        comment: &[
+            "keyportal:",
+            k.username,
+            ":",
+            k.key_id.hyphenated().encode_lower(&mut id_text),
+        ],
+    }
+    .write_to(out);
+}
+
+fn granted_key_is_valid(metrics: &super::Metrics, k: &GrantedKeyRef<'_>, policy: &Policy) -> bool {
     super::keys::revalidate(
         metrics,
-        &k.public_key,
-        &k.comment,
-        &k.fingerprint_sha256,
+        k.public_key,
+        k.comment,
+        k.fingerprint_sha256,
         policy,
         &k.facts(),
     )
     .is_ok()
 }
 
-/// authorized_keys order: by user, then the key's age and id, then the grant's specificity and
-/// age, so the same grants give the same text in every process and on every read.
+/// authorized_keys order ([`GrantedKeyOrder`]), so the same grants give the same text in every
+/// process and on every read.
 fn sort_granted<T>(rows: &mut [(GrantedKey, T)]) {
-    rows.sort_unstable_by(|(a, _), (b, _)| {
-        (
-            &a.username,
-            a.key_created_at,
-            a.key_id,
-            a.grant_rank,
-            a.grant_created_at,
-        )
-            .cmp(&(
-                &b.username,
-                b.key_created_at,
-                b.key_id,
-                b.grant_rank,
-                b.grant_created_at,
-            ))
-    });
+    rows.sort_unstable_by(|(a, _), (b, _)| a.view().order().cmp(&b.view().order()));
 }

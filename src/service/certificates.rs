@@ -589,7 +589,7 @@ impl Services {
         // The same read as authorized_keys by fingerprint: today's grants, the key validated
         // again, the most specific grant first.
         let rows = self
-            .login_read(&self.pool, server, login, Some(&cert.fingerprint_sha256))
+            .key_read(&self.pool, server, login, &cert.fingerprint_sha256)
             .await?;
         let mut out = String::new();
         if let Some((k, _)) = rows.iter().find(|(_, valid)| *valid) {

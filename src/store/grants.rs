@@ -120,14 +120,125 @@ pub struct GrantedKey {
 }
 
 impl GrantedKey {
+    /// The key's fields, borrowed: what validation, ordering and the line are written from.
+    pub fn view(&self) -> GrantedKeyRef<'_> {
+        GrantedKeyRef {
+            key_id: self.key_id,
+            username: &self.username,
+            public_key: &self.public_key,
+            comment: &self.comment,
+            fingerprint_sha256: &self.fingerprint_sha256,
+            options: &self.options,
+            grant_expires_at: self.grant_expires_at,
+            key_created_at: self.key_created_at,
+            grant_created_at: self.grant_created_at,
+            last_used_at: self.last_used_at,
+            compromise: self.compromise.as_deref(),
+            compromise_checks: self.compromise_checks,
+            blocked_kind: self.blocked_kind.as_deref(),
+            blocked_reason: self.blocked_reason.as_deref(),
+            grant_rank: self.grant_rank,
+        }
+    }
+}
+
+/// A [`GrantedKey`] whose text fields are borrowed from where they were read.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantedKeyRef<'r> {
+    pub key_id: Uuid,
+    pub username: &'r str,
+    pub public_key: &'r str,
+    pub comment: &'r str,
+    pub fingerprint_sha256: &'r str,
+    pub options: &'r str,
+    pub grant_expires_at: Option<OffsetDateTime>,
+    pub key_created_at: OffsetDateTime,
+    pub grant_created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub compromise: Option<&'r str>,
+    pub compromise_checks: i16,
+    pub blocked_kind: Option<&'r str>,
+    pub blocked_reason: Option<&'r str>,
+    /// See [`GrantedKey::grant_rank`].
+    pub grant_rank: i32,
+}
+
+/// authorized_keys order: by user, then the key's age and id, then the grant's specificity and
+/// age. Rows of one key are next to each other, the one whose options are written first.
+pub type GrantedKeyOrder<'r> = (&'r str, OffsetDateTime, Uuid, i32, OffsetDateTime);
+
+impl<'r> GrantedKeyRef<'r> {
     /// What the database knows of this key besides its text, as the validator takes it.
-    pub fn facts(&self) -> crate::keys::StoredFacts<'_> {
+    pub fn facts(&self) -> crate::keys::StoredFacts<'r> {
         super::keys::stored_facts(
-            self.compromise.as_deref(),
+            self.compromise,
             self.compromise_checks,
-            self.blocked_kind.as_deref(),
-            self.blocked_reason.as_deref(),
+            self.blocked_kind,
+            self.blocked_reason,
         )
+    }
+
+    pub fn order(&self) -> GrantedKeyOrder<'r> {
+        (
+            self.username,
+            self.key_created_at,
+            self.key_id,
+            self.grant_rank,
+            self.grant_created_at,
+        )
+    }
+
+    fn to_owned(self) -> GrantedKey {
+        GrantedKey {
+            key_id: self.key_id,
+            username: self.username.to_owned(),
+            public_key: self.public_key.to_owned(),
+            comment: self.comment.to_owned(),
+            fingerprint_sha256: self.fingerprint_sha256.to_owned(),
+            options: self.options.to_owned(),
+            grant_expires_at: self.grant_expires_at,
+            key_created_at: self.key_created_at,
+            grant_created_at: self.grant_created_at,
+            last_used_at: self.last_used_at,
+            compromise: self.compromise.map(str::to_owned),
+            compromise_checks: self.compromise_checks,
+            blocked_kind: self.blocked_kind.map(str::to_owned),
+            blocked_reason: self.blocked_reason.map(str::to_owned),
+            grant_rank: self.grant_rank,
+        }
+    }
+
+    /// The fields of a row of [`granted_columns!`], by position.
+    fn decode(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(GrantedKeyRef {
+            key_id: row.try_get(0)?,
+            username: row.try_get(1)?,
+            public_key: row.try_get(2)?,
+            comment: row.try_get(3)?,
+            fingerprint_sha256: row.try_get(4)?,
+            options: row.try_get(5)?,
+            grant_expires_at: row.try_get(6)?,
+            key_created_at: row.try_get(7)?,
+            grant_created_at: row.try_get(8)?,
+            last_used_at: row.try_get(9)?,
+            compromise: row.try_get(10)?,
+            compromise_checks: row.try_get(11)?,
+            blocked_kind: row.try_get(12)?,
+            blocked_reason: row.try_get(13)?,
+            grant_rank: row.try_get(14)?,
+        })
+    }
+}
+
+/// A row of the whole-list statement ([`granted_keys`]), kept as it arrived: its fields are
+/// decoded in place by [`GrantedKeyRow::view`], where the key is validated and its line
+/// written, so a 10,000-key login copies no key text into strings of its own.
+pub struct GrantedKeyRow(sqlx::postgres::PgRow);
+
+impl GrantedKeyRow {
+    pub fn view(&self) -> Result<GrantedKeyRef<'_>, sqlx::Error> {
+        GrantedKeyRef::decode(&self.0)
     }
 }
 
@@ -149,24 +260,7 @@ macro_rules! granted_columns {
 
 impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for GrantedKey {
     fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
-        use sqlx::Row;
-        Ok(GrantedKey {
-            key_id: row.try_get(0)?,
-            username: row.try_get(1)?,
-            public_key: row.try_get(2)?,
-            comment: row.try_get(3)?,
-            fingerprint_sha256: row.try_get(4)?,
-            options: row.try_get(5)?,
-            grant_expires_at: row.try_get(6)?,
-            key_created_at: row.try_get(7)?,
-            grant_created_at: row.try_get(8)?,
-            last_used_at: row.try_get(9)?,
-            compromise: row.try_get(10)?,
-            compromise_checks: row.try_get(11)?,
-            blocked_kind: row.try_get(12)?,
-            blocked_reason: row.try_get(13)?,
-            grant_rank: row.try_get(14)?,
-        })
+        GrantedKeyRef::decode(row).map(GrantedKeyRef::to_owned)
     }
 }
 
@@ -239,8 +333,9 @@ pub fn granted_keys<'a>(
     db: &'a sqlx::PgPool,
     server: &'a str,
     login: &'a str,
-) -> futures_util::stream::BoxStream<'a, Result<GrantedKey, sqlx::Error>> {
-    sqlx::query_as(concat!(
+) -> futures_util::stream::BoxStream<'a, Result<GrantedKeyRow, sqlx::Error>> {
+    use futures_util::{StreamExt, TryStreamExt};
+    sqlx::query(concat!(
         "WITH ",
         reach_cte!("", "", ""),
         " SELECT ",
@@ -255,6 +350,8 @@ pub fn granted_keys<'a>(
     .bind(server)
     .bind(login)
     .fetch(db)
+    .map_ok(GrantedKeyRow)
+    .boxed()
 }
 
 /// The fingerprint path's CTEs: `key`, the one unexpired key with fingerprint `$3` (when the
