@@ -1129,11 +1129,13 @@ async fn long_authorized_keys_lists_keep_each_verdict_with_its_own_key() {
 }
 
 /// The whole list is validated and written in batches of 256 rows as they arrive, then put in
-/// order. Here every key is reached by a group grant, bob's keys by his own grant too and one
-/// of amy's by a one-key grant: 901 rows, which PostgreSQL returns a grant at a time, so a
-/// key's rows land in different batches (all 301 keys with two rows did, when this test was
-/// written). Each key is written once, with the most specific grant's options; users in name
-/// order, each user's keys by age, then id.
+/// order. Here amy's keys are reached by two group grants (the same rank: the older one's
+/// options win) and one of them by a one-key grant too; bob's by his own grant and a group
+/// grant; one of bob's keys is blocklisted. 1,201 rows, which PostgreSQL returns a grant at a
+/// time, so a key's rows land in different batches (all 600 keys' did, in 5 batches, when
+/// this test was written; the service's unit test splits them by hand). Each valid key is written once, with
+/// the most specific grant's options; users by name, each user's keys by age, then id (amy's
+/// ages run against her ids).
 #[tokio::test]
 async fn a_long_list_writes_each_key_once_in_order_across_batches() {
     let app = TestApp::spawn().await;
@@ -1153,29 +1155,42 @@ async fn a_long_list_writes_each_key_once_in_order_across_batches() {
             key_ids.insert(id, (user.to_owned(), public_key));
         }
     }
-    // One import is one transaction: a user's keys share their age, and the id orders them.
-    let ages: i64 =
-        sqlx::query_scalar("SELECT count(DISTINCT (user_id, created_at)) FROM ssh_keys")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
-    assert_eq!(ages, 2);
+    // One import shares one age; amy's keys get ages that run against their ids.
+    sqlx::query(
+        "UPDATE ssh_keys k SET created_at = k.created_at - make_interval(secs => o.n)
+           FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM ssh_keys
+                  WHERE user_id = (SELECT id FROM users WHERE username = 'amy')) o
+          WHERE k.id = o.id",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let (status, entry) = answer(app.post(
+        &app.admin,
+        "/api/v1/blocklist",
+        json!({ "key": keys[300], "reason": "laptop stolen" }),
+    ))
+    .await;
+    assert_eq!(status, 201, "{entry}");
 
     let post = |path: &str, body: Value| app.post(&app.admin, path, body);
-    assert_eq!(
-        answer(post("/api/v1/groups", json!({ "name": "ops" })))
-            .await
-            .0,
-        201
-    );
-    for user in ["amy", "bob"] {
-        let path = format!("/api/v1/groups/ops/members/{user}");
-        assert_eq!(answer(app.put(&app.admin, &path, json!(null))).await.0, 200);
+    for (group, members) in [("ops", &["amy", "bob"][..]), ("ops2", &["amy"][..])] {
+        assert_eq!(
+            answer(post("/api/v1/groups", json!({ "name": group })))
+                .await
+                .0,
+            201
+        );
+        for user in members {
+            let path = format!("/api/v1/groups/{group}/members/{user}");
+            assert_eq!(answer(app.put(&app.admin, &path, json!(null))).await.0, 200);
+        }
     }
     let (_, amy_keys) = answer(app.get(&amy, "/api/v1/users/amy/keys?limit=1")).await;
     let amys_first = amy_keys["items"][0]["id"].as_str().unwrap().to_owned();
     for body in [
         json!({ "group": "ops", "login": "deploy", "options": "no-agent-forwarding" }),
+        json!({ "group": "ops2", "login": "deploy", "options": "no-X11-forwarding" }),
         json!({ "username": "bob", "login": "deploy", "options": "no-pty" }),
         json!({ "username": "amy", "login": "deploy", "key_id": amys_first, "options": "no-port-forwarding" }),
     ] {
@@ -1201,13 +1216,30 @@ async fn a_long_list_writes_each_key_once_in_order_across_batches() {
             _ => "no-agent-forwarding",
         };
         assert_eq!(options, expected, "{line}");
-        written.push((user.to_owned(), uuid::Uuid::parse_str(id).unwrap()));
+        written.push(uuid::Uuid::parse_str(id).unwrap());
     }
-    assert_eq!(written.len(), 600, "every key once");
-    let mut sorted = written.clone();
-    sorted.sort();
-    assert_eq!(written, sorted, "users by name, their keys by id");
-    assert_eq!(written.iter().filter(|(u, _)| u == "amy").count(), 300);
+    let stored: Vec<(String, time::OffsetDateTime, uuid::Uuid, bool)> = sqlx::query_as(
+        "SELECT u.username, k.created_at, k.id, k.blocklist_id IS NOT NULL
+           FROM ssh_keys k JOIN users u ON u.id = k.user_id",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    let mut expected: Vec<_> = stored.into_iter().filter(|k| !k.3).collect();
+    expected.sort();
+    let expected: Vec<uuid::Uuid> = expected.into_iter().map(|k| k.2).collect();
+    assert_eq!(expected.len(), 599, "one key blocklisted");
+    assert_eq!(
+        written, expected,
+        "users by name, their keys by age, then id"
+    );
+    let mut amys_by_id: Vec<uuid::Uuid> = expected[..300].to_vec();
+    amys_by_id.sort();
+    assert_ne!(
+        amys_by_id,
+        expected[..300],
+        "amy's ages run against her ids"
+    );
 }
 
 #[tokio::test]

@@ -237,7 +237,7 @@ impl Services {
         let mut batches = Vec::with_capacity(pending.len());
         for task in pending {
             batches.push(task.await.map_err(|e| {
-                ServiceError::Internal(format!("key validation task failed: {e}"))
+                ServiceError::Internal(format!("authorized_keys batch task failed: {e}"))
             })??);
         }
         if batches.is_empty() && store::servers::by_name(read, server).await?.is_none() {
@@ -316,7 +316,9 @@ impl RenderedBatch {
     /// The batches' lines in authorized_keys order. A key reached by several grants for the
     /// same login (a one-key grant and an all-keys grant, or grants through groups) has its
     /// rows next to each other, the most specific grant's first (`GrantedKey::grant_rank`,
-    /// then the oldest): that row's line, with its options and expiry, is the one written.
+    /// then the oldest): the first of them that passed validation is written, with its options
+    /// and expiry, as [`Services::lookup_text`] does. (Today a verdict depends on the key
+    /// alone, so a key's rows pass or fail together.)
     fn assemble(batches: &[RenderedBatch]) -> String {
         let mut rows: Vec<(&RenderedRow, &str)> = batches
             .iter()
@@ -326,13 +328,14 @@ impl RenderedBatch {
         let mut out = String::with_capacity(batches.iter().map(|b| b.text.len()).sum());
         let mut previous = None;
         for (row, text) in rows {
+            let Some(line) = &row.line else {
+                continue;
+            };
             if previous == Some(row.key_id) {
                 continue;
             }
             previous = Some(row.key_id);
-            if let Some(line) = &row.line {
-                out.push_str(&text[line.clone()]);
-            }
+            out.push_str(&text[line.clone()]);
         }
         out
     }
@@ -373,4 +376,68 @@ fn granted_key_is_valid(metrics: &super::Metrics, k: &GrantedKeyRef<'_>, policy:
 /// process and on every read.
 fn sort_granted<T>(rows: &mut [(GrantedKey, T)]) {
     rows.sort_unstable_by(|(a, _), (b, _)| a.view().order().cmp(&b.view().order()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row of `user`'s key `key` (created `age` seconds after the epoch) through a grant of
+    /// `rank`, with its line, or `None` when it failed validation.
+    fn row(
+        batch: &mut RenderedBatch,
+        user: &str,
+        key: u128,
+        age: i64,
+        rank: i32,
+        line: Option<&str>,
+    ) {
+        let line = line.map(|l| {
+            let start = batch.text.len();
+            batch.text.push_str(l);
+            batch.text.push('\n');
+            start..batch.text.len()
+        });
+        batch.rows.push(RenderedRow {
+            username: Arc::from(user),
+            key_created_at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(age),
+            key_id: uuid::Uuid::from_u128(key),
+            grant_rank: rank,
+            grant_created_at: OffsetDateTime::UNIX_EPOCH,
+            line,
+        });
+    }
+
+    fn batch() -> RenderedBatch {
+        RenderedBatch {
+            text: String::new(),
+            rows: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_keys_rows_in_different_batches_give_one_line_in_order() {
+        let (mut first, mut second) = (batch(), batch());
+        // amy's key 1 through a group (rank 3) here, through a one-key grant (rank 0) later.
+        row(&mut first, "amy", 1, 20, 3, Some("amy-1 through the group"));
+        // bob's key 2: its first row failed validation, its second passed.
+        row(&mut first, "bob", 2, 5, 1, None);
+        row(
+            &mut second,
+            "amy",
+            1,
+            20,
+            0,
+            Some("amy-1 through its own grant"),
+        );
+        row(&mut second, "bob", 2, 5, 3, Some("bob-2 through the group"));
+        // amy's key 3 is older than her key 1: age orders before id.
+        row(&mut second, "amy", 3, 10, 1, Some("amy-3"));
+        // bob's key 4 failed on every row.
+        row(&mut second, "bob", 4, 1, 1, None);
+        assert_eq!(
+            RenderedBatch::assemble(&[first, second]),
+            "amy-3\namy-1 through its own grant\nbob-2 through the group\n"
+        );
+    }
 }

@@ -188,7 +188,7 @@ impl<'r> GrantedKeyRef<'r> {
         )
     }
 
-    fn to_owned(self) -> GrantedKey {
+    fn into_owned(self) -> GrantedKey {
         GrantedKey {
             key_id: self.key_id,
             username: self.username.to_owned(),
@@ -260,7 +260,7 @@ macro_rules! granted_columns {
 
 impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for GrantedKey {
     fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
-        GrantedKeyRef::decode(row).map(GrantedKeyRef::to_owned)
+        GrantedKeyRef::decode(row).map(GrantedKeyRef::into_owned)
     }
 }
 
