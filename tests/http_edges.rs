@@ -1,5 +1,6 @@
 //! HTTP edge cases of the browser side and the middleware: where `next` may send a browser,
-//! which request ids are kept, reserved usernames, what is compressed, and `__Host-` cookies.
+//! which request ids are kept, the caller a request log line names, reserved usernames, what is
+//! compressed, and `__Host-` cookies.
 
 mod common;
 
@@ -402,4 +403,34 @@ async fn over_https_every_cookie_is_a_host_cookie_and_signing_in_and_posting_for
         .insert("kp_session".into(), b.cookies["__Host-kp_session"].clone());
     assert_eq!(planted.get("/").await.status, 303);
     assert_eq!(planted.get("/api/v1/me").await.status, 401);
+}
+
+/// The login path checks a server's token inside its own service call, so the request's log
+/// line gets its caller from there; a lookup refused for its query string (after the token is
+/// judged) still names the server that asked. Checked on the log of a real `serve`.
+#[tokio::test]
+async fn the_request_log_names_the_server_whose_login_lookup_it_refused() {
+    let app = TestApp::spawn().await;
+    let (status, _) =
+        answer(app.post(&app.admin, "/api/v1/servers", json!({ "name": "web1" }))).await;
+    assert_eq!(status, 201);
+    let (status, token) =
+        answer(app.post(&app.admin, "/api/v1/servers/web1/tokens", json!({}))).await;
+    assert_eq!(status, 201, "{token}");
+    let secret = token["secret"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut served, addr) =
+        common::served::Served::start(dir.path(), &[("DATABASE_URL", app.db.url.as_str())]);
+    let res = app
+        .client
+        .get(format!(
+            "http://{addr}/api/v1/servers/web1/authorized_keys?login=deploy&color=blue"
+        ))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let line = served.wait_for("status=400", std::time::Duration::from_secs(10));
+    assert!(line.contains(r#"caller="server:web1""#), "{line}");
 }
