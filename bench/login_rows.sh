@@ -10,13 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$1; bin=$2; label=$3; D=${D:-15}
 . bench/portal.sh
-pkill -TERM -f " serve$" 2>/dev/null || true
-while pgrep -f " serve$" >/dev/null; do sleep 0.2; done
-# portal_start, without portal_stop: the data set stays for the next binary.
-portal_start "$bin" "$work"
-base=http://$PORTAL_ADDR
-token=$("$bin" server token --server s000000 2>/dev/null | tail -1)
-auth=(-H "Authorization: Bearer $token")
+portal_on_kept "$bin" "$work"
+base=$PORTAL_BASE auth=("${PORTAL_AUTH[@]}")
 row() {
   awk -v l="$label $1:" '$1 == "50%" { p50 = $2 } $1 == "99%" { p99 = $2 } /Requests\/sec/ { rps = $2 }
     /Non-2xx|Socket errors/ { e = e " " $0 } END { print l, rps " req/s, p50 " p50 ", p99 " p99 e }'

@@ -3,6 +3,9 @@
 #                             cluster, or DATABASE_URL when set); sets PORTAL_ADDR, PORTAL_PID,
 #                             and exports KEYPORTAL_DATA_DIR so later CLI calls use the same data
 #   portal_stop WORK          stop it, and remove WORK and any cluster relocated out of it
+#   portal_on_kept BIN WORK   stop any serve, start BIN over a data set kept by
+#                             `SCALE_KEEP=1 bench/scale.sh` (left running, for the next binary)
+#                             and set PORTAL_BASE and PORTAL_AUTH (s000000's server token)
 # shellcheck shell=bash
 
 portal_start() {
@@ -34,4 +37,13 @@ portal_stop() {
   # As root, a data dir in a 0700 temporary directory has its cluster under /var/lib/keyportal.
   if [ -f "$work/data/cluster-location" ]; then rm -rf "$(cat "$work/data/cluster-location")"; fi
   rm -rf "$work"
+}
+
+portal_on_kept() {
+  local bin=$1 work=$2
+  pkill -TERM -f " serve$" 2>/dev/null || true
+  while pgrep -f " serve$" >/dev/null; do sleep 0.2; done
+  portal_start "$bin" "$work"
+  PORTAL_BASE=http://$PORTAL_ADDR
+  PORTAL_AUTH=(-H "Authorization: Bearer $("$bin" server token --server s000000 2>/dev/null | tail -1)")
 }
