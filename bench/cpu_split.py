@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Runs a command and prints the CPU the whole machine spent while it ran, by process name.
 
-    bench/cpu_split.py [--per N | --per wrk] -- COMMAND ...
+    bench/cpu_split.py [--per N | --per wrk | --per pgbench] -- COMMAND ...
 
 Reads /proc before and after: every process's user+system time, and the machine's busy and
 idle time over all cores. With --per N (say the request count wrk printed), also prints each
 group's CPU per unit in ms, so a row's cost can be set against its budget on this machine
 (two cores give 2 s of CPU per second: 5,000 req/s leaves 0.4 ms of CPU per request for
-everything, wrk included). `--per wrk` takes N from the "N requests in" line wrk prints.
-The command's own CPU (wrk's, say) is counted by its name;
-other processes that start and end inside the run, under "exited", from the machine's totals.
+everything, wrk included). `--per wrk` takes N from the "N requests in" line wrk prints,
+`--per pgbench` from pgbench's "actually processed: N".
+The command's own CPU (wrk's, say) is counted by its name. Processes are grouped by name, every
+process of that name (all PostgreSQL clusters on the machine, say), so run it on a quiet
+machine. What ended inside the run (a pgbench connection's backend, say), interrupts and
+accounting skew are the signed remainder of the machine's busy time.
 """
 import os
 import re
@@ -20,7 +23,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def processes():
-    """pid -> (name, cpu seconds) for every live process."""
+    """(pid, start time) -> (name, cpu seconds) for every live process; the start time tells
+    a reused pid from the process that had it before."""
     out = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -33,7 +37,7 @@ def processes():
         # comm may hold spaces and parentheses: split at the last ')'.
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
-        out[int(pid)] = (group(name), (int(fields[11]) + int(fields[12])) / TICK)
+        out[(int(pid), fields[19])] = (group(name), (int(fields[11]) + int(fields[12])) / TICK)
     return out
 
 
@@ -66,6 +70,7 @@ def main():
     child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     output = child.stdout.read()
     sys.stdout.write(output)
+    sys.stdout.flush()
     _, status, usage = os.wait4(child.pid, 0)
     code = os.waitstatus_to_exitcode(status)
     after, (busy1, idle1, steal1) = processes(), machine()
@@ -76,16 +81,17 @@ def main():
         by_group[name] = by_group.get(name, 0.0) + cpu - start
     busy, idle, steal = busy1 - busy0, idle1 - idle0, steal1 - steal0
     named = sum(by_group.values())
-    if per == "wrk":
-        found = re.search(r"(\d+) requests in", output)
+    if per in ("wrk", "pgbench"):
+        pattern = r"(\d+) requests in" if per == "wrk" else r"actually processed: (\d+)"
+        found = re.search(pattern, output)
         per = float(found.group(1)) if found else None
     elif per is not None:
         per = float(per)
     rows = sorted(((v, k) for k, v in by_group.items() if v >= 0.005), reverse=True)
-    rows.append((max(busy - named, 0.0), "exited or kernel threads"))
+    rows.append((busy - named, "ended in the run, interrupts"))
     rows.append((idle, "idle"))
     rows.append((steal, "stolen by the hypervisor"))
-    total = busy + idle + steal
+    total = (busy + idle + steal) or 1 / TICK
     print(f"cpu over {total:.2f} core-seconds ({total / (os.cpu_count() or 1):.2f} s of wall time):",
           file=sys.stderr)
     for v, k in rows:

@@ -3,7 +3,7 @@
 #                             cluster, or DATABASE_URL when set); sets PORTAL_ADDR, PORTAL_PID,
 #                             and exports KEYPORTAL_DATA_DIR so later CLI calls use the same data
 #   portal_stop WORK          stop it, and remove WORK and any cluster relocated out of it
-#   portal_on_kept BIN WORK   stop any serve, start BIN over a data set kept by
+#   portal_on_kept BIN WORK   stop a serve over WORK's data, start BIN over a data set kept by
 #                             `SCALE_KEEP=1 bench/scale.sh` (left running, for the next binary)
 #                             and set PORTAL_BASE and PORTAL_AUTH (s000000's server token)
 # shellcheck shell=bash
@@ -40,10 +40,17 @@ portal_stop() {
 }
 
 portal_on_kept() {
-  local bin=$1 work=$2
-  pkill -TERM -f " serve$" 2>/dev/null || true
-  while pgrep -f " serve$" >/dev/null; do sleep 0.2; done
+  local bin=$1 work=$2 pid token
+  # Only a serve over this data set: another portal on the machine (CI's, say) is left alone.
+  for pid in $(pgrep -f " serve$"); do
+    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "KEYPORTAL_DATA_DIR=$work/data"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      timeout 30 tail --pid="$pid" -f /dev/null || { echo "serve $pid did not stop" >&2; return 1; }
+    fi
+  done
   portal_start "$bin" "$work"
   PORTAL_BASE=http://$PORTAL_ADDR
-  PORTAL_AUTH=(-H "Authorization: Bearer $("$bin" server token --server s000000 2>/dev/null | tail -1)")
+  token=$("$bin" server token --server s000000 | tail -1)
+  [ -n "$token" ] || { echo "no token for server s000000 in $work" >&2; return 1; }
+  PORTAL_AUTH=(-H "Authorization: Bearer $token")
 }
