@@ -18,7 +18,9 @@ use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// chromedriver on a free local port, stopped on drop.
+/// chromedriver on a free local port, stopped on drop with the browsers it started: they are
+/// its children in a process group of its own, and killing chromedriver alone left a browser
+/// whose session was never closed (a failed test's) running with no parent.
 struct Driver {
     child: tokio::process::Child,
     url: String,
@@ -36,6 +38,7 @@ impl Driver {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
+            .process_group(0)
             .spawn()
             .expect("chromedriver: apt-get install chromium chromium-driver");
         let url = format!("http://127.0.0.1:{port}");
@@ -80,6 +83,12 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = self.child.start_kill();
     }
 }
@@ -670,6 +679,7 @@ async fn a_person_signs_in_with_the_identity_provider_and_lands_with_role_and_gr
         b.current_url().await.unwrap().path().starts_with("/login"),
         "signed out of the portal"
     );
+    b.close().await.unwrap();
 }
 
 /// `n` characters without a blank or any other place a line may break, starting with `label`
