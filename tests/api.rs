@@ -1133,9 +1133,9 @@ async fn long_authorized_keys_lists_keep_each_verdict_with_its_own_key() {
 /// options win) and one of them by a one-key grant too; bob's by his own grant and a group
 /// grant; one of bob's keys is blocklisted. 1,201 rows, which PostgreSQL returns a grant at a
 /// time, so a key's rows land in different batches (all 600 keys' did, in 5 batches, when
-/// this test was written; the service's unit test splits them by hand). Each valid key is written once, with
-/// the most specific grant's options; users by name, each user's keys by age, then id (amy's
-/// ages run against her ids).
+/// this test was written; the service's unit test splits them by hand). Each valid key is
+/// written once, with the most specific grant's options; users by name, each user's keys by
+/// age, then id (amy's ages run against her ids).
 #[tokio::test]
 async fn a_long_list_writes_each_key_once_in_order_across_batches() {
     let app = TestApp::spawn().await;

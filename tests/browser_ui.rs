@@ -93,6 +93,46 @@ impl Drop for Driver {
     }
 }
 
+/// Processes whose command line holds `needle` (a browser's profile directory): a process that
+/// has exited and not yet been reaped has an empty command line, so it does not count.
+fn processes_with(needle: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(needle))
+        .count()
+}
+
+/// A browser whose session is never closed (a test that failed half-way) ends with its driver,
+/// rather than running on with no parent after the suite.
+#[tokio::test]
+async fn a_browser_left_open_ends_with_its_driver() {
+    let profile = tempfile::tempdir().unwrap();
+    let needle = format!("--user-data-dir={}", profile.path().display());
+    let driver = Driver::start().await;
+    let b = driver.browser(profile.path()).await;
+    b.goto("about:blank").await.unwrap();
+    // As a failed test would: the session is not closed when the client goes away.
+    b.persist().await.unwrap();
+    drop(b);
+    assert!(processes_with(&needle) > 0, "the browser runs");
+    drop(driver);
+    // The kill is sent at once; the processes end on their own time: bounded wait.
+    for _ in 0..200 {
+        if processes_with(&needle) == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} browser processes outlived their driver",
+        processes_with(&needle)
+    );
+}
+
 /// A real `serve` on a fresh database, with admin `boss` and member `alice`.
 struct Portal {
     _served: Served,
