@@ -54,6 +54,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             "user_group_members",
             "user_group_owners",
             "user_groups",
+            "user_key_counts",
             "users"
         ]
     );

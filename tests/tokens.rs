@@ -422,6 +422,108 @@ async fn the_key_quota_holds_for_adds_imports_and_concurrent_adds() {
     assert_eq!(count().await, 3);
 }
 
+/// The quota reads a count the database keeps (migrations/0017): it must follow every way
+/// keys and users come and go, not only the API's.
+#[tokio::test]
+async fn the_key_count_the_quota_reads_follows_every_write() {
+    let app = TestApp::spawn().await;
+    let alice = app.user_with_token("alice", Role::Member).await;
+    app.user_with_token("bob", Role::Member).await;
+    let db = &app.db.pool;
+    let drift = || async {
+        sqlx::query_as::<_, (String, Option<i32>, i64)>(
+            "SELECT u.username, c.keys, (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id)
+               FROM users u LEFT JOIN user_key_counts c ON c.user_id = u.id
+              WHERE c.keys IS DISTINCT FROM (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id)",
+        )
+        .fetch_all(db)
+        .await
+        .unwrap()
+    };
+    let count_of = |name: &'static str| async move {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT c.keys FROM user_key_counts c JOIN users u ON u.id = c.user_id WHERE u.username = $1",
+        )
+            .bind(name)
+            .fetch_one(db)
+            .await
+            .unwrap()
+    };
+    let keys = common::generated_ed25519_keys(8);
+    let add =
+        |key: &str| answer(app.post(&alice, "/api/v1/users/alice/keys", json!({ "key": key })));
+    assert_eq!(add(&keys[0]).await.0, 201);
+    let res = app
+        .client
+        .post(app.url("/api/v1/users/alice/keys/import"))
+        .bearer_auth(&alice)
+        .body(keys[1..4].join("\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(count_of("alice").await, 4);
+    // A failed add (a duplicate) changes nothing.
+    assert_eq!(add(&keys[0]).await.0, 409);
+    assert_eq!(count_of("alice").await, 4);
+    let (_, list) = answer(app.get(&alice, "/api/v1/users/alice/keys")).await;
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        answer(app.delete(&alice, &format!("/api/v1/keys/{id}")))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(count_of("alice").await, 3);
+    // Plain SQL, one statement for two users.
+    for (i, who) in [(4, "alice"), (5, "bob"), (6, "bob")] {
+        let (_, checked) =
+            answer(app.post(&alice, "/api/v1/keys/validate", json!({ "key": keys[i] }))).await;
+        sqlx::query(
+            "INSERT INTO ssh_keys (user_id, algorithm, bits, public_key, fingerprint_sha256, fingerprint_md5)
+             SELECT id, 'ssh-ed25519', 256, $2, $3, $4 FROM users WHERE username = $1",
+        )
+        .bind(who)
+        .bind(checked["public_key"].as_str().unwrap())
+        .bind(checked["fingerprint_sha256"].as_str().unwrap())
+        .bind(checked["fingerprint_md5"].as_str().unwrap())
+        .execute(db)
+        .await
+        .unwrap();
+    }
+    assert_eq!((count_of("alice").await, count_of("bob").await), (4, 2));
+    // One statement taking a key from each of two users.
+    sqlx::query("DELETE FROM ssh_keys WHERE title = '' AND comment = '' AND public_key <> $1")
+        .bind(
+            sqlx::query_scalar::<_, String>(
+                "SELECT public_key FROM ssh_keys WHERE title = '' ORDER BY created_at DESC LIMIT 1",
+            )
+            .fetch_one(db)
+            .await
+            .unwrap(),
+        )
+        .execute(db)
+        .await
+        .unwrap();
+    assert_eq!((count_of("alice").await, count_of("bob").await), (3, 1));
+    assert!(drift().await.is_empty(), "{:?}", drift().await);
+    let (status, _) = answer(app.delete(&app.admin, "/api/v1/users/bob")).await;
+    assert_eq!(status, 204);
+    // A user made by plain SQL gets a count too.
+    sqlx::query("INSERT INTO users (username) VALUES ('carol'), ('dave')")
+        .execute(db)
+        .await
+        .unwrap();
+    assert!(drift().await.is_empty(), "{:?}", drift().await);
+    assert_eq!(count_of("carol").await, 0);
+    sqlx::raw_sql("TRUNCATE ssh_keys CASCADE")
+        .execute(db)
+        .await
+        .unwrap();
+    assert_eq!(count_of("alice").await, 0);
+    assert!(drift().await.is_empty(), "{:?}", drift().await);
+}
+
 #[tokio::test]
 async fn the_server_page_shows_setup_lines_only_with_a_public_url_and_revokes_tokens() {
     for public in [None, Some("https://keys.example.com/")] {

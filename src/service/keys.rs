@@ -239,42 +239,45 @@ impl Services {
         let key = self
             .validate_key(input, &policy)
             .map_err(ServiceError::KeyRejected)?;
-        // The blocklist is the validator's other input: an entry refuses the key here as on
-        // every read.
-        if let Some((_, kind, reason)) =
-            store::blocklist::entries_for(&self.pool, &[key.fingerprint_sha256()])
-                .await?
-                .into_iter()
-                .next()
-        {
-            return Err(ServiceError::KeyRejected(
-                super::blocklist::refusal(&kind, &reason)
-                    .with_algorithm(key.algorithm().as_str())
-                    .with_bits(key.bits()),
-            ));
-        }
         let title = if title.is_empty() {
             key.comment()
         } else {
             title
         };
         let mut tx = self.pool.begin().await?;
-        let held = store::keys::lock_owner_and_count(&mut tx, user.id).await?;
+        let (held, blocked) =
+            store::keys::lock_owner_for_key(&mut tx, user.id, Some(key.fingerprint_sha256()))
+                .await?;
+        // The blocklist is the validator's other input: an entry refuses the key here as on
+        // every read.
+        if let Some((kind, reason)) = blocked {
+            return Err(ServiceError::KeyRejected(
+                super::blocklist::refusal(&kind, &reason)
+                    .with_algorithm(key.algorithm().as_str())
+                    .with_bits(key.bits()),
+            ));
+        }
         check_quota(held, 1, policy.max_keys_per_user)?;
-        let (id, created_at) =
-            store::keys::insert(&mut *tx, &new_key(user.id, title, &key, expires_at))
-                .await
-                .on_constraint(&["ssh_keys_fingerprint_sha256_key"], || {
-                    duplicate(key.fingerprint_sha256())
-                })?;
-        super::audit::record(
+        let id = Uuid::now_v7();
+        let actor = ctx.caller.actor();
+        let target = format!("user:{}", user.username);
+        let event = store::audit::NewEvent {
+            actor: &actor,
+            action: "key.add",
+            target: &target,
+            detail: json!({ "key_id": id, "fingerprint": key.fingerprint_sha256(), "algorithm": key.algorithm(), "bits": key.bits() }),
+            request_id: ctx.request_id.as_deref(),
+        };
+        let created_at = store::keys::insert(
             &mut *tx,
-            ctx,
-            "key.add",
-            &format!("user:{}", user.username),
-            json!({ "key_id": id, "fingerprint": key.fingerprint_sha256(), "algorithm": key.algorithm(), "bits": key.bits() }),
+            id,
+            &new_key(user.id, title, &key, expires_at),
+            &event,
         )
-        .await?;
+        .await
+        .on_constraint(&["ssh_keys_fingerprint_sha256_key"], || {
+            duplicate(key.fingerprint_sha256())
+        })?;
         tx.commit().await?;
         // Just validated under the policy in force: the view is built from it, not read back.
         Ok(KeyView {

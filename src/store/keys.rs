@@ -123,17 +123,27 @@ pub struct NewKey<'a> {
     pub expires_at: Option<OffsetDateTime>,
 }
 
-/// Inserts a key; returns its id and creation time.
+/// Inserts a key with its audit event, in one statement (the event is written only if the
+/// key is); returns the key's creation time.
 ///
-/// Key ids are UUIDv7 (time-ordered): new keys land at the right edge of the primary key's
-/// B-tree instead of on a random page of it, which kept bulk imports fast at a million keys.
+/// Key ids are UUIDv7 (time-ordered, made by the caller so the event can name the key): new
+/// keys land at the right edge of the primary key's B-tree instead of on a random page of it,
+/// which kept bulk imports fast at a million keys.
 pub async fn insert(
     db: impl PgExecutor<'_>,
+    id: Uuid,
     k: &NewKey<'_>,
-) -> Result<(Uuid, OffsetDateTime), sqlx::Error> {
-    sqlx::query_as(
-        "INSERT INTO ssh_keys (id, user_id, title, algorithm, bits, public_key, comment, fingerprint_sha256, fingerprint_md5, expires_at, compromise_checks)
-         VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8, $9, $11) RETURNING id, created_at",
+    event: &super::audit::NewEvent<'_>,
+) -> Result<OffsetDateTime, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH k AS (
+             INSERT INTO ssh_keys (id, user_id, title, algorithm, bits, public_key, comment, fingerprint_sha256, fingerprint_md5, expires_at, compromise_checks)
+             VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8, $9, $11) RETURNING created_at
+         ), e AS (
+             INSERT INTO audit_events (actor, action, target, detail, request_id)
+             SELECT $12, $13, $14, $15, $16 FROM k
+         )
+         SELECT created_at FROM k",
     )
     .bind(k.user_id)
     .bind(k.title)
@@ -144,9 +154,14 @@ pub async fn insert(
     .bind(k.fingerprint_sha256)
     .bind(k.fingerprint_md5)
     .bind(k.expires_at)
-    .bind(Uuid::now_v7())
+    .bind(id)
     // The validator passed it, computed checks included: nothing for them to find.
     .bind(crate::keys::compromised::CHECKS_VERSION)
+    .bind(event.actor)
+    .bind(event.action)
+    .bind(event.target)
+    .bind(&event.detail)
+    .bind(event.request_id)
     .fetch_one(db)
     .await
 }
@@ -237,25 +252,60 @@ pub fn parse_time_id(s: &str) -> Option<(OffsetDateTime, Uuid)> {
     Some((at, id.parse().ok()?))
 }
 
-/// Locks the user's row until the transaction ends, then counts their keys: two concurrent
-/// adds for one user then see each other's key, so a per-user quota holds. Two statements on
-/// purpose: under READ COMMITTED each takes a fresh snapshot, so the count (taken after the
-/// lock was granted) includes what the previous holder of the lock committed. `NO KEY UPDATE`
-/// because nothing changes the row's key: it leaves foreign-key checks on the user (`KEY
-/// SHARE`, e.g. a blocklist entry's `added_by`) free, so a blocklist writer holding the
-/// advisory lock of migrations/0014 never waits for this row while our insert waits for it.
+/// Locks the user's row until the transaction ends and reads their key count: two concurrent
+/// adds for one user then see each other's key, so a per-user quota holds. The count is kept
+/// by the triggers of migrations/0017 and its row is locked too: a lock that had to wait
+/// returns the row as its previous holder committed it (READ COMMITTED re-reads a locked row's
+/// newest version), where an unlocked one would be read as of before the wait. The user's row
+/// first, as a user's deletion takes it (before its cascade reaches the count), so the two
+/// queue on one row instead of deadlocking. `NO KEY UPDATE` because nothing changes the row's
+/// key: it leaves foreign-key checks on the user (`KEY SHARE`, e.g. a blocklist entry's
+/// `added_by`) free, so a blocklist writer holding the advisory lock of migrations/0014 never
+/// waits for this row while our insert waits for it.
 pub async fn lock_owner_and_count(
     conn: &mut sqlx::PgConnection,
     user_id: i64,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query_scalar("SELECT count(*) FROM ssh_keys WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_one(&mut *conn)
-        .await
+    Ok(lock_owner_for_key(conn, user_id, None).await?.0)
+}
+
+/// [`lock_owner_and_count`] for adding one key, which also reads the key's blocklist entry
+/// (kind, reason; fingerprints are unique there), if it has one: one round trip where a key
+/// add had three.
+pub async fn lock_owner_for_key(
+    conn: &mut sqlx::PgConnection,
+    user_id: i64,
+    fingerprint: Option<&str>,
+) -> Result<(i64, Option<(String, String)>), sqlx::Error> {
+    let row: Option<(i32, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT c.keys, b.kind, b.reason
+           FROM users u
+           JOIN user_key_counts c ON c.user_id = u.id
+           LEFT JOIN blocklist b ON b.fingerprint_sha256 = $2
+          WHERE u.id = $1
+            FOR NO KEY UPDATE OF u, c",
+    )
+    .bind(user_id)
+    .bind(fingerprint)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        Some((count, Some(kind), Some(reason))) => (count.into(), Some((kind, reason))),
+        Some((count, ..)) => (count.into(), None),
+        // The user was deleted since the caller found them (the insert's foreign key then
+        // refuses the key), or has no count row, which the triggers always make: count.
+        None => {
+            sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(user_id)
+                .execute(&mut *conn)
+                .await?;
+            let held = sqlx::query_scalar("SELECT count(*) FROM ssh_keys WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_one(&mut *conn)
+                .await?;
+            (held, None)
+        }
+    })
 }
 
 pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<u64, sqlx::Error> {
