@@ -16,7 +16,7 @@ BIN=$1 DIR=$2 SECS=${3:-10} FIRST=${4:-10001}
 CONF=$DIR/data/pgdata/postgresql.auto.conf
 grep -q pg_stat_statements "$CONF" ||
   printf "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\ntrack_functions = all\n" >>"$CONF"
-export KEYPORTAL_DATA_DIR=$DIR/data KEYPORTAL_LOG=warn
+export KEYPORTAL_DATA_DIR=$DIR/data KEYPORTAL_LOG=warn,keyportal::server=info
 KEYPORTAL_LISTEN=127.0.0.1:0 "$BIN" serve >"$DIR/serve.log" 2>&1 &
 SERVE=$!
 trap 'kill -TERM $SERVE 2>/dev/null; wait $SERVE 2>/dev/null || true' EXIT
@@ -55,4 +55,4 @@ echo "keys added: $(( $("${PSQL[@]}" -tc "SELECT count(*) FROM ssh_keys") - befo
     left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS statement
   FROM pg_stat_statements WHERE calls > 100 ORDER BY total_exec_time DESC" \
   -c "SELECT funcname AS function, calls, round((total_time / calls * 1000)::numeric) AS us_per_call
-  FROM pg_stat_user_functions ORDER BY total_time DESC"
+  FROM pg_stat_user_functions WHERE calls > 0 ORDER BY total_time DESC"
