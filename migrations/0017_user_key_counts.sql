@@ -10,6 +10,10 @@ CREATE TABLE user_key_counts (
     keys    INTEGER NOT NULL DEFAULT 0 CHECK (keys >= 0)
 );
 
+-- Portals still serving while this runs must not add or remove a user or key between the
+-- count below and the triggers that follow it: writes wait for this transaction (reads go on).
+LOCK TABLE users, ssh_keys IN SHARE ROW EXCLUSIVE MODE;
+
 INSERT INTO user_key_counts (user_id, keys)
 SELECT u.id, (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id) FROM users u;
 

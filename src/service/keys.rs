@@ -302,6 +302,10 @@ impl Services {
     pub async fn delete_key(&self, ctx: &Ctx, id: Uuid) -> Result<(), ServiceError> {
         let row = self.visible_key(ctx, id).await?;
         let mut tx = self.pool.begin().await?;
+        // The owner's rows first, as an add takes them: the delete's trigger updates the
+        // owner's key count, and an add of this very key waits on the deleted row in the
+        // unique index, so taking them in the other order could deadlock with that add.
+        store::keys::lock_owner_and_count(&mut tx, row.user_id).await?;
         if store::keys::delete(&mut *tx, id).await? == 0 {
             return Err(ServiceError::NotFound { what: "key" });
         }

@@ -277,34 +277,40 @@ pub async fn lock_owner_for_key(
     user_id: i64,
     fingerprint: Option<&str>,
 ) -> Result<(i64, Option<(String, String)>), sqlx::Error> {
-    let row: Option<(i32, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT c.keys, b.kind, b.reason
-           FROM users u
-           JOIN user_key_counts c ON c.user_id = u.id
-           LEFT JOIN blocklist b ON b.fingerprint_sha256 = $2
-          WHERE u.id = $1
-            FOR NO KEY UPDATE OF u, c",
-    )
-    .bind(user_id)
-    .bind(fingerprint)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let query = "SELECT c.keys, b.kind, b.reason
+                   FROM users u
+                   JOIN user_key_counts c ON c.user_id = u.id
+                   LEFT JOIN blocklist b ON b.fingerprint_sha256 = $2
+                  WHERE u.id = $1
+                    FOR NO KEY UPDATE OF u, c";
+    let mut row: Option<(i32, Option<String>, Option<String>)> = sqlx::query_as(query)
+        .bind(user_id)
+        .bind(fingerprint)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if row.is_none() {
+        // No count row: the user was deleted since the caller found them, or the row was
+        // removed by hand. Make it again from the keys, under the user's lock, and read it.
+        sqlx::query(
+            "INSERT INTO user_key_counts (user_id, keys)
+             SELECT u.id, (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id)
+               FROM (SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE) u
+             ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+        row = sqlx::query_as(query)
+            .bind(user_id)
+            .bind(fingerprint)
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
     Ok(match row {
         Some((count, Some(kind), Some(reason))) => (count.into(), Some((kind, reason))),
         Some((count, ..)) => (count.into(), None),
-        // The user was deleted since the caller found them (the insert's foreign key then
-        // refuses the key), or has no count row, which the triggers always make: count.
-        None => {
-            sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
-                .bind(user_id)
-                .execute(&mut *conn)
-                .await?;
-            let held = sqlx::query_scalar("SELECT count(*) FROM ssh_keys WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_one(&mut *conn)
-                .await?;
-            (held, None)
-        }
+        // The user is gone: nothing held, and the insert's foreign key refuses the key.
+        None => (0, None),
     })
 }
 
