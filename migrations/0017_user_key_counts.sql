@@ -3,16 +3,22 @@
 -- all-visible): 0.12-0.27 ms a submission at 100-300 keys, the dearest statement of a key add.
 -- Triggers keep it, so every writer (API, page, CLI, identity-provider sync, plain SQL) keeps
 -- it right. A table of its own rather than a column of `users`: an update of `users` runs its
--- checks and row triggers, 0.13 ms against a few µs here. A key never changes owner
+-- checks and row triggers, 0.13-0.18 ms against 0.04 ms here. A key never changes owner
 -- (ssh_keys_material_immutable), so inserts, deletes and TRUNCATE are all there is to follow.
+
+-- Portals of the previous release keep serving while this runs (docs/operations.md): none may
+-- add or remove a user or key between the count below and the triggers after it. The DROP
+-- TRIGGERs below need ssh_keys ACCESS EXCLUSIVE anyway; taken here, first, it cannot deadlock
+-- with such a portal's add, which reads ssh_keys (its count) before inserting into it. Key
+-- reads, logins included, wait for this migration too: as long as the count below takes
+-- (not measured at a million keys).
+LOCK TABLE ssh_keys IN ACCESS EXCLUSIVE MODE;
+LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE user_key_counts (
     user_id BIGINT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
     keys    INTEGER NOT NULL DEFAULT 0 CHECK (keys >= 0)
 );
-
--- Portals still serving while this runs must not add or remove a user or key between the
--- count below and the triggers that follow it: writes wait for this transaction (reads go on).
-LOCK TABLE users, ssh_keys IN SHARE ROW EXCLUSIVE MODE;
 
 INSERT INTO user_key_counts (user_id, keys)
 SELECT u.id, (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id) FROM users u;
@@ -27,7 +33,10 @@ $$;
 CREATE TRIGGER users_key_count_started AFTER INSERT ON users
     REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION start_user_key_counts();
 
--- Deletes: the count follows.
+-- Deletes: the count follows. A key delete updates the owner's count after its row is gone,
+-- so it takes the owner's rows first, as an add does (delete_key in src/service/keys.rs).
+-- The previous release's deletes do not: while both releases serve, a delete and an add of
+-- the same key at the same moment can deadlock, and PostgreSQL aborts one of them.
 CREATE FUNCTION uncount_user_keys() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
