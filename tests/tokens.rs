@@ -337,6 +337,14 @@ async fn personal_token_expiry_defaults_to_the_policy_cap_and_cannot_exceed_it()
     assert!((expiry(&made) - cap).abs() < time::Duration::minutes(1));
 }
 
+/// Deletes the first key of the user's list through the API.
+async fn delete_first_key(app: &TestApp, token: &str, username: &str) {
+    let (_, list) = answer(app.get(token, &format!("/api/v1/users/{username}/keys"))).await;
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = answer(app.delete(token, &format!("/api/v1/keys/{id}"))).await;
+    assert_eq!(status, 204);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_key_quota_holds_for_adds_imports_and_concurrent_adds() {
     let app = TestApp::spawn().await;
@@ -396,14 +404,7 @@ async fn the_key_quota_holds_for_adds_imports_and_concurrent_adds() {
     assert_eq!(count().await, 3);
 
     // At quota - 1, concurrent adds: exactly one wins.
-    let (_, list) = answer(app.get(&alice, "/api/v1/users/alice/keys")).await;
-    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        answer(app.delete(&alice, &format!("/api/v1/keys/{id}")))
-            .await
-            .0,
-        204
-    );
+    delete_first_key(&app, &alice, "alice").await;
     let racers = common::generated_ed25519_keys(12);
     let answers =
         futures_util::future::join_all(racers.iter().map(|key| {
@@ -466,14 +467,7 @@ async fn the_key_count_the_quota_reads_follows_every_write() {
     // A failed add (a duplicate) changes nothing.
     assert_eq!(add(&keys[0]).await.0, 409);
     assert_eq!(count_of("alice").await, 4);
-    let (_, list) = answer(app.get(&alice, "/api/v1/users/alice/keys")).await;
-    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        answer(app.delete(&alice, &format!("/api/v1/keys/{id}")))
-            .await
-            .0,
-        204
-    );
+    delete_first_key(&app, &alice, "alice").await;
     assert_eq!(count_of("alice").await, 3);
     // Plain SQL: one statement adding keys for two users, one taking a key from each.
     let mut rows: [Vec<String>; 4] = Default::default();
