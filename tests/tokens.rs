@@ -543,6 +543,83 @@ async fn the_key_count_the_quota_reads_follows_every_write() {
     assert!(drift().await.is_empty(), "{:?}", drift().await);
 }
 
+/// A user deleted while a key of theirs is being added or imported: the add waits on the
+/// owner's row, then answers 404 (the user is gone), not a 500 from the foreign key, and leaves
+/// nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_added_or_imported_while_its_owner_is_deleted_is_refused_as_not_found() {
+    let app = TestApp::spawn().await;
+    let db = app.db.pool.clone();
+    let keys = common::generated_ed25519_keys(3);
+    for (username, body) in [
+        ("carol", json!({ "key": keys[0] }).to_string()),
+        ("dave", keys[1..].join("\n")),
+    ] {
+        app.user_with_token(username, Role::Member).await;
+        let mut deletion = db.begin().await.unwrap();
+        sqlx::query("DELETE FROM users WHERE username = $1")
+            .bind(username)
+            .execute(&mut *deletion)
+            .await
+            .unwrap();
+        let path = if body.starts_with('{') {
+            format!("/api/v1/users/{username}/keys")
+        } else {
+            format!("/api/v1/users/{username}/keys/import")
+        };
+        let request = app
+            .client
+            .post(app.url(&path))
+            .bearer_auth(&app.admin)
+            .header(
+                "content-type",
+                if body.starts_with('{') {
+                    "application/json"
+                } else {
+                    "text/plain"
+                },
+            )
+            .body(body)
+            .send();
+        let request = tokio::spawn(request);
+        // The request found the user (the deletion is not committed) and now waits on the
+        // row the deletion holds.
+        let waiting = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        };
+        let since = std::time::Instant::now();
+        while waiting().await == 0 {
+            assert!(
+                !request.is_finished(),
+                "the {username} request ended without waiting for the deletion"
+            );
+            assert!(
+                since.elapsed() < std::time::Duration::from_secs(20),
+                "no lock wait"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        deletion.commit().await.unwrap();
+        let res = request.await.unwrap().unwrap();
+        assert_eq!(res.status(), 404, "{username}");
+        let problem: Value = res.json().await.unwrap();
+        assert_eq!(problem["code"], "not_found", "{problem}");
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM ssh_keys")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    assert!(audit_actions(&app, "key.add").await.is_empty());
+    assert!(audit_actions(&app, "key.import").await.is_empty());
+}
+
 #[tokio::test]
 async fn the_server_page_shows_setup_lines_only_with_a_public_url_and_revokes_tokens() {
     for public in [None, Some("https://keys.example.com/")] {

@@ -12,7 +12,7 @@ use super::{authorize, page, Action, Ctx, Listing, Metrics, ResultExt, ServiceEr
 use crate::domain::{Expiry, KeyTitle};
 use crate::keys::{self, KeyErrorCode, KeyRejection, Policy, ValidatedKey};
 use crate::store;
-use crate::store::keys::KeyRow;
+use crate::store::keys::{AddOutcome, KeyRow};
 
 /// A stored key as the API shows it, with its status under today's policy.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -70,15 +70,19 @@ const IMPORT_BATCH: usize = 2000;
 
 fn check_quota(held: i64, adding: i64, quota: u32) -> Result<(), ServiceError> {
     if held + adding > i64::from(quota) {
-        return Err(ServiceError::Conflict {
-            code: "key_quota_exceeded",
-            detail: format!(
-                "a user may hold at most {quota} keys (the policy's max_keys_per_user) and this \
-                 one holds {held}; nothing was added: delete keys first, or ask an admin to raise the limit"
-            ),
-        });
+        return Err(quota_exceeded(held, quota));
     }
     Ok(())
+}
+
+fn quota_exceeded(held: i64, quota: u32) -> ServiceError {
+    ServiceError::Conflict {
+        code: "key_quota_exceeded",
+        detail: format!(
+            "a user may hold at most {quota} keys (the policy's max_keys_per_user) and this \
+             one holds {held}; nothing was added: delete keys first, or ask an admin to raise the limit"
+        ),
+    }
 }
 
 /// Re-validates a stored key under `policy`: the stored canonical form and comment must still
@@ -244,20 +248,6 @@ impl Services {
         } else {
             title
         };
-        let mut tx = self.pool.begin().await?;
-        let (held, blocked) =
-            store::keys::lock_owner_for_key(&mut tx, user.id, Some(key.fingerprint_sha256()))
-                .await?;
-        // The blocklist is the validator's other input: an entry refuses the key here as on
-        // every read.
-        if let Some((kind, reason)) = blocked {
-            return Err(ServiceError::KeyRejected(
-                super::blocklist::refusal(&kind, &reason)
-                    .with_algorithm(key.algorithm().as_str())
-                    .with_bits(key.bits()),
-            ));
-        }
-        check_quota(held, 1, policy.max_keys_per_user)?;
         let id = Uuid::now_v7();
         let actor = ctx.caller.actor();
         let target = format!("user:{}", user.username);
@@ -268,17 +258,37 @@ impl Services {
             detail: json!({ "key_id": id, "fingerprint": key.fingerprint_sha256(), "algorithm": key.algorithm(), "bits": key.bits() }),
             request_id: ctx.request_id.as_deref(),
         };
-        let created_at = store::keys::insert(
-            &mut *tx,
-            id,
-            &new_key(user.id, title, &key, expires_at),
-            &event,
-        )
-        .await
-        .on_constraint(&["ssh_keys_fingerprint_sha256_key"], || {
-            duplicate(key.fingerprint_sha256())
-        })?;
-        tx.commit().await?;
+        let new = new_key(user.id, title, &key, expires_at);
+        let quota = policy.max_keys_per_user;
+        let duplicate = || duplicate(key.fingerprint_sha256());
+        let mut outcome = store::keys::add_within_quota(&self.pool, id, &new, &event, quota)
+            .await
+            .on_constraint(&["ssh_keys_fingerprint_sha256_key"], duplicate)?;
+        if let AddOutcome::NoCount = outcome {
+            let mut tx = self.pool.begin().await?;
+            store::keys::lock_owner_and_count(&mut tx, user.id)
+                .await?
+                .ok_or(ServiceError::NotFound { what: "user" })?;
+            outcome = store::keys::add_within_quota(&mut *tx, id, &new, &event, quota)
+                .await
+                .on_constraint(&["ssh_keys_fingerprint_sha256_key"], duplicate)?;
+            tx.commit().await?;
+        }
+        let created_at = match outcome {
+            AddOutcome::Added { created_at } => created_at,
+            // The blocklist is the validator's other input: an entry refuses the key here as
+            // on every read.
+            AddOutcome::Blocklisted { kind, reason } => {
+                return Err(ServiceError::KeyRejected(
+                    super::blocklist::refusal(&kind, &reason)
+                        .with_algorithm(key.algorithm().as_str())
+                        .with_bits(key.bits()),
+                ))
+            }
+            AddOutcome::OverQuota { held } => return Err(quota_exceeded(held, quota)),
+            // Still no count row under the user's lock: the user is gone.
+            AddOutcome::NoCount => return Err(ServiceError::NotFound { what: "user" }),
+        };
         // Just validated under the policy in force: the view is built from it, not read back.
         Ok(KeyView {
             id,
@@ -356,7 +366,10 @@ impl Services {
                 .map(|(fp, kind, reason)| (fp, (kind, reason)))
                 .collect();
         let mut tx = self.pool.begin().await?;
-        let held = store::keys::lock_owner_and_count(&mut tx, user.id).await?;
+        // Deleted since it was found: their keys would fail the foreign key.
+        let held = store::keys::lock_owner_and_count(&mut tx, user.id)
+            .await?
+            .ok_or(ServiceError::NotFound { what: "user" })?;
         // Each line's fate is decided here, except whether a new key is registered already:
         // the insert answers that (a fingerprint it skips is someone's key), so the unique
         // index is probed once per key, not twice.

@@ -123,47 +123,93 @@ pub struct NewKey<'a> {
     pub expires_at: Option<OffsetDateTime>,
 }
 
-/// Inserts a key with its audit event, in one statement (the event is written only if the
-/// key is); returns the key's creation time.
+/// What [`add_within_quota`] did.
+#[derive(Debug)]
+pub enum AddOutcome {
+    Added {
+        created_at: OffsetDateTime,
+    },
+    /// The key's blocklist entry (kind, reason): nothing added.
+    Blocklisted {
+        kind: String,
+        reason: String,
+    },
+    /// Adding one more would pass `quota`; the user holds `held`. Nothing added.
+    OverQuota {
+        held: i64,
+    },
+    /// The user has no key count row (deleted since the caller found them, or the row removed
+    /// by hand): nothing added or locked; [`lock_owner_and_count`] in a transaction makes it
+    /// again.
+    NoCount,
+}
+
+/// Adds a key and its audit event in one statement, its own transaction: it locks the owner's
+/// rows as [`lock_owner_and_count`] does, reads the key's blocklist entry and the count, and
+/// inserts only if the key is not listed and one more stays within `quota`. One round trip
+/// where BEGIN, lock, insert and COMMIT were four; the lock is held for the statement's last
+/// part and its commit, no longer.
 ///
 /// Key ids are UUIDv7 (time-ordered, made by the caller so the event can name the key): new
 /// keys land at the right edge of the primary key's B-tree instead of on a random page of it,
 /// which kept bulk imports fast at a million keys.
-pub async fn insert(
+pub async fn add_within_quota(
     db: impl PgExecutor<'_>,
     id: Uuid,
     k: &NewKey<'_>,
     event: &super::audit::NewEvent<'_>,
-) -> Result<OffsetDateTime, sqlx::Error> {
-    sqlx::query_scalar(
-        "WITH k AS (
-             INSERT INTO ssh_keys (id, user_id, title, algorithm, bits, public_key, comment, fingerprint_sha256, fingerprint_md5, expires_at, compromise_checks)
-             VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8, $9, $11) RETURNING created_at
-         ), e AS (
-             INSERT INTO audit_events (actor, action, target, detail, request_id)
-             SELECT $12, $13, $14, $15, $16 FROM k
-         )
-         SELECT created_at FROM k",
-    )
-    .bind(k.user_id)
-    .bind(k.title)
-    .bind(k.algorithm)
-    .bind(k.bits)
-    .bind(k.public_key)
-    .bind(k.comment)
-    .bind(k.fingerprint_sha256)
-    .bind(k.fingerprint_md5)
-    .bind(k.expires_at)
-    .bind(id)
-    // The validator passed it, computed checks included: nothing for them to find.
-    .bind(crate::keys::compromised::CHECKS_VERSION)
-    .bind(event.actor)
-    .bind(event.action)
-    .bind(event.target)
-    .bind(&event.detail)
-    .bind(event.request_id)
-    .fetch_one(db)
-    .await
+    quota: u32,
+) -> Result<AddOutcome, sqlx::Error> {
+    // READ COMMITTED: a row lock that waited returns the row as its previous holder committed
+    // it, so the count here includes a concurrent add that committed first.
+    // (count, blocklist kind, blocklist reason, the new key's creation time if added)
+    type Found = (i32, Option<String>, Option<String>, Option<OffsetDateTime>);
+    let row: Option<Found> =
+        sqlx::query_as(
+            "WITH owner AS (
+                 SELECT c.keys, b.kind, b.reason
+                   FROM users u
+                   JOIN user_key_counts c ON c.user_id = u.id
+                   LEFT JOIN blocklist b ON b.fingerprint_sha256 = $7
+                  WHERE u.id = $1
+                    FOR NO KEY UPDATE OF u, c
+             ), k AS (
+                 INSERT INTO ssh_keys (id, user_id, title, algorithm, bits, public_key, comment, fingerprint_sha256, fingerprint_md5, expires_at, compromise_checks)
+                 SELECT $10, $1, $2, $3, $4, $5, $6, $7, $8, $9, $11
+                   FROM owner WHERE owner.kind IS NULL AND owner.keys + 1 <= $17
+                 RETURNING created_at
+             ), e AS (
+                 INSERT INTO audit_events (actor, action, target, detail, request_id)
+                 SELECT $12, $13, $14, $15, $16 FROM k
+             )
+             SELECT owner.keys, owner.kind, owner.reason, k.created_at FROM owner LEFT JOIN k ON true",
+        )
+        .bind(k.user_id)
+        .bind(k.title)
+        .bind(k.algorithm)
+        .bind(k.bits)
+        .bind(k.public_key)
+        .bind(k.comment)
+        .bind(k.fingerprint_sha256)
+        .bind(k.fingerprint_md5)
+        .bind(k.expires_at)
+        .bind(id)
+        // The validator passed it, computed checks included: nothing for them to find.
+        .bind(crate::keys::compromised::CHECKS_VERSION)
+        .bind(event.actor)
+        .bind(event.action)
+        .bind(event.target)
+        .bind(&event.detail)
+        .bind(event.request_id)
+        .bind(i64::from(quota))
+        .fetch_optional(db)
+        .await?;
+    Ok(match row {
+        None => AddOutcome::NoCount,
+        Some((_, _, _, Some(created_at))) => AddOutcome::Added { created_at },
+        Some((_, Some(kind), Some(reason), None)) => AddOutcome::Blocklisted { kind, reason },
+        Some((held, ..)) => AddOutcome::OverQuota { held: held.into() },
+    })
 }
 
 /// Inserts many keys in one statement (arrays unnested server-side); returns each new key's
@@ -261,34 +307,22 @@ pub fn parse_time_id(s: &str) -> Option<(OffsetDateTime, Uuid)> {
 /// queue on one row instead of deadlocking. `NO KEY UPDATE` because nothing changes the row's
 /// key: it leaves foreign-key checks on the user (`KEY SHARE`, e.g. a blocklist entry's
 /// `added_by`) free, so a blocklist writer holding the advisory lock of migrations/0014 never
-/// waits for this row while our insert waits for it.
+/// waits for this row while our insert waits for it. `None` when the user is gone (deleted
+/// since the caller found them, the deletion committed while this waited).
 pub async fn lock_owner_and_count(
     conn: &mut sqlx::PgConnection,
     user_id: i64,
-) -> Result<i64, sqlx::Error> {
-    Ok(lock_owner_for_key(conn, user_id, None).await?.0)
-}
-
-/// [`lock_owner_and_count`] for adding one key, which also reads the key's blocklist entry
-/// (kind, reason; fingerprints are unique there), if it has one: one round trip where a key
-/// add had three.
-pub async fn lock_owner_for_key(
-    conn: &mut sqlx::PgConnection,
-    user_id: i64,
-    fingerprint: Option<&str>,
-) -> Result<(i64, Option<(String, String)>), sqlx::Error> {
-    let query = "SELECT c.keys, b.kind, b.reason
+) -> Result<Option<i64>, sqlx::Error> {
+    let query = "SELECT c.keys
                    FROM users u
                    JOIN user_key_counts c ON c.user_id = u.id
-                   LEFT JOIN blocklist b ON b.fingerprint_sha256 = $2
                   WHERE u.id = $1
                     FOR NO KEY UPDATE OF u, c";
-    let mut row: Option<(i32, Option<String>, Option<String>)> = sqlx::query_as(query)
+    let mut count: Option<i32> = sqlx::query_scalar(query)
         .bind(user_id)
-        .bind(fingerprint)
         .fetch_optional(&mut *conn)
         .await?;
-    if row.is_none() {
+    if count.is_none() {
         // No count row: the user was deleted since the caller found them, or the row was
         // removed by hand. Make it again from the keys, under the user's lock, and read it.
         sqlx::query(
@@ -300,18 +334,13 @@ pub async fn lock_owner_for_key(
         .bind(user_id)
         .execute(&mut *conn)
         .await?;
-        row = sqlx::query_as(query)
+        count = sqlx::query_scalar(query)
             .bind(user_id)
-            .bind(fingerprint)
             .fetch_optional(&mut *conn)
             .await?;
     }
-    Ok(match row {
-        Some((count, Some(kind), Some(reason))) => (count.into(), Some((kind, reason))),
-        Some((count, ..)) => (count.into(), None),
-        // The user is gone: nothing held, and the insert's foreign key refuses the key.
-        None => (0, None),
-    })
+    // None: the user is gone.
+    Ok(count.map(i64::from))
 }
 
 pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<u64, sqlx::Error> {
