@@ -236,10 +236,9 @@ impl Services {
         KeyTitle::parse(title)
             .map_err(|e| ServiceError::invalid("title", format!("the title is {e}")))?;
         Expiry::parse_optional(expires_at).map_err(|e| ServiceError::invalid("expires_at", e))?;
-        let (user, policy) = tokio::try_join!(
-            self.visible_user(ctx, username, |id| Action::ManageKeysOf { user_id: id }),
-            super::policy::current(&self.pool),
-        )?;
+        let (user, policy) = self
+            .visible_user_and_policy(ctx, username, |id| Action::ManageKeysOf { user_id: id })
+            .await?;
         let key = self
             .validate_key(input, &policy)
             .map_err(ServiceError::KeyRejected)?;

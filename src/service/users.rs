@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use super::{authorize, page, Action, Ctx, Listing, ResultExt, ServiceError, Services};
 use crate::domain::DisplayName;
 use crate::domain::{Role, Username};
+use crate::keys::Policy;
 use crate::store;
 use crate::store::users::UserRow;
 
@@ -124,6 +125,19 @@ impl Services {
         let row = row.ok_or(ServiceError::NotFound { what: "user" })?;
         authorize(&ctx.caller, action(row.id))?;
         Ok(row)
+    }
+
+    /// [`Self::visible_user`] and the policy in force, read together.
+    pub(crate) async fn visible_user_and_policy(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+        action: impl Fn(i64) -> Action<'static>,
+    ) -> Result<(UserRow, Policy), ServiceError> {
+        let row = store::users::by_username_with_policy(&self.pool, username).await?;
+        let (row, settings) = row.ok_or(ServiceError::NotFound { what: "user" })?;
+        authorize(&ctx.caller, action(row.id))?;
+        Ok((row, super::policy::parse(settings)?))
     }
 
     #[tracing::instrument(skip_all)]

@@ -53,6 +53,28 @@ pub async fn by_username(
         .await
 }
 
+#[derive(sqlx::FromRow)]
+struct UserAndPolicy {
+    #[sqlx(flatten)]
+    user: UserRow,
+    policy: serde_json::Value,
+}
+
+/// [`by_username`] with the policy's stored settings, in one round trip: a key submission
+/// needs both, and this was one statement of the seven it made.
+pub async fn by_username_with_policy(
+    db: impl PgExecutor<'_>,
+    username: &str,
+) -> Result<Option<(UserRow, serde_json::Value)>, sqlx::Error> {
+    let row: Option<UserAndPolicy> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, (SELECT settings FROM policy) AS policy FROM users WHERE username = $1"
+    ))
+    .bind(username)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.user, r.policy)))
+}
+
 pub async fn by_id(db: impl PgExecutor<'_>, id: i64) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
         .bind(id)
