@@ -543,6 +543,58 @@ async fn the_key_count_the_quota_reads_follows_every_write() {
     assert!(drift().await.is_empty(), "{:?}", drift().await);
 }
 
+/// A refused add (a listed key, one over the quota) inserts no row, and answers while a
+/// blocklist write holds the blocklist lock: only added keys wait for it (they may need
+/// linking), and a refusal must not queue behind that write holding its owner's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_add_does_not_wait_for_a_blocklist_write() {
+    let app = TestApp::spawn().await;
+    let alice = app.user_with_token("alice", Role::Member).await;
+    let (status, _) = answer(app.put(
+        &app.admin,
+        "/api/v1/policy",
+        json!({ "max_keys_per_user": 1 }),
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let listed = corpus_key("valid/ed25519.pub");
+    let (status, entry) = answer(app.post(
+        &app.admin,
+        "/api/v1/blocklist",
+        json!({ "key": listed, "reason": "laptop stolen" }),
+    ))
+    .await;
+    assert_eq!(status, 201, "{entry}");
+    let add =
+        |key: String| answer(app.post(&alice, "/api/v1/users/alice/keys", json!({ "key": key })));
+    assert_eq!(add(corpus_key("valid/ecdsa-256.pub")).await.0, 201);
+
+    // A blocklist write in progress: it holds the lock of migrations/0014 until it commits.
+    let mut writer = app.db.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(x'6b70626c'::int8)")
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    let limit = std::time::Duration::from_secs(20);
+    for (key, status, code) in [
+        (listed, 422, "key_compromised"),
+        (corpus_key("valid/ecdsa-384.pub"), 409, "key_quota_exceeded"),
+    ] {
+        let (got, body) = tokio::time::timeout(limit, add(key))
+            .await
+            .unwrap_or_else(|_| panic!("a refused add ({code}) waited for the blocklist write"));
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
+    }
+    writer.rollback().await.unwrap();
+    let held: i32 = sqlx::query_scalar(
+        "SELECT c.keys FROM user_key_counts c JOIN users u ON u.id = c.user_id WHERE u.username = 'alice'",
+    )
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(held, 1);
+}
+
 /// A user deleted while a key of theirs is being added or imported: the add waits on the
 /// owner's row, then answers 404 (the user is gone), not a 500 from the foreign key, and leaves
 /// nothing behind.

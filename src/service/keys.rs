@@ -259,10 +259,10 @@ impl Services {
         };
         let new = new_key(user.id, title, &key, expires_at);
         let quota = policy.max_keys_per_user;
-        let duplicate = || duplicate(key.fingerprint_sha256());
+        let registered = || duplicate(key.fingerprint_sha256());
         let mut outcome = store::keys::add_within_quota(&self.pool, id, &new, &event, quota)
             .await
-            .on_constraint(&["ssh_keys_fingerprint_sha256_key"], duplicate)?;
+            .on_constraint(&["ssh_keys_fingerprint_sha256_key"], registered)?;
         if let AddOutcome::NoCount = outcome {
             let mut tx = self.pool.begin().await?;
             store::keys::lock_owner_and_count(&mut tx, user.id)
@@ -270,7 +270,7 @@ impl Services {
                 .ok_or(ServiceError::NotFound { what: "user" })?;
             outcome = store::keys::add_within_quota(&mut *tx, id, &new, &event, quota)
                 .await
-                .on_constraint(&["ssh_keys_fingerprint_sha256_key"], duplicate)?;
+                .on_constraint(&["ssh_keys_fingerprint_sha256_key"], registered)?;
             tx.commit().await?;
         }
         let created_at = match outcome {
@@ -339,10 +339,9 @@ impl Services {
         username: &str,
         file: &[u8],
     ) -> Result<ImportReport, ServiceError> {
-        let user = self
-            .visible_user(ctx, username, |id| Action::ManageKeysOf { user_id: id })
+        let (user, policy) = self
+            .visible_user_and_policy(ctx, username, |id| Action::ManageKeysOf { user_id: id })
             .await?;
-        let policy = super::policy::current(&self.pool).await?;
         // Ten thousand lines are a few milliseconds of validation: off the async workers.
         let verdicts = {
             let (file, policy) = (file.to_vec(), policy.clone());

@@ -139,7 +139,7 @@ pub enum AddOutcome {
         held: i64,
     },
     /// The user has no key count row (deleted since the caller found them, or the row removed
-    /// by hand): nothing added or locked; [`lock_owner_and_count`] in a transaction makes it
+    /// by hand): nothing added, and the owner's rows not locked; [`lock_owner_and_count`] in a transaction makes it
     /// again.
     NoCount,
 }
@@ -298,8 +298,9 @@ pub fn parse_time_id(s: &str) -> Option<(OffsetDateTime, Uuid)> {
     Some((at, id.parse().ok()?))
 }
 
-/// Locks the user's row until the transaction ends and reads their key count: two concurrent
-/// adds for one user then see each other's key, so a per-user quota holds. The count is kept
+/// Locks the user's row until the transaction ends and reads their key count: imports and
+/// deletes take it (and a single add, in [`add_within_quota`]'s statement, takes the same rows
+/// the same way), so two writers for one user see each other's keys and a per-user quota holds. The count is kept
 /// by the triggers of migrations/0017 and its row is locked too: a lock that had to wait
 /// returns the row as its previous holder committed it (READ COMMITTED re-reads a locked row's
 /// newest version), where an unlocked one would be read as of before the wait. The user's row
