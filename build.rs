@@ -35,7 +35,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", path.display());
     }
     println!("cargo:rerun-if-changed=build.rs");
-    // sqlx::migrate! embeds migrations/ at compile time; with a build script of our own,
-    // cargo otherwise rebuilds only when a source file changes, not when a migration is added.
+    // sqlx::migrate! embeds migrations/ at compile time: edits to a migration are tracked,
+    // but nothing notices a new file there unless the build script watches the directory.
     println!("cargo:rerun-if-changed=migrations");
 }
