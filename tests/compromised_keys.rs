@@ -674,27 +674,8 @@ async fn a_key_stored_while_its_blocklist_entry_commits_is_refused_at_every_read
                 .status()
         }
     });
-    // It gets as far as its transaction, whose first statement waits for the entry's.
-    let waiting = "SELECT count(*) FROM pg_stat_activity
-                    WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'
-                      AND datname = current_database()";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while sqlx::query_scalar::<_, i64>(waiting)
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap()
-        == 0
-    {
-        assert!(
-            !submit.is_finished(),
-            "the submission did not wait for the entry"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the submission never reached its transaction"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // It gets as far as the lock the entry's transaction holds.
+    common::until_a_lock_wait(&app.db.pool, Some("advisory"), &submit, "the submission").await;
     entry.commit().await.unwrap();
     assert_eq!(submit.await.unwrap(), 201);
 

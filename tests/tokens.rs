@@ -338,6 +338,27 @@ async fn personal_token_expiry_defaults_to_the_policy_cap_and_cannot_exceed_it()
 }
 
 /// Deletes the first key of the user's list through the API.
+async fn set_key_quota(app: &TestApp, max_keys_per_user: u32) {
+    let (status, body) = answer(app.put(
+        &app.admin,
+        "/api/v1/policy",
+        json!({ "max_keys_per_user": max_keys_per_user }),
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The key count the quota reads (migrations/0017), as stored.
+async fn stored_key_count(app: &TestApp, username: &str) -> i32 {
+    sqlx::query_scalar(
+        "SELECT c.keys FROM user_key_counts c JOIN users u ON u.id = c.user_id WHERE u.username = $1",
+    )
+    .bind(username)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap()
+}
+
 async fn delete_first_key(app: &TestApp, token: &str, username: &str) {
     let (_, list) = answer(app.get(token, &format!("/api/v1/users/{username}/keys"))).await;
     let id = list["items"][0]["id"].as_str().unwrap().to_owned();
@@ -349,13 +370,7 @@ async fn delete_first_key(app: &TestApp, token: &str, username: &str) {
 async fn the_key_quota_holds_for_adds_imports_and_concurrent_adds() {
     let app = TestApp::spawn().await;
     let alice = app.user_with_token("alice", Role::Member).await;
-    let (status, _) = answer(app.put(
-        &app.admin,
-        "/api/v1/policy",
-        json!({ "max_keys_per_user": 3 }),
-    ))
-    .await;
-    assert_eq!(status, 200);
+    set_key_quota(&app, 3).await;
     let add = |file: &'static str| {
         app.post(
             &alice,
@@ -441,15 +456,6 @@ async fn the_key_count_the_quota_reads_follows_every_write() {
         .await
         .unwrap()
     };
-    let count_of = |name: &'static str| async move {
-        sqlx::query_scalar::<_, i32>(
-            "SELECT c.keys FROM user_key_counts c JOIN users u ON u.id = c.user_id WHERE u.username = $1",
-        )
-            .bind(name)
-            .fetch_one(db)
-            .await
-            .unwrap()
-    };
     let keys = common::generated_ed25519_keys(9);
     let add =
         |key: &str| answer(app.post(&alice, "/api/v1/users/alice/keys", json!({ "key": key })));
@@ -463,12 +469,12 @@ async fn the_key_count_the_quota_reads_follows_every_write() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(count_of("alice").await, 4);
+    assert_eq!(stored_key_count(&app, "alice").await, 4);
     // A failed add (a duplicate) changes nothing.
     assert_eq!(add(&keys[0]).await.0, 409);
-    assert_eq!(count_of("alice").await, 4);
+    assert_eq!(stored_key_count(&app, "alice").await, 4);
     delete_first_key(&app, &alice, "alice").await;
-    assert_eq!(count_of("alice").await, 3);
+    assert_eq!(stored_key_count(&app, "alice").await, 3);
     // Plain SQL: one statement adding keys for two users, one taking a key from each.
     let mut rows: [Vec<String>; 4] = Default::default();
     for (i, who) in [(4, "alice"), (5, "bob"), (6, "bob")] {
@@ -496,13 +502,25 @@ async fn the_key_count_the_quota_reads_follows_every_write() {
     .execute(db)
     .await
     .unwrap();
-    assert_eq!((count_of("alice").await, count_of("bob").await), (4, 2));
+    assert_eq!(
+        (
+            stored_key_count(&app, "alice").await,
+            stored_key_count(&app, "bob").await
+        ),
+        (4, 2)
+    );
     sqlx::query("DELETE FROM ssh_keys WHERE public_key = ANY($1)")
         .bind(&rows[1][..2])
         .execute(db)
         .await
         .unwrap();
-    assert_eq!((count_of("alice").await, count_of("bob").await), (3, 1));
+    assert_eq!(
+        (
+            stored_key_count(&app, "alice").await,
+            stored_key_count(&app, "bob").await
+        ),
+        (3, 1)
+    );
     assert!(drift().await.is_empty(), "{:?}", drift().await);
     // A count row removed by hand is made again from the keys at the next add, which still
     // meets the blocklist.
@@ -524,7 +542,7 @@ async fn the_key_count_the_quota_reads_follows_every_write() {
         "{refused}"
     );
     assert_eq!(add(&keys[8]).await.0, 201);
-    assert_eq!(count_of("alice").await, 4);
+    assert_eq!(stored_key_count(&app, "alice").await, 4);
     assert!(drift().await.is_empty(), "{:?}", drift().await);
     let (status, _) = answer(app.delete(&app.admin, "/api/v1/users/bob")).await;
     assert_eq!(status, 204);
@@ -534,12 +552,12 @@ async fn the_key_count_the_quota_reads_follows_every_write() {
         .await
         .unwrap();
     assert!(drift().await.is_empty(), "{:?}", drift().await);
-    assert_eq!(count_of("carol").await, 0);
+    assert_eq!(stored_key_count(&app, "carol").await, 0);
     sqlx::raw_sql("TRUNCATE ssh_keys CASCADE")
         .execute(db)
         .await
         .unwrap();
-    assert_eq!(count_of("alice").await, 0);
+    assert_eq!(stored_key_count(&app, "alice").await, 0);
     assert!(drift().await.is_empty(), "{:?}", drift().await);
 }
 
@@ -550,13 +568,7 @@ async fn the_key_count_the_quota_reads_follows_every_write() {
 async fn a_refused_add_does_not_wait_for_a_blocklist_write() {
     let app = TestApp::spawn().await;
     let alice = app.user_with_token("alice", Role::Member).await;
-    let (status, _) = answer(app.put(
-        &app.admin,
-        "/api/v1/policy",
-        json!({ "max_keys_per_user": 1 }),
-    ))
-    .await;
-    assert_eq!(status, 200);
+    set_key_quota(&app, 1).await;
     let listed = corpus_key("valid/ed25519.pub");
     let (status, entry) = answer(app.post(
         &app.admin,
@@ -586,13 +598,7 @@ async fn a_refused_add_does_not_wait_for_a_blocklist_write() {
         assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
     }
     writer.rollback().await.unwrap();
-    let held: i32 = sqlx::query_scalar(
-        "SELECT c.keys FROM user_key_counts c JOIN users u ON u.id = c.user_id WHERE u.username = 'alice'",
-    )
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(held, 1);
+    assert_eq!(stored_key_count(&app, "alice").await, 1);
 }
 
 /// A user deleted while a key of theirs is being added or imported: the add waits on the
@@ -603,9 +609,14 @@ async fn a_key_added_or_imported_while_its_owner_is_deleted_is_refused_as_not_fo
     let app = TestApp::spawn().await;
     let db = app.db.pool.clone();
     let keys = common::generated_ed25519_keys(3);
-    for (username, body) in [
-        ("carol", json!({ "key": keys[0] }).to_string()),
-        ("dave", keys[1..].join("\n")),
+    for (username, path, content_type, body) in [
+        (
+            "carol",
+            "keys",
+            "application/json",
+            json!({ "key": keys[0] }).to_string(),
+        ),
+        ("dave", "keys/import", "text/plain", keys[1..].join("\n")),
     ] {
         app.user_with_token(username, Role::Member).await;
         let mut deletion = db.begin().await.unwrap();
@@ -614,49 +625,17 @@ async fn a_key_added_or_imported_while_its_owner_is_deleted_is_refused_as_not_fo
             .execute(&mut *deletion)
             .await
             .unwrap();
-        let path = if body.starts_with('{') {
-            format!("/api/v1/users/{username}/keys")
-        } else {
-            format!("/api/v1/users/{username}/keys/import")
-        };
         let request = app
             .client
-            .post(app.url(&path))
+            .post(app.url(&format!("/api/v1/users/{username}/{path}")))
             .bearer_auth(&app.admin)
-            .header(
-                "content-type",
-                if body.starts_with('{') {
-                    "application/json"
-                } else {
-                    "text/plain"
-                },
-            )
+            .header("content-type", content_type)
             .body(body)
             .send();
         let request = tokio::spawn(request);
         // The request found the user (the deletion is not committed) and now waits on the
         // row the deletion holds.
-        let waiting = || async {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM pg_stat_activity
-                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(&db)
-            .await
-            .unwrap()
-        };
-        let since = std::time::Instant::now();
-        while waiting().await == 0 {
-            assert!(
-                !request.is_finished(),
-                "the {username} request ended without waiting for the deletion"
-            );
-            assert!(
-                since.elapsed() < std::time::Duration::from_secs(20),
-                "no lock wait"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        common::until_a_lock_wait(&db, None, &request, username).await;
         deletion.commit().await.unwrap();
         let res = request.await.unwrap().unwrap();
         assert_eq!(res.status(), 404, "{username}");

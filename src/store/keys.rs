@@ -139,8 +139,8 @@ pub enum AddOutcome {
         held: i64,
     },
     /// The user has no key count row (deleted since the caller found them, or the row removed
-    /// by hand): nothing added, and the owner's rows not locked; [`lock_owner_and_count`] in a transaction makes it
-    /// again.
+    /// by hand): nothing added, and the owner's rows not locked; [`lock_owner_and_count`], in
+    /// a transaction, makes the row again.
     NoCount,
 }
 
@@ -164,8 +164,7 @@ pub async fn add_within_quota(
     // it, so the count here includes a concurrent add that committed first.
     // (count, blocklist kind, blocklist reason, the new key's creation time if added)
     type Found = (i32, Option<String>, Option<String>, Option<OffsetDateTime>);
-    let row: Option<Found> =
-        sqlx::query_as(
+    let row: Option<Found> = sqlx::query_as(
             "WITH owner AS (
                  SELECT c.keys, b.kind, b.reason
                    FROM users u
@@ -299,17 +298,18 @@ pub fn parse_time_id(s: &str) -> Option<(OffsetDateTime, Uuid)> {
 }
 
 /// Locks the user's row until the transaction ends and reads their key count: imports and
-/// deletes take it (and a single add, in [`add_within_quota`]'s statement, takes the same rows
-/// the same way), so two writers for one user see each other's keys and a per-user quota holds. The count is kept
-/// by the triggers of migrations/0017 and its row is locked too: a lock that had to wait
-/// returns the row as its previous holder committed it (READ COMMITTED re-reads a locked row's
-/// newest version), where an unlocked one would be read as of before the wait. The user's row
-/// first, as a user's deletion takes it (before its cascade reaches the count), so the two
-/// queue on one row instead of deadlocking. `NO KEY UPDATE` because nothing changes the row's
-/// key: it leaves foreign-key checks on the user (`KEY SHARE`, e.g. a blocklist entry's
-/// `added_by`) free, so a blocklist writer holding the advisory lock of migrations/0014 never
-/// waits for this row while our insert waits for it. `None` when the user is gone (deleted
-/// since the caller found them, the deletion committed while this waited).
+/// deletes take it (a single add takes the same rows the same way, in [`add_within_quota`]'s
+/// statement), so two writers for one user see each other's keys and a per-user quota holds.
+/// The count is kept by the triggers of migrations/0017 and its row is locked too: a lock that
+/// had to wait returns the row as its previous holder committed it (READ COMMITTED re-reads a
+/// locked row's newest version), where an unlocked one would be read as of before the wait.
+/// The user's row first, as a user's deletion takes it (before its cascade reaches the count),
+/// so the two queue on one row instead of deadlocking. `NO KEY UPDATE` because nothing changes
+/// the row's key: it leaves foreign-key checks on the user (`KEY SHARE`, e.g. a blocklist
+/// entry's `added_by`) free, so a blocklist writer holding the advisory lock of
+/// migrations/0014 never waits for this row while our insert waits for it. `None` when the
+/// user is gone (deleted since the caller found them, the deletion committed while this
+/// waited).
 pub async fn lock_owner_and_count(
     conn: &mut sqlx::PgConnection,
     user_id: i64,

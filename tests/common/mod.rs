@@ -636,6 +636,41 @@ pub async fn data_counts(pool: &sqlx::PgPool) -> Vec<i64> {
     counts
 }
 
+/// Returns once a backend of this test's database waits for a lock (of `wait_event`, e.g.
+/// `advisory`, or any), while `task` still runs: the request in `task` got as far as that
+/// lock. Panics if `task` ends first, or if nothing waits within 30 s.
+pub async fn until_a_lock_wait<T>(
+    pool: &PgPool,
+    wait_event: Option<&str>,
+    task: &tokio::task::JoinHandle<T>,
+    what: &str,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'
+                AND ($1::text IS NULL OR wait_event = $1)",
+        )
+        .bind(wait_event)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            !task.is_finished(),
+            "{what} ended without waiting for the lock"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// `keyportal fetch-keys` (the real binary) for login `deploy` on server `web1`, asking
 /// `portals` in order with `token`: its exit code, standard output and standard error.
 pub fn fetch_keys(
